@@ -1,0 +1,1 @@
+"""Fusion: the grade scale, the grading policy, decision rules and the fusion model."""

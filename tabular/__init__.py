@@ -1,0 +1,1 @@
+"""Tabular: the functional checklist schema and (with the [train] extra) the tabular model."""

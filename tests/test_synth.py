@@ -1,0 +1,100 @@
+"""The synthetic generator: deterministic, phone-sized JPEGs, labels that follow the policy."""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fusion.policy import load_policy
+from serve.cli import main
+from tabular.schema import CHECKS
+from training.manifest import load_manifest
+from training.synth.generate import generate, render_device, sample_rows
+from training.synth.phone import PhoneLook, render_back, render_front
+from vision.conditions import SCREEN_CONDITIONS, SHELL_CONDITIONS
+
+
+def test_same_seed_same_bytes_other_seed_other_photos(tmp_path):
+    a = generate(3, tmp_path / "a", seed=11, size=200, progress=False)
+    b = generate(3, tmp_path / "b", seed=11, size=200, progress=False, workers=2)
+    c = generate(3, tmp_path / "c", seed=12, size=200, progress=False)
+    assert a.read_text() == b.read_text()
+    for view in ("front", "back"):
+        name = f"images/synth-000001_{view}.jpg"
+        assert (a.parent / name).read_bytes() == (b.parent / name).read_bytes()
+        assert (a.parent / name).read_bytes() != (c.parent / name).read_bytes()
+    assert a.read_text() != c.read_text()
+
+
+def test_photos_are_jpegs_of_the_requested_size(synth_dir):
+    m = load_manifest(synth_dir / "manifest.csv")
+    for row in m.rows[:6]:
+        for path in (row.front_path, row.back_path):
+            with Image.open(path) as im:
+                assert im.format == "JPEG" and im.mode == "RGB"
+                assert max(im.size) == 256 and min(im.size) >= 180
+
+
+def test_labels_cover_every_class_and_grades_follow_the_policy():
+    policy = load_policy()
+    rows = sample_rows(300, seed=3, policy=policy)
+    assert set(Counter(r["screen_condition"] for r in rows)) == set(SCREEN_CONDITIONS)
+    assert set(Counter(r["shell_condition"] for r in rows)) == set(SHELL_CONDITIONS)
+    assert set(Counter(r["grade"] for r in rows)) == set(policy.grades)
+    for r in rows:
+        failed = [c for c in CHECKS if r[c] is False]
+        expected = policy.grade(r["screen_condition"], r["shell_condition"], failed,
+                                r["battery_health_pct"])
+        assert r["grade"] == expected, r
+    assert 0.05 < np.mean([any(r[c] is False for c in CHECKS) for r in rows]) < 0.25
+    assert len({r["refurbisher_id"] for r in rows}) >= 3
+
+
+def test_returns_are_likelier_when_the_announced_grade_is_too_good():
+    policy = load_policy()
+    rows = [r for r in sample_rows(3000, seed=5, policy=policy) if r["returned"] is not None]
+    over = [r["returned"] for r in rows
+            if policy.rank(r["refurbisher_grade"]) < policy.rank(r["grade"])]
+    fair = [r["returned"] for r in rows
+            if policy.rank(r["refurbisher_grade"]) >= policy.rank(r["grade"])]
+    assert len(over) > 50 and len(fair) > 50
+    assert np.mean(over) > 2 * np.mean(fair)
+
+
+@pytest.mark.parametrize(("render", "conditions"), [
+    (render_front, SCREEN_CONDITIONS), (render_back, SHELL_CONDITIONS)])
+def test_defects_are_drawn_with_growing_severity(render, conditions):
+    """Same phone, same random stream: the worse the condition, the more pixels change."""
+    changed = {}
+    for k in range(6):
+        look = PhoneLook.sample(np.random.default_rng(k), height=640)
+        base, _ = render(np.random.default_rng([k, 9]), look, conditions[0])
+        for cond in conditions[1:]:
+            img, _ = render(np.random.default_rng([k, 9]), look, cond)
+            diff = np.abs(img - base).max(axis=2) > 0.08
+            changed.setdefault(cond, []).append(diff.mean())
+    means = [np.mean(changed[c]) for c in conditions[1:]]
+    assert 0 < means[0] < means[1], means  # light < heavy
+    assert means[2] > means[0], means  # cracked > light
+
+
+def test_render_device_is_pure():
+    rows = sample_rows(2, seed=1, policy=load_policy())
+    assert render_device(1, 0, rows[0], 160) == render_device(1, 0, rows[0], 160)
+    front, _ = render_device(1, 1, rows[1], 160)
+    assert Image.open(io.BytesIO(front)).size[1] in (120, 160)
+
+
+def test_synth_cli_writes_photos_manifest_and_sheet(tmp_path, capsys):
+    out = tmp_path / "d"
+    assert main(["synth", "--devices", "4", "--out", str(out), "--size", "160", "--sheet",
+                 "--quiet", "--workers", "1"]) == 0
+    assert "wrote 8 photos" in capsys.readouterr().out
+    assert len(list((out / "images").glob("*.jpg"))) == 8
+    assert Image.open(out / "sheet.png").size[0] > 400
+    assert main(["synth", "--devices", "0", "--out", str(out)]) == 2
+    assert "--devices must be at least 1" in capsys.readouterr().err

@@ -1,0 +1,1 @@
+"""Training: datasets (manifests, synthetic generator, folder import) and training loops."""

@@ -1,0 +1,67 @@
+"""``photograde import-folder``: a folder of labelled images (one sub-folder per label) to a
+single-view manifest, with a label mapping such as ``intact=flawless|light_scratches|...``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from training.manifest import write_manifest
+from vision.conditions import CONDITIONS, PART_VIEW, format_condition_set, parse_condition_set
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".bmp", ".tif", ".tiff"}
+
+
+def parse_mapping(items: list[str], part: str) -> dict[str, str]:
+    """``["intact=flawless|light_scratches", "cracked=cracked"]`` -> folder -> condition cell."""
+    out = {}
+    for item in items:
+        folder, sep, labels = item.partition("=")
+        if not sep or not folder.strip():
+            raise ValueError(f"bad mapping {item!r}: expected FOLDER=LABEL[|LABEL...]")
+        allowed = parse_condition_set(labels, part)
+        if allowed is None:
+            raise ValueError(f"bad mapping {item!r}: no label after '='")
+        out[folder.strip()] = format_condition_set(allowed, part)
+    return out
+
+
+def import_folder(src: str | Path, out: str | Path, mapping: dict[str, str] | None = None,
+                  part: str = "screen") -> tuple[Path, dict[str, int]]:
+    """Write a manifest listing every image under ``src/<label>/``; returns it and the counts.
+
+    Sub-folders not in ``mapping`` must be named after a condition of ``part``.
+    """
+    src, out = Path(src).resolve(), Path(out).resolve()
+    if not src.is_dir():
+        raise ValueError(f"{src}: not a folder")
+    if part not in CONDITIONS:
+        raise ValueError(f"unknown part {part!r}; expected one of {', '.join(CONDITIONS)}")
+    mapping = mapping or {}
+    folders = sorted(p for p in src.iterdir() if p.is_dir())
+    if not folders:
+        raise ValueError(f"{src}: no sub-folders (expected one sub-folder per label)")
+    unknown = [f.name for f in folders if f.name not in mapping and f.name not in CONDITIONS[part]]
+    if unknown:
+        raise ValueError(
+            f"sub-folder(s) {', '.join(unknown)} are not {part} conditions "
+            f"({', '.join(CONDITIONS[part])}); map them, e.g. --map {unknown[0]}=flawless")
+    missing = sorted(set(mapping) - {f.name for f in folders})
+    if missing:
+        raise ValueError(f"--map names folder(s) not found under {src}: {', '.join(missing)}")
+    view, column = PART_VIEW[part], f"{part}_condition"
+    rows, counts = [], {}
+    for folder in folders:
+        label = mapping.get(folder.name, folder.name)
+        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        counts[folder.name] = len(files)
+        for f in files:
+            rel = f.relative_to(src)
+            rows.append({
+                "device_id": "/".join(rel.with_suffix("").parts),
+                f"{view}_path": Path(os.path.relpath(f, out.parent)).as_posix(),
+                column: label,
+            })
+    if not rows:
+        raise ValueError(f"{src}: no images found ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return write_manifest(out, rows, ("device_id", f"{view}_path", column)), counts

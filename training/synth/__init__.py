@@ -1,0 +1,1 @@
+"""Synthetic phone photos (front and back) with drawn defects, device facts and workflow."""
