@@ -61,6 +61,26 @@ def _import_folder(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_vision(args: argparse.Namespace) -> int:
+    from training.vision_train import TrainConfig, train_vision
+
+    cfg = TrainConfig(
+        manifests=[str(m) for m in args.manifest], out=str(args.out),
+        val_manifests=[str(m) for m in args.val_manifest or []], backbone=args.backbone,
+        img_size=args.img_size, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        backbone_lr_mult=args.backbone_lr_mult, accum_steps=args.accum_steps,
+        patience=args.patience, val_fraction=args.val_fraction,
+        freeze_backbone=args.freeze_backbone, head_epochs=args.head_epochs,
+        pretrained=not args.no_pretrained, weights=str(args.weights) if args.weights else None,
+        device=args.device, amp=not args.no_amp, seed=args.seed, workers=args.workers,
+        cache_dir=str(args.cache_dir) if args.cache_dir else None, grading=args.grading,
+        resume=args.resume, progress=not args.quiet)
+    summary = train_vision(cfg)
+    if summary:
+        print(json.dumps(summary, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="photograde", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -98,6 +118,42 @@ def build_parser() -> argparse.ArgumentParser:
                      help="label mapping, repeatable, e.g. "
                           "intact=flawless|light_scratches|heavy_scratches")
     imp.set_defaults(func=_import_folder)
+
+    train = sub.add_parser("train", help="train a model")
+    train_sub = train.add_subparsers(dest="train_command", required=True, metavar="MODEL")
+    tv = train_sub.add_parser("vision", help="fine-tune the timm condition model",
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    tv.add_argument("--manifest", type=Path, action="append", required=True,
+                    help="training manifest (repeat to mix several)")
+    tv.add_argument("--out", type=Path, required=True, help="run directory")
+    tv.add_argument("--val-manifest", type=Path, action="append",
+                    help="validation manifest (default: a split of the training data)")
+    tv.add_argument("--val-fraction", type=float, default=0.15)
+    tv.add_argument("--backbone", default="tf_efficientnet_lite0", help="any timm model name")
+    tv.add_argument("--img-size", type=int, default=224)
+    tv.add_argument("--epochs", type=int, default=10)
+    tv.add_argument("--batch-size", type=int, default=32)
+    tv.add_argument("--accum-steps", type=int, default=1, help="gradient accumulation")
+    tv.add_argument("--lr", type=float, default=1e-3, help="heads' learning rate")
+    tv.add_argument("--backbone-lr-mult", type=float, default=0.3,
+                    help="backbone learning rate = lr x this")
+    tv.add_argument("--patience", type=int, default=4, help="early stopping, in epochs")
+    tv.add_argument("--freeze-backbone", action="store_true",
+                    help="baseline: linear probe on frozen pretrained features")
+    tv.add_argument("--head-epochs", type=int, default=0,
+                    help="staged fine-tuning: train the heads alone for this many epochs first")
+    tv.add_argument("--weights", type=Path, help="backbone weights (safetensors or state dict)")
+    tv.add_argument("--no-pretrained", action="store_true", help="train from scratch")
+    tv.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    tv.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
+    tv.add_argument("--seed", type=int, default=0)
+    tv.add_argument("--workers", type=int, default=-1, help="DataLoader workers (-1: auto)")
+    tv.add_argument("--cache-dir", type=Path, help="decoded-image cache "
+                    "(default: $PHOTOGRADE_CACHE or ~/.cache/photograde/images)")
+    tv.add_argument("--resume", action="store_true", help="continue the run in --out")
+    tv.add_argument("--quiet", action="store_true", help="no progress bars")
+    grading(tv)
+    tv.set_defaults(func=_train_vision)
     return parser
 
 

@@ -1,0 +1,105 @@
+"""Vision training data: one sample per (photo, part) from one or more manifests.
+
+A front photo trains the screen head and a back photo the shell head. A label is a set of
+allowed classes: exact labels allow one, coarse labels (``a|b|c``) several; photos with no label
+are skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from training.manifest import Manifest
+from vision.conditions import CONDITIONS, PART_VIEW
+from vision.preprocess import PreprocessConfig, normalize
+
+PARTS = ("screen", "shell")
+
+
+@dataclass(frozen=True)
+class Sample:
+    device_id: str
+    path: Path
+    part: str  # screen | shell
+    allowed: tuple[bool, ...]  # per class of the part
+
+    @property
+    def exact(self) -> int:
+        """The class index when the label is exact, else -1."""
+        return self.allowed.index(True) if sum(self.allowed) == 1 else -1
+
+    @property
+    def group(self) -> tuple[str, tuple[bool, ...]]:
+        return self.part, self.allowed
+
+
+def samples_from(manifests: list[Manifest]) -> list[Sample]:
+    out = []
+    for m in manifests:
+        for row in m.rows:
+            for part in PARTS:
+                path, allowed = row.photo(PART_VIEW[part]), row.condition(part)
+                if path is None or not allowed:
+                    continue
+                out.append(Sample(row.device_id, path, part,
+                                  tuple(c in allowed for c in CONDITIONS[part])))
+    return out
+
+
+def split(samples: list[Sample], val_fraction: float, seed: int) -> tuple[list[Sample],
+                                                                         list[Sample]]:
+    """Deterministic split by device (both photos of a device fall on the same side)."""
+    def is_val(s: Sample) -> bool:
+        h = hashlib.sha1(f"{seed}:{s.device_id}".encode(), usedforsecurity=False).digest()
+        return int.from_bytes(h[:8], "big") / 2**64 < val_fraction
+
+    train = [s for s in samples if not is_val(s)]
+    val = [s for s in samples if is_val(s)]
+    return train, val
+
+
+def balanced_weights(samples: list[Sample]) -> np.ndarray:
+    """Per-sample loss weights so that every label group of a part weighs the same in total."""
+    counts = Counter(s.group for s in samples)
+    groups_per_part = Counter(part for part, _ in counts)
+    per_part = Counter(s.part for s in samples)
+    w = np.array([per_part[s.part] / (groups_per_part[s.part] * counts[s.group])
+                  for s in samples], np.float32)
+    return w / w.mean()
+
+
+class PhotoDataset(Dataset):
+    """Cached uint8 images, augmented (train) or not (eval), normalised to tensors.
+
+    Items: (image (3, S, S) float32, part index (0 screen, 1 shell), allowed mask (4,) bool,
+    loss weight). Augmentation is seeded per (seed, epoch, index): results do not depend on
+    the number of DataLoader workers.
+    """
+
+    def __init__(self, samples: list[Sample], images: np.ndarray, cfg: PreprocessConfig,
+                 augment=None, weights: np.ndarray | None = None, seed: int = 0):
+        self.samples, self.images, self.cfg, self.augment = samples, images, cfg, augment
+        self.weights = weights if weights is not None else np.ones(len(samples), np.float32)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int):
+        img = self.images[i]
+        if self.augment is not None:
+            self.augment.set_random_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + i)
+            img = self.augment(image=img)["image"]
+        s = self.samples[i]
+        return (torch.from_numpy(normalize(img, self.cfg)), PARTS.index(s.part),
+                torch.tensor(s.allowed), float(self.weights[i]))

@@ -1,0 +1,408 @@
+"""``photograde train vision``: fine-tune the condition model on one or more manifests.
+
+AdamW with linear warm-up then cosine decay; class-balanced loss; coarse labels trained as
+partial labels (maximise the probability mass of the allowed set); AMP on CUDA; gradient
+accumulation; early stopping on validation macro-F1; checkpoints and ``--resume``; seeded;
+multi-GPU / multi-node through ``torchrun`` (DDP, DistributedSampler; gloo on CPU).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+from tqdm import tqdm
+
+from fusion.policy import load_policy
+from training.augment import train_augmentation
+from training.image_cache import load_images
+from training.manifest import load_manifest
+from training.metrics import fit_temperature, head_metrics, partial_nll, selection_score
+from training.vision_data import (
+    PARTS,
+    PhotoDataset,
+    Sample,
+    balanced_weights,
+    samples_from,
+    split,
+)
+from training.vision_run import load_run, predict_logits
+from vision.conditions import CONDITIONS
+from vision.model import ConditionModel, build_model, freeze_backbone
+
+log = logging.getLogger("photograde.train")
+
+
+@dataclass
+class TrainConfig:
+    manifests: list[str]
+    out: str
+    val_manifests: list[str] = field(default_factory=list)
+    backbone: str = "tf_efficientnet_lite0"
+    img_size: int = 224
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3  # heads; the backbone gets lr * backbone_lr_mult
+    backbone_lr_mult: float = 0.3
+    weight_decay: float = 1e-4
+    warmup_frac: float = 0.05
+    accum_steps: int = 1
+    patience: int = 4
+    val_fraction: float = 0.15
+    freeze_backbone: bool = False  # linear probe on frozen pretrained features
+    head_epochs: int = 0  # staged fine-tuning: heads only for this many epochs first
+    pretrained: bool = True
+    weights: str | None = None
+    drop_rate: float = 0.2
+    device: str = "auto"
+    amp: bool = True
+    seed: int = 0
+    workers: int = -1  # -1: automatic
+    cache_dir: str | None = None
+    grading: str | None = None
+    resume: bool = False
+    progress: bool = True
+
+    def check(self) -> None:
+        if not self.manifests:
+            raise ValueError("--manifest is required (one or more)")
+        for name in ("epochs", "batch_size", "accum_steps", "img_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+        if not 0 <= self.val_fraction < 1:
+            raise ValueError("--val-fraction must be in [0, 1)")
+        if self.lr <= 0:
+            raise ValueError("--lr must be positive")
+
+
+# -- distributed helpers ------------------------------------------------------------------
+def _dist_init(device: str) -> tuple[int, int, int]:
+    """(rank, world size, local rank); initialises the process group under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, 0
+    backend = "nccl" if device.startswith("cuda") else "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend)
+    return dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        dist.barrier()
+
+
+def _broadcast_flag(value: bool, world: int, device: torch.device) -> bool:
+    if world == 1:
+        return value
+    t = torch.tensor([1 if value else 0], device=device)
+    dist.broadcast(t, 0)
+    return bool(t.item())
+
+
+def resolve_device(name: str, local_rank: int = 0) -> str:
+    if name == "auto":
+        return f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available on this machine")
+    if name == "cuda":
+        return f"cuda:{local_rank}"
+    return name
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# -- the loop -------------------------------------------------------------------------------
+def partial_label_loss(logits: torch.Tensor, allowed: torch.Tensor,
+                       weights: torch.Tensor) -> torch.Tensor:
+    """Weighted mean of -log sum_{c allowed} softmax(logits)_c."""
+    logits = logits.float()
+    lse_all = torch.logsumexp(logits, 1)
+    lse_ok = torch.logsumexp(logits.masked_fill(~allowed, float("-inf")), 1)
+    return ((lse_all - lse_ok) * weights).sum() / weights.sum().clamp_min(1e-8)
+
+
+def _select_head(screen: torch.Tensor, shell: torch.Tensor, part: torch.Tensor) -> torch.Tensor:
+    return torch.where((part == 0)[:, None], screen, shell)
+
+
+def _lr_lambda(total: int, warmup: int):
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return f
+
+
+def validate(model: ConditionModel, samples: list[Sample], images: np.ndarray,
+             batch_size: int, device: str) -> tuple[dict[str, Any], np.ndarray]:
+    """Per-head metrics, the combined selection score and the validation loss."""
+    parts = [s.part for s in samples]
+    logits = predict_logits(model, images, parts, batch_size, device)
+    allowed = np.array([s.allowed for s in samples], bool)
+    out: dict[str, Any] = {"loss": partial_nll(logits, allowed) if len(samples) else float("nan")}
+    scores = []
+    for part in PARTS:
+        sel = np.array([p == part for p in parts], bool)
+        if sel.any():
+            m = head_metrics(logits[sel], allowed[sel], CONDITIONS[part])
+            out[part] = m
+            scores.append(selection_score(m))
+    out["score"] = float(np.nanmean(scores)) if scores else float("nan")
+    return out, logits
+
+
+def _summary(metrics: dict[str, Any]) -> str:
+    bits = [f"val_loss={metrics['loss']:.3f}", f"score={metrics['score']:.3f}"]
+    for part in PARTS:
+        m = metrics.get(part)
+        if m and "macro_f1" in m:
+            bits.append(f"{part}_f1={m['macro_f1']:.3f}")
+        if m and not math.isnan(m.get("roc_auc_cracked", float("nan"))):
+            bits.append(f"{part}_auc={m['roc_auc_cracked']:.3f}")
+    return " ".join(bits)
+
+
+def train_vision(cfg: TrainConfig) -> dict[str, Any]:
+    """Train; returns the summary written to RUN_DIR/summary.json."""
+    cfg.check()
+    device = resolve_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
+    rank, world, _ = _dist_init(device)
+    main = rank == 0
+    out = Path(cfg.out)
+    last = out / "last.pt"
+    resume_state = None
+    if last.is_file() and not cfg.resume:
+        raise ValueError(f"{out} already holds a run: pass --resume to continue it, or choose "
+                         f"another --out")
+    if cfg.resume and not last.is_file():
+        raise ValueError(f"--resume: no checkpoint {last} to resume from")
+    if cfg.resume:
+        resume_state = torch.load(last, map_location="cpu", weights_only=False)
+        saved = resume_state["train_config"]
+        for key in ("manifests", "val_manifests", "backbone", "img_size", "seed",
+                    "val_fraction", "batch_size", "accum_steps"):
+            if saved[key] != getattr(cfg, key):
+                raise ValueError(f"--resume: {key} differs from the run in {out} "
+                                 f"({saved[key]!r} there, {getattr(cfg, key)!r} now)")
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+
+    policy = load_policy(cfg.grading)
+    train_s = samples_from([load_manifest(m, policy) for m in cfg.manifests])
+    if cfg.val_manifests:
+        val_s = samples_from([load_manifest(m, policy) for m in cfg.val_manifests])
+    else:
+        train_s, val_s = split(train_s, cfg.val_fraction, cfg.seed)
+    if not train_s:
+        raise ValueError("no labelled photos to train on (every condition cell is empty?)")
+    if not val_s:
+        log.warning("no validation photos (dataset too small for --val-fraction %s): "
+                    "validating on the training photos", cfg.val_fraction)
+        val_s = train_s
+
+    seed_everything(cfg.seed)
+    model, source = build_model(cfg.backbone, pretrained=cfg.pretrained and resume_state is None,
+                                weights=cfg.weights if resume_state is None else None,
+                                drop_rate=cfg.drop_rate, img_size=cfg.img_size)
+    if main:
+        log.info("backbone %s, weights: %s", cfg.backbone,
+                 "resumed from last.pt" if resume_state else source)
+    config = {"backbone": cfg.backbone, "img_size": cfg.img_size, "drop_rate": cfg.drop_rate,
+              "preprocess": model.preprocess.to_dict(), "weights_source": source,
+              "classes": {p: list(CONDITIONS[p]) for p in PARTS},
+              "train_config": dataclasses.asdict(cfg),
+              "data": {"train_photos": len(train_s), "val_photos": len(val_s),
+                       "train_groups": _group_counts(train_s)}}
+    if resume_state:
+        config["weights_source"] = resume_state["config"]["weights_source"]
+
+    workers = (min(4, max(1, (os.cpu_count() or 2) - 1)) if cfg.workers < 0 else cfg.workers)
+    if main:
+        train_img = load_images([s.path for s in train_s], cfg.img_size, cfg.cache_dir,
+                                workers=max(1, workers), progress=cfg.progress)
+        val_img = load_images([s.path for s in val_s], cfg.img_size, cfg.cache_dir,
+                              workers=max(1, workers), progress=cfg.progress)
+    _barrier(world)
+    if not main:  # the cache is warm now
+        train_img = load_images([s.path for s in train_s], cfg.img_size, cfg.cache_dir,
+                                progress=False)
+        val_img = load_images([s.path for s in val_s], cfg.img_size, cfg.cache_dir,
+                              progress=False)
+
+    train_ds = PhotoDataset(train_s, train_img, model.preprocess,
+                            train_augmentation(), balanced_weights(train_s), cfg.seed)
+    on_cuda = device.startswith("cuda")
+    if on_cuda:
+        torch.cuda.set_device(torch.device(device))
+    model.to(device)
+    backbone_params = list(model.backbone.parameters())
+    head_params = [p for n, p in model.named_parameters() if not n.startswith("backbone.")]
+    opt = torch.optim.AdamW([
+        {"params": backbone_params, "lr": cfg.lr * cfg.backbone_lr_mult},
+        {"params": head_params, "lr": cfg.lr},
+    ], weight_decay=cfg.weight_decay)
+    per_epoch = math.ceil(math.ceil(len(train_s) / world / cfg.batch_size) / cfg.accum_steps)
+    total = per_epoch * cfg.epochs
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, _lr_lambda(total, max(1, int(cfg.warmup_frac * total))))
+    use_amp = cfg.amp and on_cuda
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+
+    start_epoch, best, bad, history = 0, -1.0, 0, []
+    if resume_state:
+        model.load_state_dict(resume_state["model"])
+        opt.load_state_dict(resume_state["optimizer"])
+        sched.load_state_dict(resume_state["scheduler"])
+        scaler.load_state_dict(resume_state["scaler"])
+        start_epoch, best, bad = (resume_state["epoch"] + 1, resume_state["best"],
+                                  resume_state["bad_epochs"])
+        history = resume_state["history"]
+        if main:
+            log.info("resuming at epoch %d/%d (best score so far %.4f)", start_epoch + 1,
+                     cfg.epochs, best)
+        if resume_state.get("stopped"):
+            start_epoch = cfg.epochs  # finished (early stop): only refresh outputs
+    if main:
+        (out / "config.json").write_text(json.dumps(config, indent=2))
+
+    ddp: torch.nn.Module | None = None
+    frozen_state: bool | None = None
+    stopped = False
+    for epoch in range(start_epoch, cfg.epochs):
+        frozen = cfg.freeze_backbone or epoch < cfg.head_epochs
+        if frozen != frozen_state:
+            freeze_backbone(model, frozen)
+            frozen_state = frozen
+            ddp = (DistributedDataParallel(model, device_ids=[device] if on_cuda else None)
+                   if world > 1 else model)
+        assert ddp is not None
+        seed_everything(cfg.seed * 1000 + epoch)
+        train_ds.set_epoch(epoch)
+        if world > 1:
+            sampler = DistributedSampler(train_ds, world, rank, shuffle=True, seed=cfg.seed)
+            sampler.set_epoch(epoch)
+        else:
+            sampler = RandomSampler(train_ds, generator=torch.Generator().manual_seed(
+                cfg.seed * 1000 + epoch))
+        loader = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler,
+                            num_workers=workers, pin_memory=on_cuda, drop_last=False,
+                            persistent_workers=False)
+        ddp.train()
+        t0, seen, loss_sum = time.perf_counter(), 0, 0.0
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}" + (" (heads)" if frozen and
+                   not cfg.freeze_backbone else ""), unit="batch", disable=not (main and
+                   cfg.progress), leave=False)
+        opt.zero_grad(set_to_none=True)
+        for step, (x, part, allowed, w) in enumerate(bar):
+            x = x.to(device, non_blocking=True)
+            part, allowed = part.to(device), allowed.to(device)
+            w = w.to(device, dtype=torch.float32)
+            with torch.autocast("cuda", dtype=amp_dtype, enabled=use_amp):
+                screen, shell = ddp(x)
+            loss = partial_label_loss(_select_head(screen, shell, part), allowed, w)
+            scaler.scale(loss / cfg.accum_steps).backward()
+            if (step + 1) % cfg.accum_steps == 0 or step + 1 == len(loader):
+                scaler.step(opt)
+                scaler.update()
+                opt.zero_grad(set_to_none=True)
+                sched.step()
+            seen += len(x)
+            loss_sum += loss.item() * len(x)
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", lr=f"{sched.get_last_lr()[-1]:.2e}")
+        bar.close()
+        train_time = time.perf_counter() - t0
+
+        improved = False
+        if main:
+            metrics, _ = validate(model, val_s, val_img, cfg.batch_size * 2, device)
+            improved = metrics["score"] > best
+            if improved:
+                best, bad = metrics["score"], 0
+                torch.save({"model": model.state_dict(), "config": config}, out / "best.pt")
+            elif epoch >= cfg.head_epochs:
+                bad += 1
+            stopped = bad >= cfg.patience and epoch + 1 < cfg.epochs
+            entry = {"epoch": epoch + 1, "train_loss": loss_sum / max(1, seen),
+                     "images_per_s": seen * world / train_time, "epoch_s": train_time,
+                     "lr": sched.get_last_lr()[-1], "frozen_backbone": frozen,
+                     "val_loss": metrics["loss"], "val_score": metrics["score"],
+                     **{f"val_{p}": _brief(metrics[p]) for p in PARTS if p in metrics}}
+            history.append(entry)
+            with (out / "log.jsonl").open("a") as f:
+                f.write(json.dumps(entry) + "\n")
+            log.info("epoch %d/%d: train_loss=%.3f %s %.1f img/s%s", epoch + 1, cfg.epochs,
+                     entry["train_loss"], _summary(metrics), entry["images_per_s"],
+                     " (best)" if improved else "")
+            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                        "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
+                        "epoch": epoch, "best": best, "bad_epochs": bad, "history": history,
+                        "stopped": stopped, "config": config,
+                        "train_config": dataclasses.asdict(cfg)}, last)
+        stopped = _broadcast_flag(stopped, world, torch.device(device))
+        if stopped:
+            if main:
+                log.info("early stop: no better validation score for %d epochs", cfg.patience)
+            break
+
+    summary: dict[str, Any] = {}
+    if main:
+        summary = _finish(out, config, val_s, val_img, cfg, device, history)
+    _barrier(world)
+    if world > 1:
+        dist.destroy_process_group()
+    return summary
+
+
+def _finish(out: Path, config: dict, val_s: list[Sample], val_img: np.ndarray,
+            cfg: TrainConfig, device: str, history: list) -> dict[str, Any]:
+    """Reload the best model, fit per-head temperatures on validation, write the summary."""
+    model, _, _ = load_run(out)
+    metrics, logits = validate(model, val_s, val_img, cfg.batch_size * 2, device)
+    allowed = np.array([s.allowed for s in val_s], bool)
+    temps = {}
+    for part in PARTS:
+        sel = np.array([s.part == part for s in val_s], bool)
+        temps[part] = fit_temperature(logits[sel], allowed[sel]) if sel.sum() >= 2 else 1.0
+    (out / "calibration.json").write_text(json.dumps(temps, indent=2))
+    summary = {"best_val_score": metrics["score"], "epochs_run": len(history),
+               "temperatures": temps,
+               "val": {p: _brief(metrics[p]) for p in PARTS if p in metrics},
+               "weights_source": config["weights_source"]}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    log.info("best model: %s; temperatures %s; run in %s", _summary(metrics),
+             {k: round(v, 3) for k, v in temps.items()}, out)
+    return summary
+
+
+def _brief(m: dict[str, Any]) -> dict[str, Any]:
+    keys = ("n", "macro_f1", "balanced_accuracy", "qwk", "roc_auc_cracked")
+    return {k: m[k] for k in keys if k in m}
+
+
+def _group_counts(samples: list[Sample]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for s in samples:
+        key = s.part + ":" + "|".join(c for c, ok in zip(CONDITIONS[s.part], s.allowed,
+                                                           strict=True) if ok)
+        out[key] = out.get(key, 0) + 1
+    return dict(sorted(out.items()))
