@@ -48,6 +48,7 @@ class ConditionModel(nn.Module):
         self.weights_source = weights_source
         self.drop_rate = drop_rate
         self.backbone_frozen = False
+        self.frozen_modules: list[nn.Module] = []
         n = int(backbone.num_features)
         self.dropout = nn.Dropout(drop_rate)
         self.screen = nn.Linear(n, len(SCREEN_CONDITIONS))
@@ -82,15 +83,39 @@ class ConditionModel(nn.Module):
         super().train(mode)
         if self.backbone_frozen:
             self.backbone.eval()
+        for module in self.frozen_modules:
+            module.eval()
         return self
 
 
 def freeze_backbone(model: ConditionModel, frozen: bool) -> None:
     """Freeze (or unfreeze) the backbone: no gradients, and BatchNorm statistics kept fixed."""
     model.backbone_frozen = frozen
+    early = {id(p) for m in model.frozen_modules for p in m.parameters()}
     for p in model.backbone.parameters():
-        p.requires_grad_(not frozen)
+        p.requires_grad_(not frozen and id(p) not in early)
     model.train(model.training)
+
+
+def freeze_early_stages(model: ConditionModel, stages: int) -> int:
+    """Freeze the stem and the first ``stages`` stages of the backbone (weights and BatchNorm
+    statistics). Early stages see generic edges and textures and cost most of the backward pass
+    at high resolution; freezing them makes CPU fine-tuning several times faster.
+
+    Works for backbones with ``conv_stem``/``bn1``/``blocks`` (EfficientNet, MobileNet, ...);
+    returns the number of stages frozen (0 for other architectures).
+    """
+    net = model.backbone
+    if stages <= 0 or not hasattr(net, "blocks") or not hasattr(net, "conv_stem"):
+        model.frozen_modules = []
+        return 0
+    modules = [net.conv_stem, getattr(net, "bn1", nn.Identity()), *list(net.blocks)[:stages]]
+    for m in modules:
+        for p in m.parameters():
+            p.requires_grad_(False)
+    model.frozen_modules = modules
+    model.train(model.training)
+    return min(stages, len(net.blocks))
 
 
 def build_model(

@@ -76,15 +76,21 @@ def cracks(rng: Rng, bright: np.ndarray, dark: np.ndarray, shards: np.ndarray,
     diag = float(np.hypot(h, w))
     scale = diag / 1000
     style = rng.random()
-    if style < 0.2:  # long hairline cracks across the glass, no impact point
+    lw = max(1, int(round(2 * scale)))  # line width at this size
+    if style < 0.12:  # long hairline cracks across the glass, no impact point
         for _ in range(rng.integers(1, 4)):
             side = rng.integers(4)
             start = np.array([[rng.uniform(0, w), 0], [w, rng.uniform(0, h)],
                               [rng.uniform(0, w), h], [0, rng.uniform(0, h)]][side], float)
             angle = [np.pi / 2, np.pi, -np.pi / 2, 0][side] + rng.normal(0, 0.5)
             pts = _walk(rng, start, angle, diag * rng.uniform(0.4, 1.1), 14 * scale, 0.04)
-            _poly(dark, pts + 1.2, rng.uniform(0.3, 0.6), 2)
-            _poly(bright, pts, rng.uniform(0.55, 0.95), 1 + int(rng.random() < 0.4))
+            _poly(dark, pts + 1.2, rng.uniform(0.3, 0.6), lw + 1)
+            _poly(bright, pts, rng.uniform(0.55, 0.95), lw)
+            for _ in range(rng.integers(2, 5)):  # cracks fork where they turn
+                j = rng.integers(1, len(pts))
+                sub = _walk(rng, pts[j], angle + rng.choice([-1, 1]) * rng.uniform(0.4, 1.0),
+                            diag * rng.uniform(0.05, 0.25), 10 * scale, 0.06)
+                _poly(bright, sub, rng.uniform(0.5, 0.9), lw)
         return
     n_impacts = 1 if style < 0.75 else rng.integers(2, 4)
     for _ in range(n_impacts):
@@ -101,7 +107,7 @@ def cracks(rng: Rng, bright: np.ndarray, dark: np.ndarray, shards: np.ndarray,
             angle = base + 2 * np.pi * k / n_rays + rng.normal(0, 0.25)
             pts = _walk(rng, c, angle, extent * rng.uniform(0.3, 1.0), 12 * scale, 0.05)
             rays.append(pts)
-            width = 1 + int(rng.random() < 0.35 + 0.3 * severity)
+            width = lw + int(rng.random() < 0.35 + 0.3 * severity)
             _poly(dark, pts + rng.normal(0, 1, 2), rng.uniform(0.3, 0.7), width + 1)
             _poly(bright, pts, rng.uniform(0.55, 1.0), width)
             for _ in range(rng.poisson(0.5 + 2 * severity)):  # branches

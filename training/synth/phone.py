@@ -214,18 +214,18 @@ def _screen_defects(rng: Rng, img: np.ndarray, glass: np.ndarray, condition: str
             cv2.circle(light, (int(rng.uniform(0, w)), int(rng.uniform(0, h))), 1,
                        float(rng.uniform(0.1, 0.3)), -1)
     if condition == "light_scratches":
-        defects.scratches(rng, light, int(rng.integers(2, 7)), (0.12, 0.3), (0.05, 0.3))
+        defects.scratches(rng, light, int(rng.integers(3, 8)), (0.25, 0.45), (0.08, 0.35),
+                          (max(1, w // 200), max(1, w // 140)))
     elif condition == "heavy_scratches":
-        defects.scratches(rng, light, int(rng.integers(10, 30)), (0.25, 0.6), (0.08, 0.6),
-                          (1, 2))
+        defects.scratches(rng, light, int(rng.integers(14, 36)), (0.4, 0.75), (0.1, 0.6),
+                          (max(1, w // 150), max(2, w // 90)))
         defects.scuffs(rng, light, int(rng.integers(1, 4)), (0.2, 0.45), (0.03, 0.08))
     scratch_colour = (0.55, 0.55, 0.57) if not look.white_front or screen_on else (0.6, 0.6, 0.6)
     defects.blend(img, light, scratch_colour, glass)
     if condition != "cracked":
         return
     bright, dark_m, shards = (np.zeros((h, w), np.float32) for _ in range(3))
-    severity = rng.uniform(0, 1)
-    defects.cracks(rng, bright, dark_m, shards, severity)
+    defects.cracks(rng, bright, dark_m, shards, rng.uniform(0.3, 1))
     if rng.random() < 0.35:  # display damage under the broken glass: ink bleed, lines
         ink = np.zeros((h, w), np.float32)
         for _ in range(rng.integers(1, 4)):
@@ -318,12 +318,14 @@ def render_back(rng: Rng, look: PhoneLook, condition: str) -> tuple[np.ndarray, 
     light, dark = np.zeros((h, w), np.float32), np.zeros((h, w), np.float32)
     lum = float(body.mean())
     if condition == "light_wear":
-        defects.scratches(drng, light, int(drng.integers(2, 8)), (0.1, 0.25), (0.05, 0.3))
-        defects.scuffs(drng, light, int(drng.integers(0, 3)), (0.1, 0.25), (0.02, 0.05))
+        defects.scratches(drng, light, int(drng.integers(3, 9)), (0.2, 0.4), (0.06, 0.3),
+                          (max(1, w // 200), max(1, w // 140)))
+        defects.scuffs(drng, light, int(drng.integers(1, 4)), (0.2, 0.4), (0.02, 0.05))
     elif condition in ("heavy_wear", "cracked"):
         n = int(drng.integers(8, 25)) if condition == "heavy_wear" else int(drng.integers(0, 8))
-        defects.scratches(drng, light, n, (0.25, 0.6), (0.08, 0.6), (1, 3))
-        defects.scratches(drng, dark, n // 3, (0.2, 0.5), (0.05, 0.4), (1, 2))
+        defects.scratches(drng, light, n, (0.4, 0.75), (0.08, 0.6),
+                          (max(1, w // 150), max(2, w // 80)))
+        defects.scratches(drng, dark, n // 3, (0.3, 0.6), (0.05, 0.4), (1, max(2, w // 120)))
         if condition == "heavy_wear":
             defects.scuffs(drng, light, int(drng.integers(2, 6)), (0.25, 0.5), (0.03, 0.1))
             defects.dents(drng, light, dark, outline, int(drng.integers(2, 7)))
@@ -336,7 +338,7 @@ def render_back(rng: Rng, look: PhoneLook, condition: str) -> tuple[np.ndarray, 
     defects.blend(img, light, scratch, alpha)
     if condition == "cracked":
         bright, dark_m, shards = (np.zeros((h, w), np.float32) for _ in range(3))
-        defects.cracks(drng, bright, dark_m, shards, drng.uniform(0.2, 1))
+        defects.cracks(drng, bright, dark_m, shards, drng.uniform(0.3, 1))
         img += (shards * 0.5)[..., None] * panel[..., None]
         defects.blend(img, dark_m, (body * 0.3).tolist(), panel)
         defects.blend(img, bright, (0.95, 0.95, 0.97) if lum < 0.6 else (0.4, 0.4, 0.42), panel)

@@ -116,7 +116,7 @@ def photograph(rng: Rng, part: np.ndarray, alpha: np.ndarray, size: tuple[int, i
     q = 1 - np.float32(rng.uniform(0.3, 0.7)) * cv2.warpAffine(q, shift, (w // 4, h // 4))
     img *= cv2.resize(q, (w, h), interpolation=cv2.INTER_LINEAR)[..., None]
 
-    hand = rng.random() < 0.3
+    hand = rng.random() < 0.2
     skin = np.asarray(SKIN[rng.integers(len(SKIN))]) * rng.uniform(0.85, 1.1)
     if hand:  # a palm behind the phone
         cv2.ellipse(img, tuple(int(v) for v in centre + np.array([0, s * ph * 0.3])),

@@ -1,0 +1,152 @@
+"""``photograde cv vision``: k-fold cross-validation of the screen model on a single-view
+manifest (e.g. real photos labelled cracked / not cracked), with the frozen-feature
+logistic-regression probe measured on the same folds as the baseline.
+
+Each fold trains on the other folds (early stopping and calibration on an inner validation
+split of them, never on the held-out fold) and is scored on its held-out fold: ROC-AUC of
+cracked vs the rest, and balanced accuracy with ``P(cracked) >= 0.5``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from training.image_cache import load_images
+from training.manifest import load_manifest, write_manifest
+from training.metrics import cracked_truth, softmax
+from training.vision_data import Sample, samples_from
+from training.vision_run import load_run, predict_logits
+from training.vision_train import TrainConfig, resolve_device, train_vision
+from vision.conditions import CONDITIONS, format_condition_set
+from vision.model import build_model
+from vision.preprocess import normalize
+
+log = logging.getLogger("photograde.cv")
+
+
+def _scores(truth: np.ndarray, p_cracked: np.ndarray) -> dict[str, float]:
+    return {"roc_auc": float(roc_auc_score(truth, p_cracked)),
+            "balanced_accuracy": float(balanced_accuracy_score(truth, p_cracked >= 0.5)),
+            "n": len(truth)}
+
+
+def _write_fold(samples: list[Sample], path: Path) -> Path:
+    rows = [{"device_id": s.device_id, f"{'front' if s.part == 'screen' else 'back'}_path":
+             os.path.relpath(s.path, path.parent),
+             f"{s.part}_condition": format_condition_set(
+                 frozenset(c for c, ok in zip(CONDITIONS[s.part], s.allowed, strict=True)
+                           if ok), s.part)} for s in samples]
+    part = samples[0].part
+    view = "front" if part == "screen" else "back"
+    return write_manifest(path, rows, ("device_id", f"{view}_path", f"{part}_condition"))
+
+
+@torch.no_grad()
+def probe_features(paths: list[Path], backbone: str, img_size: int, cache_dir: str | None,
+                   device: str, batch_size: int = 64) -> np.ndarray:
+    """Pooled features of the frozen ImageNet-pretrained backbone (the probe's input)."""
+    model, source = build_model(backbone, pretrained=True, img_size=img_size)
+    log.info("probe features: %s (%s) at %d px", backbone, source, img_size)
+    model.to(device).eval()
+    images = load_images(paths, img_size, cache_dir, workers=2, progress=False)
+    feats = []
+    for i in range(0, len(images), batch_size):
+        x = torch.from_numpy(np.stack([normalize(im, model.preprocess)
+                                       for im in images[i:i + batch_size]])).to(device)
+        fmap = model.forward_features_map(x)
+        feats.append(model.backbone.forward_head(fmap, pre_logits=True).float().cpu().numpy())
+    return np.concatenate(feats)
+
+
+def cross_validate(manifest: str | Path, out: str | Path, base: TrainConfig, folds: int = 5,
+                   extra_manifests: list[str] | None = None, probe: bool = True,
+                   finetune: bool = True) -> dict[str, Any]:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    samples = samples_from([load_manifest(manifest)])
+    parts = {s.part for s in samples}
+    if len(parts) != 1:
+        raise ValueError(f"{manifest}: cross-validation needs a single-view manifest "
+                         f"(found photos for {', '.join(sorted(parts))})")
+    part = parts.pop()
+    allowed = np.array([s.allowed for s in samples], bool)
+    truth = cracked_truth(allowed, CONDITIONS[part].index("cracked"))
+    keep = truth >= 0
+    samples, truth = [s for s, k in zip(samples, keep, strict=True) if k], truth[keep]
+    if len(set(truth)) < 2:
+        raise ValueError(f"{manifest}: needs both cracked and not-cracked photos")
+    skf = StratifiedKFold(folds, shuffle=True, random_state=base.seed)
+    splits = list(skf.split(np.zeros(len(truth)), truth))
+    result: dict[str, Any] = {"manifest": str(manifest), "part": part, "folds": folds,
+                              "n": len(samples), "cracked": int(truth.sum()),
+                              "extra_manifests": extra_manifests or [],
+                              "train_config": dataclasses.asdict(base)}
+    device = resolve_device(base.device)
+
+    if probe:
+        feats = probe_features([s.path for s in samples], base.backbone, base.img_size,
+                               base.cache_dir, device)
+        oof = np.zeros(len(samples))
+        per_fold = []
+        for train_idx, test_idx in splits:
+            clf = make_pipeline(StandardScaler(),
+                                LogisticRegression(max_iter=5000, class_weight="balanced"))
+            clf.fit(feats[train_idx], truth[train_idx])
+            oof[test_idx] = clf.predict_proba(feats[test_idx])[:, 1]
+            per_fold.append(_scores(truth[test_idx], oof[test_idx]))
+        result["probe"] = _aggregate(per_fold, truth, oof)
+        log.info("probe: %s", _line(result["probe"]))
+
+    if finetune:
+        oof = np.zeros(len(samples))
+        per_fold = []
+        for k, (train_idx, test_idx) in enumerate(splits):
+            fold_dir = out / f"fold{k + 1}"
+            train_m = _write_fold([samples[i] for i in train_idx], fold_dir / "train.csv")
+            _write_fold([samples[i] for i in test_idx], fold_dir / "test.csv")
+            cfg = dataclasses.replace(base, manifests=[str(train_m), *(extra_manifests or [])],
+                                      out=str(fold_dir / "run"), val_manifests=[],
+                                      resume=(fold_dir / "run" / "last.pt").is_file())
+            train_vision(cfg)
+            model, config, temps = load_run(cfg.out)
+            test_s = [samples[i] for i in test_idx]
+            images = load_images([s.path for s in test_s], config["img_size"], base.cache_dir,
+                                 progress=False)
+            logits = predict_logits(model, images, [part] * len(test_s), device=device)
+            p = softmax(logits, temps[part])[:, CONDITIONS[part].index("cracked")]
+            oof[test_idx] = p
+            per_fold.append(_scores(truth[test_idx], p))
+            log.info("fold %d/%d: %s", k + 1, folds, _line(per_fold[-1]))
+        result["finetune"] = _aggregate(per_fold, truth, oof)
+        log.info("fine-tuned: %s", _line(result["finetune"]))
+    (out / "cv.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def _aggregate(per_fold: list[dict], truth: np.ndarray, oof: np.ndarray) -> dict[str, Any]:
+    auc = [f["roc_auc"] for f in per_fold]
+    ba = [f["balanced_accuracy"] for f in per_fold]
+    return {"roc_auc_mean": float(np.mean(auc)), "roc_auc_std": float(np.std(auc)),
+            "balanced_accuracy_mean": float(np.mean(ba)),
+            "balanced_accuracy_std": float(np.std(ba)),
+            "pooled": _scores(truth, oof), "per_fold": per_fold}
+
+
+def _line(r: dict[str, Any]) -> str:
+    if "roc_auc_mean" not in r:
+        return f"ROC-AUC {r['roc_auc']:.4f}, balanced accuracy {r['balanced_accuracy']:.4f}"
+    return (f"ROC-AUC {r['roc_auc_mean']:.4f} ± {r['roc_auc_std']:.4f}, balanced accuracy "
+            f"{r['balanced_accuracy_mean']:.4f} ± {r['balanced_accuracy_std']:.4f}")
