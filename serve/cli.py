@@ -11,6 +11,10 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from training.vision_train import TrainConfig
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -61,24 +65,101 @@ def _import_folder(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train_vision(args: argparse.Namespace) -> int:
-    from training.vision_train import TrainConfig, train_vision
+def _train_config(args: argparse.Namespace, **overrides) -> TrainConfig:
+    from training.vision_train import TrainConfig
 
-    cfg = TrainConfig(
-        manifests=[str(m) for m in args.manifest], out=str(args.out),
-        val_manifests=[str(m) for m in args.val_manifest or []], backbone=args.backbone,
-        img_size=args.img_size, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        backbone_lr_mult=args.backbone_lr_mult, accum_steps=args.accum_steps,
-        patience=args.patience, val_fraction=args.val_fraction,
-        freeze_backbone=args.freeze_backbone, head_epochs=args.head_epochs,
-        pretrained=not args.no_pretrained, weights=str(args.weights) if args.weights else None,
-        device=args.device, amp=not args.no_amp, seed=args.seed, workers=args.workers,
-        cache_dir=str(args.cache_dir) if args.cache_dir else None, grading=args.grading,
-        resume=args.resume, progress=not args.quiet)
-    summary = train_vision(cfg)
+    return TrainConfig(**{
+        "manifests": [str(m) for m in args.manifest], "out": str(args.out),
+        "val_manifests": [str(m) for m in getattr(args, "val_manifest", None) or []],
+        "backbone": args.backbone, "img_size": args.img_size, "epochs": args.epochs,
+        "batch_size": args.batch_size, "lr": args.lr, "backbone_lr_mult": args.backbone_lr_mult,
+        "accum_steps": args.accum_steps, "patience": args.patience,
+        "val_fraction": args.val_fraction, "freeze_backbone": args.freeze_backbone,
+        "freeze_stages": args.freeze_stages,
+        "head_epochs": args.head_epochs, "pretrained": not args.no_pretrained,
+        "weights": str(args.weights) if args.weights else None, "device": args.device,
+        "amp": not args.no_amp, "seed": args.seed, "workers": args.workers,
+        "cache_dir": str(args.cache_dir) if args.cache_dir else None, "grading": args.grading,
+        "resume": getattr(args, "resume", False), "progress": not args.quiet, **overrides})
+
+
+def _train_vision(args: argparse.Namespace) -> int:
+    from training.vision_train import train_vision
+
+    summary = train_vision(_train_config(args))
     if summary:
         print(json.dumps(summary, indent=2))
     return 0
+
+
+def _cv_vision(args: argparse.Namespace) -> int:
+    from training.cv import cross_validate
+
+    base = _train_config(args, manifests=[str(args.manifest)])
+    result = cross_validate(args.manifest, args.out, base, folds=args.folds,
+                            extra_manifests=[str(m) for m in args.extra_manifest or []],
+                            probe=not args.no_probe, finetune=not args.probe_only)
+    for name in ("probe", "finetune"):
+        if name in result:
+            r = result[name]
+            print(f"{name:9s} ROC-AUC {r['roc_auc_mean']:.4f} ± {r['roc_auc_std']:.4f}  "
+                  f"balanced accuracy {r['balanced_accuracy_mean']:.4f} ± "
+                  f"{r['balanced_accuracy_std']:.4f}  (pooled out-of-fold: ROC-AUC "
+                  f"{r['pooled']['roc_auc']:.4f}, balanced accuracy "
+                  f"{r['pooled']['balanced_accuracy']:.4f})")
+    print(f"details: {Path(args.out) / 'cv.json'}")
+    return 0
+
+
+def _evaluate_vision(args: argparse.Namespace) -> int:
+    from training.vision_eval import evaluate_vision, summary_line
+
+    result = evaluate_vision(args.run, args.manifest, args.out, cache_dir=args.cache_dir,
+                             batch_size=args.batch_size, device=args.device, worst=args.worst,
+                             progress=not args.quiet, grading=args.grading)
+    for part in ("screen", "shell"):
+        if part in result:
+            print(summary_line(part, result[part]))
+    print(f"report: {Path(args.out) / 'report.md'}")
+    return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from training.explain import explain
+
+    print(json.dumps(explain(args.run, args.image, args.part, args.out, args.class_name),
+                     indent=2))
+    return 0
+
+
+def _add_train_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backbone", default="tf_efficientnet_lite0", help="any timm model name")
+    p.add_argument("--img-size", type=int, default=224)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--accum-steps", type=int, default=1, help="gradient accumulation")
+    p.add_argument("--lr", type=float, default=1e-3, help="heads' learning rate")
+    p.add_argument("--backbone-lr-mult", type=float, default=0.3,
+                   help="backbone learning rate = lr x this")
+    p.add_argument("--val-fraction", type=float, default=0.15)
+    p.add_argument("--patience", type=int, default=4, help="early stopping, in epochs")
+    p.add_argument("--freeze-backbone", action="store_true",
+                   help="baseline: linear probe on frozen pretrained features")
+    p.add_argument("--freeze-stages", type=int, default=3,
+                   help="keep the stem and this many early backbone stages frozen "
+                        "(0: fine-tune everything)")
+    p.add_argument("--head-epochs", type=int, default=0,
+                   help="staged fine-tuning: train the heads alone for this many epochs first")
+    p.add_argument("--weights", type=Path, help="backbone weights (safetensors or state dict)")
+    p.add_argument("--no-pretrained", action="store_true", help="train from scratch")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--no-amp", action="store_true",
+                   help="no mixed precision (default: on for CUDA and bf16-capable CPUs)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=-1, help="DataLoader workers (-1: auto)")
+    p.add_argument("--cache-dir", type=Path, help="decoded-image cache "
+                   "(default: $PHOTOGRADE_CACHE or ~/.cache/photograde/images)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,32 +209,54 @@ def build_parser() -> argparse.ArgumentParser:
     tv.add_argument("--out", type=Path, required=True, help="run directory")
     tv.add_argument("--val-manifest", type=Path, action="append",
                     help="validation manifest (default: a split of the training data)")
-    tv.add_argument("--val-fraction", type=float, default=0.15)
-    tv.add_argument("--backbone", default="tf_efficientnet_lite0", help="any timm model name")
-    tv.add_argument("--img-size", type=int, default=224)
-    tv.add_argument("--epochs", type=int, default=10)
-    tv.add_argument("--batch-size", type=int, default=32)
-    tv.add_argument("--accum-steps", type=int, default=1, help="gradient accumulation")
-    tv.add_argument("--lr", type=float, default=1e-3, help="heads' learning rate")
-    tv.add_argument("--backbone-lr-mult", type=float, default=0.3,
-                    help="backbone learning rate = lr x this")
-    tv.add_argument("--patience", type=int, default=4, help="early stopping, in epochs")
-    tv.add_argument("--freeze-backbone", action="store_true",
-                    help="baseline: linear probe on frozen pretrained features")
-    tv.add_argument("--head-epochs", type=int, default=0,
-                    help="staged fine-tuning: train the heads alone for this many epochs first")
-    tv.add_argument("--weights", type=Path, help="backbone weights (safetensors or state dict)")
-    tv.add_argument("--no-pretrained", action="store_true", help="train from scratch")
-    tv.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    tv.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
-    tv.add_argument("--seed", type=int, default=0)
-    tv.add_argument("--workers", type=int, default=-1, help="DataLoader workers (-1: auto)")
-    tv.add_argument("--cache-dir", type=Path, help="decoded-image cache "
-                    "(default: $PHOTOGRADE_CACHE or ~/.cache/photograde/images)")
     tv.add_argument("--resume", action="store_true", help="continue the run in --out")
-    tv.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_train_options(tv)
     grading(tv)
     tv.set_defaults(func=_train_vision)
+
+    cv = sub.add_parser("cv", help="cross-validation")
+    cv_sub = cv.add_subparsers(dest="cv_command", required=True, metavar="MODEL")
+    cvv = cv_sub.add_parser("vision", help="k-fold CV of cracked vs not on a single-view "
+                            "manifest, fine-tuning vs the frozen-feature probe",
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    cvv.add_argument("--manifest", type=Path, required=True)
+    cvv.add_argument("--out", type=Path, required=True, help="folder for folds and cv.json")
+    cvv.add_argument("--folds", type=int, default=5)
+    cvv.add_argument("--extra-manifest", type=Path, action="append",
+                     help="also train every fold on this manifest (e.g. synthetic devices)")
+    cvv.add_argument("--no-probe", action="store_true", help="skip the probe baseline")
+    cvv.add_argument("--probe-only", action="store_true", help="only the probe baseline")
+    _add_train_options(cvv)
+    grading(cvv)
+    cvv.set_defaults(func=_cv_vision)
+
+    ev = sub.add_parser("evaluate", help="evaluate a trained model")
+    ev_sub = ev.add_subparsers(dest="evaluate_command", required=True, metavar="MODEL")
+    evv = ev_sub.add_parser("vision", help="metrics, plots and a report of a vision run on "
+                            "labelled manifests",
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    evv.add_argument("--run", type=Path, required=True, help="run directory (train vision --out)")
+    evv.add_argument("--manifest", type=Path, action="append", required=True,
+                     help="evaluation manifest (repeat for several)")
+    evv.add_argument("--out", type=Path, required=True, help="report folder")
+    evv.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    evv.add_argument("--batch-size", type=int, default=64)
+    evv.add_argument("--cache-dir", type=Path, help="decoded-image cache "
+                     "(default: $PHOTOGRADE_CACHE or ~/.cache/photograde/images)")
+    evv.add_argument("--worst", type=int, default=16, help="worst mistakes shown per head")
+    evv.add_argument("--quiet", action="store_true", help="no progress bars")
+    grading(evv)
+    evv.set_defaults(func=_evaluate_vision)
+
+    exp = sub.add_parser("explain", help="class activation heatmap of one photo (JSON + PNG)")
+    exp.add_argument("--run", type=Path, required=True, help="run directory (train vision --out)")
+    exp.add_argument("--image", type=Path, required=True, help="photo")
+    exp.add_argument("--part", choices=("screen", "shell"), required=True,
+                     help="screen for a front photo, shell for a back photo")
+    exp.add_argument("--class", dest="class_name", metavar="CLASS",
+                     help="condition to explain (default: the predicted one)")
+    exp.add_argument("--out", type=Path, required=True, help="overlay PNG to write")
+    exp.set_defaults(func=_explain)
     return parser
 
 

@@ -80,7 +80,7 @@ def _head_metrics(logits: np.ndarray, allowed: np.ndarray, classes: tuple[str, .
     pred = probs.argmax(1)
     k = len(classes)
     exact = allowed.sum(1) == 1
-    out: dict[str, Any] = {"classes": list(classes), "n": int(len(logits)),
+    out: dict[str, Any] = {"classes": list(classes), "n": len(logits),
                            "n_exact": int(exact.sum()), "temperature": temperature}
     if exact.any():
         y, p = allowed[exact].argmax(1), pred[exact]

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,14 @@ PARTS = ("screen", "shell")
 
 def model_from_config(config: dict[str, Any]) -> ConditionModel:
     """An untrained model with the run's architecture (weights loaded separately)."""
-    model, _ = build_model(config["backbone"], pretrained=False, drop_rate=config["drop_rate"],
-                           img_size=config["img_size"])
+    quiet = logging.getLogger("photograde.vision")  # no "random initialisation" message here
+    level = quiet.level
+    quiet.setLevel(logging.WARNING)
+    try:
+        model, _ = build_model(config["backbone"], pretrained=False,
+                               drop_rate=config["drop_rate"], img_size=config["img_size"])
+    finally:
+        quiet.setLevel(level)
     model.preprocess = PreprocessConfig.from_dict(config["preprocess"])
     return model
 

