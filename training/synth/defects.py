@@ -76,7 +76,7 @@ def cracks(rng: Rng, bright: np.ndarray, dark: np.ndarray, shards: np.ndarray,
     diag = float(np.hypot(h, w))
     scale = diag / 1000
     style = rng.random()
-    lw = max(1, int(round(2 * scale)))  # line width at this size
+    lw = max(1, round(2 * scale))  # line width at this size
     if style < 0.12:  # long hairline cracks across the glass, no impact point
         for _ in range(rng.integers(1, 4)):
             side = rng.integers(4)
