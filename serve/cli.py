@@ -92,6 +92,15 @@ def _train_vision(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_tabular(args: argparse.Namespace) -> int:
+    from tabular.model import train_tabular
+
+    summary = train_tabular(args.manifest, args.out, grading=args.grading, seed=args.seed)
+    print(json.dumps({"metrics": summary["metrics"], "data": summary["data"],
+                      "model": summary["model"]}, indent=2))
+    return 0
+
+
 def _cv_vision(args: argparse.Namespace) -> int:
     from training.cv import cross_validate
 
@@ -129,6 +138,70 @@ def _explain(args: argparse.Namespace) -> int:
 
     print(json.dumps(explain(args.run, args.image, args.part, args.out, args.class_name),
                      indent=2))
+    return 0
+
+
+def _train_fusion(args: argparse.Namespace) -> int:
+    from training.fusion_train import train_fusion
+
+    result = train_fusion([str(m) for m in args.manifest], args.vision, args.tabular, args.out,
+                          grading=args.grading,
+                          cache_dir=str(args.cache_dir) if args.cache_dir else None)
+    print(json.dumps(result["metrics"], indent=2))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from training.export import export_bundle
+
+    manifest = export_bundle(args.vision, args.tabular, args.fusion, args.out, int8=args.int8,
+                             cache_dir=str(args.cache_dir) if args.cache_dir else None,
+                             overwrite=args.overwrite)
+    print(f"bundle {manifest['bundle_version']} written to {args.out}")
+    print(f"vision parity: max |torch - onnxruntime| = "
+          f"{manifest['vision']['parity_max_abs_diff']:.2e}")
+    if manifest["vision"]["int8"]:
+        q = manifest["vision"]["int8"]
+        print(f"int8: macro-F1 change (points) {q['macro_f1_change_points']}, CPU speed-up "
+              f"{q['speedup']:.2f}x ({q['cpu_ms_fp32_batch2_1thread']:.1f} ms -> "
+              f"{q['cpu_ms_int8_batch2_1thread']:.1f} ms, batch of 2, 1 thread)")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from serve.runtime import Grader
+    from tabular.schema import parse_device_info
+
+    try:
+        info = parse_device_info(args.device_info.read_bytes())
+    except OSError as e:
+        raise ValueError(f"--device-info: cannot read {args.device_info} ({e.strerror})") from None
+    grader = Grader(args.bundle, threads=args.threads, int8=args.int8)
+    photos = []
+    for name, path in (("--front", args.front), ("--back", args.back)):
+        try:
+            photos.append(grader.decode(path))
+        except (ValueError, OSError) as e:
+            raise ValueError(f"{name} {path}: {e}") from None
+    result = grader.grade(photos[0], photos[1], info, args.refurbisher_grade,
+                          heatmaps=args.heatmaps is not None)
+    if args.heatmaps is not None:
+        import base64
+
+        args.heatmaps.mkdir(parents=True, exist_ok=True)
+        for part, value in result["parts"].items():
+            path = args.heatmaps / f"{part}.png"
+            path.write_bytes(base64.b64decode(value.pop("heatmap_png")))
+            value["heatmap"] = str(path)
+    result["execution_provider"] = grader.provider
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _bundle_verify(args: argparse.Namespace) -> int:
+    from serve.runtime import verify_bundle
+
+    print(json.dumps(verify_bundle(args.bundle), indent=2))
     return 0
 
 
@@ -213,6 +286,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_options(tv)
     grading(tv)
     tv.set_defaults(func=_train_vision)
+    tab = train_sub.add_parser("tabular", help="train the return-risk model (scikit-learn, "
+                               "exported to ONNX) on manifests with returned and "
+                               "refurbisher_grade",
+                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    tab.add_argument("--manifest", type=Path, action="append", required=True,
+                     help="training manifest (repeat to mix several)")
+    tab.add_argument("--out", type=Path, required=True, help="run directory")
+    tab.add_argument("--seed", type=int, default=0, help="held-out split and CV folds")
+    grading(tab)
+    tab.set_defaults(func=_train_tabular)
 
     cv = sub.add_parser("cv", help="cross-validation")
     cv_sub = cv.add_subparsers(dest="cv_command", required=True, metavar="MODEL")
@@ -257,6 +340,46 @@ def build_parser() -> argparse.ArgumentParser:
                      help="condition to explain (default: the predicted one)")
     exp.add_argument("--out", type=Path, required=True, help="overlay PNG to write")
     exp.set_defaults(func=_explain)
+
+    tf = train_sub.add_parser("fusion", help="fit the fusion layer on labelled grades")
+    tf.add_argument("--manifest", type=Path, action="append", required=True)
+    tf.add_argument("--vision", type=Path, required=True, help="vision run directory")
+    tf.add_argument("--tabular", type=Path, required=True, help="tabular run directory")
+    tf.add_argument("--out", type=Path, required=True, help="fusion run directory")
+    tf.add_argument("--cache-dir", type=Path)
+    grading(tf)
+    tf.set_defaults(func=_train_fusion)
+
+    ex = sub.add_parser("export", help="write a versioned ONNX bundle for serving")
+    ex.add_argument("--vision", type=Path, required=True, help="vision run directory")
+    ex.add_argument("--tabular", type=Path, required=True, help="tabular run directory")
+    ex.add_argument("--fusion", type=Path, required=True, help="fusion run directory")
+    ex.add_argument("--out", type=Path, required=True, help="bundle directory")
+    ex.add_argument("--int8", action="store_true",
+                    help="also a statically quantised vision model (calibrated on training "
+                         "photos), with its macro-F1 change and CPU speed-up")
+    ex.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    ex.add_argument("--cache-dir", type=Path)
+    ex.set_defaults(func=_export)
+
+    pr = sub.add_parser("predict", help="grade one device with a bundle (torch-free)")
+    pr.add_argument("--bundle", type=Path, required=True)
+    pr.add_argument("--front", type=Path, required=True, help="front photo")
+    pr.add_argument("--back", type=Path, required=True, help="back photo")
+    pr.add_argument("--device-info", type=Path, required=True,
+                    help="device facts and checks (JSON, see README)")
+    pr.add_argument("--refurbisher-grade", help="the refurbisher's grade, for the decision")
+    pr.add_argument("--heatmaps", type=Path, metavar="DIR",
+                    help="write damage heatmaps (screen.png, shell.png) here")
+    pr.add_argument("--threads", type=int, help="ONNX Runtime threads (default: CPU quota)")
+    pr.add_argument("--int8", action="store_true", help="use the bundle's int8 vision model")
+    pr.set_defaults(func=_predict)
+
+    bun = sub.add_parser("bundle", help="model bundles")
+    bun_sub = bun.add_subparsers(dest="bundle_command", required=True, metavar="ACTION")
+    bv = bun_sub.add_parser("verify", help="re-check every hash and run the embedded samples")
+    bv.add_argument("bundle", type=Path)
+    bv.set_defaults(func=_bundle_verify)
     return parser
 
 

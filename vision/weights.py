@@ -36,7 +36,7 @@ _STATE_DICT_KEYS = ("state_dict", "model", "model_state_dict", "state_dict_ema")
 _PREFIXES = ("", "module.", "backbone.", "model.", "module.backbone.", "model.backbone.")
 
 
-class WeightsError(RuntimeError):
+class WeightsError(ValueError):
     """Pretrained weights were requested but could not be found or do not fit the model."""
 
 

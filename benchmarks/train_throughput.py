@@ -1,0 +1,105 @@
+"""Training throughput: the real data pipeline vs random tensors already in memory.
+
+Both measure the same training step (model, optimiser, mixed precision, frozen stages as in
+``photograde train vision``); the only difference is where the batches come from. Prints the
+images/s of each and their ratio (target >= 0.9: the pipeline does not starve the model).
+
+    python benchmarks/train_throughput.py [--manifest M] [--img-size 224] [--batches 12]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, RandomSampler
+
+from training.augment import train_augmentation
+from training.image_cache import load_images
+from training.manifest import load_manifest
+from training.synth.generate import generate
+from training.vision_data import PhotoDataset, balanced_weights, samples_from
+from training.vision_train import (
+    _select_head,
+    amp_dtype_for,
+    partial_label_loss,
+)
+from vision.model import build_model, freeze_early_stages
+
+
+def step_fn(model, opt, device, amp):
+    def step(x, part, allowed, w):
+        x = x.to(device, non_blocking=True, memory_format=torch.channels_last)
+        with torch.autocast(device.split(":")[0], dtype=amp, enabled=amp is not None):
+            screen, shell = model(x)
+        loss = partial_label_loss(_select_head(screen, shell, part.to(device)),
+                                  allowed.to(device), w.to(device, torch.float32))
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return step
+
+
+def timed(batches, step, n: int, warmup: int = 2) -> float:
+    it = iter(batches)
+    for _ in range(warmup):
+        step(*next(it))
+    seen, t0 = 0, time.perf_counter()
+    for _ in range(n):
+        batch = next(it)
+        step(*batch)
+        seen += len(batch[0])
+    return seen / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--manifest", type=Path, help="default: 64 synthetic devices made here")
+    ap.add_argument("--img-size", type=int, default=224)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--batches", type=int, default=12)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = ap.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="photograde-bench-"))
+    manifest = args.manifest or generate(64, tmp / "synth", seed=1, size=800, progress=False)
+    samples = samples_from([load_manifest(manifest)])
+    images = load_images([s.path for s in samples], args.img_size, tmp / "cache", workers=2,
+                         progress=False)
+    model, _ = build_model(pretrained=False, img_size=args.img_size)
+    model.to(args.device, memory_format=torch.channels_last)
+    freeze_early_stages(model, 3)
+    model.train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    amp = amp_dtype_for(args.device, True)
+    step = step_fn(model, opt, args.device, amp)
+    n_batches = args.batches + 2
+
+    ds = PhotoDataset(samples, images, model.preprocess, train_augmentation(),
+                      balanced_weights(samples))
+    sampler = RandomSampler(ds, replacement=True, num_samples=n_batches * args.batch_size)
+    loader = DataLoader(ds, batch_size=args.batch_size, sampler=sampler,
+                        num_workers=args.workers, pin_memory=args.device.startswith("cuda"))
+    real = timed(loader, step, args.batches)
+
+    s = args.img_size
+    x = torch.randn(args.batch_size, 3, s, s)
+    part = torch.randint(0, 2, (args.batch_size,))
+    allowed = torch.zeros(args.batch_size, 4, dtype=torch.bool)
+    allowed[:, 0] = True
+    w = torch.ones(args.batch_size)
+    memory = timed(iter(lambda: (x, part, allowed, w), None), step, args.batches)
+
+    print(f"device {args.device}, {s} px, batch {args.batch_size}, mixed precision "
+          f"{amp or 'off'}, {args.workers} loader worker(s)")
+    print(f"real pipeline (cache + augmentation + DataLoader): {real:8.1f} images/s")
+    print(f"random tensors already in memory:                 {memory:8.1f} images/s")
+    print(f"ratio: {real / memory:.2f} (target >= 0.9)")
+
+
+if __name__ == "__main__":
+    main()

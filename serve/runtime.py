@@ -1,0 +1,247 @@
+"""The torch-free runtime: a bundle, ONNX Runtime, numpy and Pillow; nothing else.
+
+Used by ``photograde predict`` and by the service. One :class:`Grader` holds the bundle's
+sessions; :meth:`Grader.grade` goes from photo bytes and the checklist to the predicted grade,
+its probabilities, confidence, part conditions, reasons, return risk and the decision against
+the refurbisher's grade.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+
+from fusion.model import FusionModel, policy_distribution
+from fusion.policy import GradingPolicy, policy_from_dict
+from tabular.schema import DeviceInfo
+from vision.conditions import CONDITIONS
+from vision.heatmap import cam_from_features, damage_box, overlay_png
+from vision.preprocess import (
+    DEFAULT_MAX_PIXELS,
+    PreprocessConfig,
+    normalize,
+    open_image,
+    resize_rgb,
+)
+
+PARITY_TOL = 1e-4
+PARTS = (("screen", "front"), ("shell", "back"))
+
+
+class BundleError(ValueError):
+    """The bundle is missing, incomplete, tampered with or fails its samples."""
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_manifest(bundle: str | Path, verify_hashes: bool = True) -> dict[str, Any]:
+    """The bundle's manifest.json, with every file's sha256 checked (refuses tampering)."""
+    bundle = Path(bundle)
+    path = bundle / "manifest.json"
+    if not path.is_file():
+        raise BundleError(f"{bundle}: no manifest.json (not a photograde bundle; "
+                          "make one with photograde export)")
+    try:
+        manifest = json.loads(path.read_text())
+        files = manifest["files"]
+    except (ValueError, KeyError) as e:
+        raise BundleError(f"{path}: unreadable bundle manifest ({e})") from None
+    if verify_hashes:
+        for name, digest in files.items():
+            f = bundle / name
+            if not f.is_file():
+                raise BundleError(f"{bundle}: {name} is missing")
+            if _sha256(f) != digest:
+                raise BundleError(f"{bundle}: {name} does not match its sha256 in manifest.json "
+                                  "(tampered with or truncated); re-export the bundle")
+    return manifest
+
+
+def providers() -> list[str]:
+    """CUDA when onnxruntime-gpu sees a GPU, else CPU."""
+    available = ort.get_available_providers()
+    return (["CUDAExecutionProvider", "CPUExecutionProvider"]
+            if "CUDAExecutionProvider" in available else ["CPUExecutionProvider"])
+
+
+def default_threads() -> int:
+    """Threads for one process: the container's CPU quota (cgroup v2/v1), not the host's cores."""
+    quota = None
+    try:
+        text = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if text[0] != "max":
+            quota = int(text[0]) / int(text[1])
+    except (OSError, ValueError, IndexError):
+        try:
+            q = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
+            p = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
+            quota = q / p if q > 0 else None
+        except (OSError, ValueError):
+            pass
+    cpus = len(os.sched_getaffinity(0))
+    return max(1, min(cpus, int(quota) if quota else cpus))
+
+
+@dataclass
+class Photo:
+    """A decoded photo: the model input and the upright RGB image (for heatmaps)."""
+
+    x: np.ndarray
+    image: Image.Image
+
+
+class Grader:
+    """A loaded bundle: decode photos, run the models, fuse, decide."""
+
+    def __init__(self, bundle: str | Path, *, threads: int | None = None, int8: bool = False,
+                 provider_list: list[str] | None = None, verify_hashes: bool = True,
+                 max_pixels: int = DEFAULT_MAX_PIXELS):
+        self.dir = Path(bundle)
+        self.manifest = load_manifest(self.dir, verify_hashes)
+        v = self.manifest["vision"]
+        self.pre = PreprocessConfig.from_dict(v["preprocess"])
+        self.temperatures = v["temperatures"]
+        self.threads = threads or default_threads()
+        self.max_pixels = max_pixels
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = self.threads
+        opts.inter_op_num_threads = 1
+        vision_file = v["int8"]["file"] if int8 and v.get("int8") else v["file"]
+        if int8 and not v.get("int8"):
+            raise BundleError(f"{self.dir}: no int8 model in this bundle (export with --int8)")
+        self.vision_file = vision_file
+        self.vision = ort.InferenceSession(str(self.dir / vision_file), opts,
+                                           providers=provider_list or providers())
+        self.provider = self.vision.get_providers()[0]
+        with np.load(self.dir / v["head_weights"]) as heads:
+            self.head_weights = {p: heads[p] for p in ("screen", "shell")}
+        fusion = json.loads((self.dir / self.manifest["fusion"]["file"]).read_text())
+        self.fusion = FusionModel.from_dict(fusion)
+        self.policy: GradingPolicy = policy_from_dict(self.manifest["grading"])
+        from tabular.runtime import ReturnRiskModel
+
+        self.risk = ReturnRiskModel.from_dir(self.dir, threads=self.threads)
+
+    # -- decoding --------------------------------------------------------------------------
+    def decode(self, source: bytes | str | Path) -> Photo:
+        """Photo bytes or path -> model input (JPEG draft decoding, EXIF orientation)."""
+        image = open_image(source, max_pixels=self.max_pixels, draft_size=self.pre.img_size)
+        return Photo(normalize(resize_rgb(image, self.pre), self.pre), image)
+
+    def run_vision(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(screen_logits, shell_logits, features) for a batch (N, 3, S, S)."""
+        screen, shell, features = self.vision.run(None, {"image": x.astype(np.float32)})
+        return screen, shell, features
+
+    # -- grading ---------------------------------------------------------------------------
+    def grade(self, front: bytes | str | Path | Photo, back: bytes | str | Path | Photo,
+              info: DeviceInfo, refurbisher_grade: str | None = None,
+              heatmaps: bool = False) -> dict[str, Any]:
+        """Grade one device (both photos in one vision call)."""
+        photos = [p if isinstance(p, Photo) else self.decode(p) for p in (front, back)]
+        screen, shell, features = self.run_vision(np.stack([p.x for p in photos]))
+        return self.fuse(photos, screen[0], shell[1], features[:2], info, refurbisher_grade,
+                         heatmaps)
+
+    def fuse(self, photos: list[Photo], screen_logits: np.ndarray, shell_logits: np.ndarray,
+             features: np.ndarray, info: DeviceInfo, refurbisher_grade: str | None = None,
+             heatmaps: bool = False) -> dict[str, Any]:
+        """Everything after the vision model, for one device (features: front, back)."""
+        policy = self.policy
+        if refurbisher_grade is not None:
+            policy.rank(refurbisher_grade)  # unknown grade -> ValueError naming it
+        probs = {"screen": _softmax(screen_logits / self.temperatures["screen"]),
+                 "shell": _softmax(shell_logits / self.temperatures["shell"])}
+        failed = info.failed_checks
+        p_policy = policy_distribution(policy, probs["screen"], probs["shell"], failed,
+                                       info.battery_health_pct)
+        p = self.fusion.apply(p_policy)
+        best = int(p.argmax())
+        grade = policy.grades[best]
+        parts = {}
+        for k, (part, _view) in enumerate(PARTS):
+            cls = int(probs[part].argmax())
+            parts[part] = {"condition": CONDITIONS[part][cls],
+                           "probability": float(probs[part][cls]),
+                           "probabilities": dict(zip(CONDITIONS[part],
+                                                     map(float, probs[part]), strict=True))}
+            cam = cam_from_features(features[k], self.head_weights[part], cls)
+            parts[part]["damage_box"] = damage_box(cam) if cls > 0 else None
+            if heatmaps:
+                parts[part]["heatmap_png"] = base64.b64encode(
+                    overlay_png(photos[k].image, cam)).decode()
+        caps = policy.caps(parts["screen"]["condition"], parts["shell"]["condition"], failed,
+                           info.battery_health_pct)
+        reasons = []
+        for cap in caps:
+            item: dict[str, Any] = {"rule": cap.rule, "detail": cap.detail, "caps_at": cap.grade,
+                                    "decides": cap.grade == grade}
+            if cap.rule in parts:
+                item["probability"] = parts[cap.rule]["probability"]
+            reasons.append(item)
+        risk = self.risk.predict(info, sorted({grade, *([refurbisher_grade] if refurbisher_grade
+                                                        else [])}, key=policy.rank), policy)
+        out: dict[str, Any] = {
+            "grade": grade,
+            "confidence": float(p[best]),
+            "grade_probabilities": dict(zip(policy.grades, map(float, p), strict=True)),
+            "sellable": policy.sellable(grade),
+            "parts": parts,
+            "functional": {"failed_checks": failed,
+                           "battery_health_pct": info.battery_health_pct},
+            "reasons": reasons,
+            "return_risk": risk,
+            "bundle_version": self.manifest["bundle_version"],
+        }
+        if refurbisher_grade is not None:
+            out["refurbisher_grade"] = refurbisher_grade
+            out["gap"] = policy.gap(refurbisher_grade, grade)
+            out["decision"] = str(policy.decide(refurbisher_grade, grade))
+        return out
+
+    def info(self) -> dict[str, Any]:
+        m = self.manifest
+        return {"bundle_version": m["bundle_version"], "demo": m.get("demo", False),
+                "photograde_version": m["photograde_version"], "created_at": m["created_at"],
+                "backbone": m["vision"]["backbone"], "input_size": m["vision"]["input_size"],
+                "vision_file": self.vision_file, "execution_provider": self.provider,
+                "threads": self.threads, "grades": list(self.policy.grades),
+                "grading": self.policy.name}
+
+
+def verify_bundle(bundle: str | Path) -> dict[str, Any]:
+    """Re-check every hash and run the embedded samples; raises BundleError on any mismatch."""
+    manifest = load_manifest(bundle, verify_hashes=True)
+    bundle = Path(bundle)
+    sess = ort.InferenceSession(str(bundle / manifest["vision"]["file"]),
+                                providers=["CPUExecutionProvider"])
+    with np.load(bundle / "samples.npz") as s:
+        got = sess.run(["screen_logits", "shell_logits"], {"image": s["image"]})
+        diff = max(float(np.abs(got[0] - s["screen_logits"]).max()),
+                   float(np.abs(got[1] - s["shell_logits"]).max()))
+        n = len(s["image"])
+    if diff > PARITY_TOL:
+        raise BundleError(f"{bundle}: embedded samples differ from their expected outputs by "
+                          f"{diff:.2e} (tolerance {PARITY_TOL:.0e})")
+    return {"bundle_version": manifest["bundle_version"], "files": len(manifest["files"]),
+            "samples": n, "max_abs_diff": diff, "ok": True}
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max())
+    return e / e.sum()

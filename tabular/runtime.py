@@ -1,0 +1,68 @@
+"""Serving the return-risk model with ONNX Runtime (no scikit-learn, no torch)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from fusion.policy import GradingPolicy
+from tabular.features import FEATURE_NAMES, tabular_features, to_onnx_inputs
+from tabular.schema import DeviceInfo, parse_device_info
+
+ONNX_FILE, META_FILE = "tabular.onnx", "tabular.json"
+
+
+class ReturnRiskModel:
+    """P(returned within 30 days) of a device listed at a grade, from ``train tabular`` files."""
+
+    def __init__(self, onnx_path: str | Path, meta: Mapping[str, Any], threads: int | None = 1):
+        names = list(meta.get("feature_names", []))
+        if names != list(FEATURE_NAMES):
+            raise ValueError(f"{onnx_path}: the model was trained with other features "
+                             f"({', '.join(names)}); retrain it with this version")
+        self.meta = dict(meta)
+        self.grades: tuple[str, ...] = tuple(meta["scale"]["grades"])
+        self.proba_output: str = meta["outputs"]["probabilities"]
+        self.positive_column: int = int(meta["outputs"].get("positive_column", 1))
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or 1  # a tiny model: one thread is enough
+        opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(onnx_path), sess_options=opts,
+                                            providers=["CPUExecutionProvider"])
+        inputs = [i.name for i in self.session.get_inputs()]
+        if inputs != list(FEATURE_NAMES):
+            raise ValueError(f"{onnx_path}: ONNX inputs {inputs} do not match the features")
+
+    @classmethod
+    def from_dir(cls, path: str | Path, threads: int | None = 1) -> ReturnRiskModel:
+        """Load ``tabular.onnx`` and ``tabular.json`` from a run (or bundle) directory."""
+        path = Path(path)
+        for name in (ONNX_FILE, META_FILE):
+            if not (path / name).is_file():
+                raise FileNotFoundError(f"{path / name} not found (made by photograde train "
+                                        "tabular)")
+        return cls(path / ONNX_FILE, json.loads((path / META_FILE).read_text()), threads)
+
+    def predict_features(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Return risk of feature rows (:func:`~tabular.features.tabular_features`), shape (N,)."""
+        proba = self.session.run([self.proba_output], to_onnx_inputs(rows))[0]
+        return np.asarray(proba)[:, self.positive_column]
+
+    def predict(self, info: DeviceInfo | Mapping[str, Any], announced_grades: Sequence[str],
+                policy: GradingPolicy) -> dict[str, float]:
+        """The risk if the device were listed at each of ``announced_grades``."""
+        if tuple(policy.grades) != self.grades:
+            raise ValueError(f"the model was trained on the scale {', '.join(self.grades)}, "
+                             f"not {policy.name} ({', '.join(policy.grades)})")
+        if not isinstance(info, DeviceInfo):
+            info = parse_device_info(dict(info))
+        if not announced_grades:
+            return {}
+        rows = [tabular_features(info, g, policy) for g in announced_grades]
+        return {g: float(p) for g, p in zip(announced_grades, self.predict_features(rows),
+                                            strict=True)}

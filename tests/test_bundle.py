@@ -1,0 +1,182 @@
+"""Export a tiny bundle (vision + tabular + fusion), verify it, predict torch-free, bad inputs."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fusion.model import FusionModel, policy_distribution
+from fusion.policy import load_policy
+from serve.cli import main
+from serve.runtime import BundleError, Grader, verify_bundle
+from tabular.schema import CHECKS, parse_device_info
+from training.manifest import load_manifest
+from training.synth.generate import generate
+
+INFO = {"brand": "Apple", "model": "iPhone 12", "storage_gb": 128, "unlocked": True,
+        "battery_health_pct": 91, "checks": dict.fromkeys(CHECKS, True)}
+
+
+def test_policy_distribution_keeps_the_hard_rules():
+    policy = load_policy()
+    flawless = np.array([1.0, 0, 0, 0])
+    cracked = np.array([0, 0, 0, 1.0])
+    mixed = np.array([0.5, 0.2, 0.1, 0.2])
+    assert policy_distribution(policy, flawless, flawless).tolist() == [1, 0, 0, 0]
+    failed = policy_distribution(policy, flawless, flawless, ["wifi"])
+    assert failed.tolist() == [0, 0, 0, 1]  # a failed check is never sellable
+    assert policy_distribution(policy, cracked, flawless)[3] == 1
+    p = policy_distribution(policy, mixed, flawless)
+    assert p.sum() == pytest.approx(1) and p[3] == pytest.approx(0.3)  # heavy + cracked
+    fused = FusionModel(policy.grades, a=2.0, b=np.array([3.0, 0, 0, 0]))
+    assert fused.apply(failed).tolist() == [0, 0, 0, 1]  # learning cannot undo a rule
+    assert fused.apply(p).sum() == pytest.approx(1)
+
+
+@pytest.fixture(scope="module")
+def bundle(synth_dir, tmp_path_factory) -> Path:
+    """Tiny runs of all three models, exported with int8 (about a minute on 2 cores)."""
+    from tabular.model import train_tabular
+    from training.export import export_bundle
+    from training.fusion_train import train_fusion
+    from training.vision_train import TrainConfig, train_vision
+
+    base = tmp_path_factory.mktemp("bundle")
+    cache = str(base / "cache")
+    train_vision(TrainConfig(manifests=[str(synth_dir / "manifest.csv")], out=str(base / "v"),
+                             img_size=64, epochs=1, batch_size=8, workers=0, progress=False,
+                             cache_dir=cache))
+    held_out = generate(40, base / "holdout", seed=21, size=160, progress=False)
+    train_tabular([held_out], base / "t")
+    train_fusion([str(held_out)], base / "v", base / "t", base / "f", cache_dir=cache)
+    export_bundle(base / "v", base / "t", base / "f", base / "b", int8=True, cache_dir=cache)
+    return base / "b"
+
+
+@pytest.fixture(scope="module")
+def grader(bundle) -> Grader:
+    return Grader(bundle, threads=1)
+
+
+def test_bundle_files_and_manifest(bundle):
+    m = json.loads((bundle / "manifest.json").read_text())
+    for name in ("vision.onnx", "vision.int8.onnx", "tabular.onnx", "fusion.json",
+                 "samples.npz", "heads.npz"):
+        assert name in m["files"] and len(m["files"][name]) == 64
+    v = m["vision"]
+    assert v["backbone"] == "tf_efficientnet_lite0" and v["input_size"] == 64
+    assert v["parity_max_abs_diff"] <= 1e-4
+    assert v["classes"]["screen"][-1] == "cracked"
+    assert set(v["temperatures"]) == {"screen", "shell"}
+    assert m["grading"]["scale"]["grades"] == ["excellent", "good", "fair", "broken"]
+    assert v["int8"]["speedup"] > 0 and "screen" in v["int8"]["macro_f1_int8"]
+    assert m["bundle_version"] and m["photograde_version"]
+
+
+def test_verify_and_tampering(bundle, tmp_path, capsys):
+    assert verify_bundle(bundle)["ok"]
+    assert main(["bundle", "verify", str(bundle)]) == 0
+    capsys.readouterr()
+    bad = tmp_path / "tampered"
+    shutil.copytree(bundle, bad)
+    data = bytearray((bad / "fusion.json").read_bytes())
+    data[-5] ^= 1
+    (bad / "fusion.json").write_bytes(bytes(data))
+    with pytest.raises(BundleError, match=r"fusion\.json does not match its sha256"):
+        verify_bundle(bad)
+    short = tmp_path / "truncated"
+    shutil.copytree(bundle, short)
+    (short / "vision.onnx").write_bytes((short / "vision.onnx").read_bytes()[:1000])
+    assert main(["bundle", "verify", str(short)]) == 2
+    assert "vision.onnx does not match" in capsys.readouterr().err
+    with pytest.raises(BundleError, match=r"no manifest\.json"):
+        Grader(tmp_path)
+
+
+def test_grade_one_device(grader, synth_dir):
+    row = load_manifest(synth_dir / "manifest.csv").rows[0]
+    out = grader.grade(row.front_path, row.back_path, parse_device_info(INFO), "good",
+                       heatmaps=True)
+    assert out["grade"] in grader.policy.grades
+    assert sum(out["grade_probabilities"].values()) == pytest.approx(1, abs=1e-6)
+    assert out["confidence"] == max(out["grade_probabilities"].values())
+    assert set(out["parts"]) == {"screen", "shell"}
+    assert out["decision"] in ("validated", "suggestion", "justification_required")
+    png = out["parts"]["screen"]["heatmap_png"]
+    import base64
+
+    assert Image.open(io.BytesIO(base64.b64decode(png))).format == "PNG"
+    assert set(out["return_risk"]) >= {out["grade"], "good"}
+    failed = parse_device_info({**INFO, "checks": {**INFO["checks"], "wifi": False}})
+    out = grader.grade(row.front_path, row.back_path, failed)
+    assert out["grade"] == "broken" and not out["sellable"]
+    assert any(r["rule"] == "failed_checks" and r["decides"] for r in out["reasons"])
+
+
+def test_predict_cli(bundle, synth_dir, tmp_path, capsys):
+    row = load_manifest(synth_dir / "manifest.csv").rows[1]
+    info = tmp_path / "device.json"
+    info.write_text(json.dumps(INFO))
+    args = ["predict", "--bundle", str(bundle), "--front", str(row.front_path), "--back",
+            str(row.back_path), "--device-info", str(info)]
+    assert main([*args, "--refurbisher-grade", "excellent", "--heatmaps",
+                 str(tmp_path / "h")]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["execution_provider"] == "CPUExecutionProvider"
+    assert (tmp_path / "h" / "screen.png").is_file()
+    assert main([*args, "--int8"]) == 0
+    capsys.readouterr()
+
+
+def _bad_inputs(tmp_path: Path, good: Path) -> dict[str, tuple[Path, str]]:
+    (tmp_path / "text.jpg").write_text("hello, not a photo")
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    data = good.read_bytes()
+    (tmp_path / "truncated.jpg").write_bytes(data[: len(data) // 3])
+    Image.new("1", (12000, 12000)).save(tmp_path / "bomb.png")  # 144 MP in a few kB
+    return {"not an image": (tmp_path / "text.jpg", "not an image"),
+            "empty": (tmp_path / "empty.jpg", "empty"),
+            "truncated": (tmp_path / "truncated.jpg", "truncated"),
+            "bomb": (tmp_path / "bomb.png", "too large")}
+
+
+def test_predict_bad_inputs_give_clear_errors(bundle, synth_dir, tmp_path, capsys):
+    row = load_manifest(synth_dir / "manifest.csv").rows[2]
+    info = tmp_path / "device.json"
+    info.write_text(json.dumps(INFO))
+    base = ["predict", "--bundle", str(bundle), "--back", str(row.back_path)]
+    for name, (path, message) in _bad_inputs(tmp_path, row.front_path).items():
+        assert main([*base, "--front", str(path), "--device-info", str(info)]) == 2, name
+        err = capsys.readouterr().err
+        assert "--front" in err and message in err, (name, err)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**INFO, "checks": {**INFO["checks"], "nfc": True}}))
+    assert main([*base, "--front", str(row.front_path), "--device-info", str(bad)]) == 2
+    assert "checks.nfc: unknown field" in capsys.readouterr().err
+    assert main([*base, "--front", str(row.front_path), "--device-info", str(info),
+                 "--refurbisher-grade", "mint"]) == 2
+    assert "unknown grade 'mint'" in capsys.readouterr().err
+
+
+def test_runtime_never_imports_torch(bundle, synth_dir):
+    row = load_manifest(synth_dir / "manifest.csv").rows[0]
+    code = (
+        "import sys, json\n"
+        "from serve.runtime import Grader\n"
+        "from tabular.schema import parse_device_info\n"
+        f"g = Grader({str(bundle)!r}, threads=1)\n"
+        f"out = g.grade({str(row.front_path)!r}, {str(row.back_path)!r}, "
+        f"parse_device_info({json.dumps(INFO)!r}), heatmaps=True)\n"
+        "bad = [m for m in ('torch', 'torchvision', 'timm', 'sklearn') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+        "print(out['grade'])\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -1,0 +1,264 @@
+"""``photograde export``: one versioned bundle directory for torch-free serving.
+
+    BUNDLE/vision.onnx        the condition model (dynamic batch): screen and shell logits
+                              and the last feature map (for damage heatmaps)
+    BUNDLE/vision.int8.onnx   with --int8: statically quantised, calibrated on training photos
+    BUNDLE/tabular.onnx       the return-risk model, BUNDLE/tabular.json its signature
+    BUNDLE/fusion.json        the fusion parameters and the grading config
+    BUNDLE/samples.npz        sample inputs with their expected outputs (for `bundle verify`)
+    BUNDLE/heads.npz          the heads' weights, to turn feature maps into heatmaps
+    BUNDLE/manifest.json      versions, preprocessing, classes, grading, temperatures, data
+                              summary, metrics, and the sha256 of every file
+
+Export checks parity between torch and ONNX Runtime on the sample inputs (max |difference| of
+the logits <= 1e-4 and the same argmax) and fails loudly otherwise.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import shutil
+import time
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from training.image_cache import load_images
+from training.manifest import load_manifest
+from training.metrics import head_metrics
+from training.vision_data import samples_from, split
+from training.vision_run import load_run
+from vision.conditions import CONDITIONS
+from vision.model import ConditionModel
+from vision.preprocess import normalize, preprocess
+
+log = logging.getLogger("photograde.export")
+
+BUNDLE_FORMAT = 1
+PARITY_TOL = 1e-4
+OUTPUTS = ("screen_logits", "shell_logits", "features")
+
+
+class ExportError(ValueError):
+    """Export failed a check (parity, missing inputs); the message says which."""
+
+
+class _Exported(torch.nn.Module):
+    def __init__(self, model: ConditionModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor):
+        fmap = self.model.forward_features_map(x)
+        screen, shell = self.model.heads_from_features(fmap)
+        return screen, shell, fmap
+
+
+def _version() -> str:
+    try:
+        return version("photograde")
+    except Exception:
+        return "0+unknown"
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def export_onnx(model: ConditionModel, path: Path, opset: int = 17) -> None:
+    import warnings
+
+    model.eval()
+    size = model.preprocess.img_size
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(
+            _Exported(model), (torch.zeros(2, 3, size, size),), str(path), dynamo=False,
+            input_names=["image"], output_names=list(OUTPUTS), opset_version=opset,
+            dynamic_axes={n: {0: "batch"} for n in ("image", *OUTPUTS)})
+    model.eval()  # the exporter leaves the module in training mode
+
+
+def session(path: Path, threads: int = 0) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def check_parity(model: ConditionModel, onnx_path: Path, x: np.ndarray) -> float:
+    """Max |torch - onnxruntime| over both heads' logits; raises ExportError past tolerance."""
+    with torch.no_grad():
+        ref = [t.numpy() for t in model.eval()(torch.from_numpy(x))]
+    got = session(onnx_path).run(list(OUTPUTS[:2]), {"image": x})
+    diff = max(float(np.abs(a - b).max()) for a, b in zip(ref, got, strict=True))
+    same = all((a.argmax(1) == b.argmax(1)).all() for a, b in zip(ref, got, strict=True))
+    if diff > PARITY_TOL or not same:
+        raise ExportError(f"ONNX parity check failed: max |torch - onnxruntime| = {diff:.2e} "
+                          f"(tolerance {PARITY_TOL:.0e}), same argmax: {same}")
+    return diff
+
+
+def _val_photos(config: dict[str, Any], limit: int) -> tuple[list[Path], list[str], np.ndarray]:
+    """Validation photos of the vision run (paths, parts, allowed masks)."""
+    tc = config["train_config"]
+    if tc.get("val_manifests"):
+        val = samples_from([load_manifest(m) for m in tc["val_manifests"]])
+    else:
+        _, val = split(samples_from([load_manifest(m) for m in tc["manifests"]]),
+                       tc["val_fraction"], tc["seed"])
+    val = val[:limit]
+    return [s.path for s in val], [s.part for s in val], np.array([s.allowed for s in val])
+
+
+def _train_photos(config: dict[str, Any], limit: int) -> list[Path]:
+    tc = config["train_config"]
+    train, _ = split(samples_from([load_manifest(m) for m in tc["manifests"]]),
+                     tc["val_fraction"] if not tc.get("val_manifests") else 0.0, tc["seed"])
+    step = max(1, len(train) // limit)
+    return [s.path for s in train[::step][:limit]]
+
+
+def quantize_int8(fp32: Path, out: Path, calib: np.ndarray) -> None:
+    """Static QDQ int8 quantisation, activations calibrated on training photos."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter([{"image": calib[i:i + 8]} for i in range(0, len(calib), 8)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    pre = out.with_suffix(".pre.onnx")
+    quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+    quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ,
+                    per_channel=True, activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8)
+    pre.unlink()
+
+
+def _macro_f1(sess: ort.InferenceSession, x: np.ndarray, parts: list[str],
+              allowed: np.ndarray) -> dict[str, float]:
+    logits = np.concatenate([np.stack(sess.run(list(OUTPUTS[:2]), {"image": x[i:i + 16]}), 1)
+                             for i in range(0, len(x), 16)])
+    out = {}
+    for k, part in enumerate(("screen", "shell")):
+        sel = np.array([p == part for p in parts])
+        if sel.any():
+            m = head_metrics(logits[sel, k], allowed[sel], CONDITIONS[part])
+            out[part] = m.get("macro_f1", m.get("cracked_vs_rest", {}).get("macro_f1"))
+    return out
+
+
+def _latency_ms(sess: ort.InferenceSession, x: np.ndarray, repeat: int = 20) -> float:
+    sess.run(None, {"image": x})
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        sess.run(None, {"image": x})
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times) * 1000)
+
+
+def export_bundle(vision_run: str | Path, tabular_run: str | Path, fusion_run: str | Path,
+                  out: str | Path, *, int8: bool = False, cache_dir: str | None = None,
+                  n_samples: int = 4, overwrite: bool = False) -> dict[str, Any]:
+    """Write the bundle; returns its manifest."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise ExportError(f"{out} is not empty (pass --overwrite to replace it)")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tabular_run, fusion_run = Path(tabular_run), Path(fusion_run)
+    for path in (tabular_run / "tabular.onnx", tabular_run / "tabular.json",
+                 fusion_run / "fusion.json"):
+        if not path.is_file():
+            raise ExportError(f"{path} not found (train it first: photograde train "
+                              f"{'tabular' if 'tabular' in path.name else 'fusion'})")
+    model, config, temps = load_run(vision_run)
+    pre = model.preprocess
+
+    export_onnx(model, out / "vision.onnx")
+    paths, parts, allowed = _val_photos(config, limit=256)
+    sample_x = np.stack([preprocess(p, pre) for p in paths[:n_samples]])
+    diff = check_parity(model, out / "vision.onnx", sample_x)
+    log.info("vision.onnx: parity max |torch - onnxruntime| = %.2e", diff)
+    expected = session(out / "vision.onnx").run(list(OUTPUTS[:2]), {"image": sample_x})
+
+    int8_info: dict[str, Any] | None = None
+    if int8:
+        calib = load_images(_train_photos(config, 64), pre.img_size, cache_dir, progress=False)
+        calib_x = np.stack([normalize(im, pre) for im in calib])
+        quantize_int8(out / "vision.onnx", out / "vision.int8.onnx", calib_x)
+        val_x = np.stack([normalize(im, pre) for im in
+                          load_images(paths, pre.img_size, cache_dir, progress=False)])
+        fp, q = session(out / "vision.onnx", 1), session(out / "vision.int8.onnx", 1)
+        f1_fp, f1_q = _macro_f1(fp, val_x, parts, allowed), _macro_f1(q, val_x, parts, allowed)
+        one = val_x[:2]
+        t_fp, t_q = _latency_ms(fp, one), _latency_ms(q, one)
+        int8_info = {"file": "vision.int8.onnx", "calibration_photos": len(calib_x),
+                     "validation_photos": len(val_x), "macro_f1_fp32": f1_fp,
+                     "macro_f1_int8": f1_q,
+                     "macro_f1_change_points": {k: 100 * (f1_q[k] - f1_fp[k]) for k in f1_fp},
+                     "cpu_ms_fp32_batch2_1thread": t_fp, "cpu_ms_int8_batch2_1thread": t_q,
+                     "speedup": t_fp / t_q}
+        log.info("int8: macro-F1 %s -> %s, CPU %.1f ms -> %.1f ms (%.2fx)", f1_fp, f1_q, t_fp,
+                 t_q, t_fp / t_q)
+
+    shutil.copy(tabular_run / "tabular.onnx", out / "tabular.onnx")
+    shutil.copy(tabular_run / "tabular.json", out / "tabular.json")
+    fusion = json.loads((fusion_run / "fusion.json").read_text())
+    shutil.copy(fusion_run / "fusion.json", out / "fusion.json")
+    np.savez_compressed(out / "samples.npz", image=sample_x, screen_logits=expected[0],
+                        shell_logits=expected[1])
+    np.savez(out / "heads.npz", **{p: model.head(p).weight.detach().numpy()
+                                   for p in ("screen", "shell")})  # for damage heatmaps
+
+    vision_summary = json.loads((Path(vision_run) / "summary.json").read_text()) \
+        if (Path(vision_run) / "summary.json").is_file() else {}
+    files = sorted(p.name for p in out.iterdir() if p.is_file())
+    digest = hashlib.sha256("".join(sha256(out / f) for f in files).encode()).hexdigest()[:12]
+    created = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    manifest = {
+        "bundle_format": BUNDLE_FORMAT,
+        "bundle_version": f"{created:%Y%m%d-%H%M%S}-{digest}",
+        "photograde_version": _version(),
+        "created_at": created.isoformat(),
+        "demo": False,
+        "vision": {"file": "vision.onnx", "backbone": config["backbone"],
+                   "input_size": pre.img_size, "preprocess": pre.to_dict(),
+                   "inputs": ["image"], "outputs": list(OUTPUTS),
+                   "classes": config["classes"], "temperatures": temps,
+                   "head_weights": "heads.npz",
+                   "parity_max_abs_diff": diff, "int8": int8_info,
+                   "weights_source": config["weights_source"],
+                   "training_data": config["data"], "metrics": vision_summary.get("val")},
+        "tabular": json.loads((out / "tabular.json").read_text()),
+        "fusion": {"file": "fusion.json", "metrics": fusion.get("metrics")},
+        "grading": fusion["grading"],
+        "versions": {"torch": torch.__version__, "onnxruntime": ort.__version__,
+                     "onnx": version("onnx")},
+        "files": {f: sha256(out / f) for f in files},
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    log.info("bundle %s written to %s", manifest["bundle_version"], out)
+    return manifest
