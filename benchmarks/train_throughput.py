@@ -4,7 +4,7 @@ Both measure the same training step (model, optimiser, mixed precision, frozen s
 ``photograde train vision``); the only difference is where the batches come from. Prints the
 images/s of each and their ratio (target >= 0.9: the pipeline does not starve the model).
 
-    python benchmarks/train_throughput.py [--manifest M] [--img-size 224] [--batches 12]
+    python -m benchmarks.train_throughput [--manifest M] [--img-size 224] [--batches 12]
 """
 
 from __future__ import annotations

@@ -205,6 +205,28 @@ def _bundle_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import os
+
+    import uvicorn
+
+    from serve.runtime import load_manifest
+    from serve.settings import Settings
+
+    overrides = {k: v for k, v in (("bundle", args.bundle), ("host", args.host),
+                                   ("port", args.port), ("workers", args.workers),
+                                   ("threads", args.threads)) if v is not None}
+    settings = Settings(**overrides)
+    load_manifest(settings.bundle)  # refuse a missing or tampered bundle before starting
+    for key, value in overrides.items():  # workers build their app from the environment
+        os.environ[f"PHOTOGRADE_{key.upper()}"] = str(value)
+    print(f"photograde: serving {settings.bundle} on http://{settings.host}:{settings.port} "
+          f"(docs: /docs)", file=sys.stderr)
+    uvicorn.run("serve.app:app_from_env", factory=True, host=settings.host, port=settings.port,
+                workers=settings.workers, log_level="info")
+    return 0
+
+
 def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone", default="tf_efficientnet_lite0", help="any timm model name")
     p.add_argument("--img-size", type=int, default=224)
@@ -374,6 +396,15 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--threads", type=int, help="ONNX Runtime threads (default: CPU quota)")
     pr.add_argument("--int8", action="store_true", help="use the bundle's int8 vision model")
     pr.set_defaults(func=_predict)
+
+    srv = sub.add_parser("serve", help="the scoring API (FastAPI on ONNX Runtime)")
+    srv.add_argument("--bundle", type=Path, help="bundle directory (env PHOTOGRADE_BUNDLE)")
+    srv.add_argument("--host", help="default 127.0.0.1 (env PHOTOGRADE_HOST)")
+    srv.add_argument("--port", type=int, help="default 8000 (env PHOTOGRADE_PORT)")
+    srv.add_argument("--workers", type=int, help="worker processes (default 1)")
+    srv.add_argument("--threads", type=int, help="ONNX Runtime threads per worker "
+                     "(default: the container's CPU quota)")
+    srv.set_defaults(func=_serve)
 
     bun = sub.add_parser("bundle", help="model bundles")
     bun_sub = bun.add_subparsers(dest="bundle_command", required=True, metavar="ACTION")

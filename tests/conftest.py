@@ -21,3 +21,24 @@ def synth_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synth")
     generate(24, out, seed=7, size=256, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def bundle(synth_dir, tmp_path_factory) -> Path:
+    """Tiny runs of all three models, exported with int8 (about a minute on 2 cores)."""
+    from tabular.model import train_tabular
+    from training.export import export_bundle
+    from training.fusion_train import train_fusion
+    from training.synth.generate import generate
+    from training.vision_train import TrainConfig, train_vision
+
+    base = tmp_path_factory.mktemp("bundle")
+    cache = str(base / "cache")
+    train_vision(TrainConfig(manifests=[str(synth_dir / "manifest.csv")], out=str(base / "v"),
+                             img_size=64, epochs=1, batch_size=8, workers=0, progress=False,
+                             cache_dir=cache))
+    held_out = generate(40, base / "holdout", seed=21, size=160, progress=False)
+    train_tabular([held_out], base / "t")
+    train_fusion([str(held_out)], base / "v", base / "t", base / "f", cache_dir=cache)
+    export_bundle(base / "v", base / "t", base / "f", base / "b", int8=True, cache_dir=cache)
+    return base / "b"

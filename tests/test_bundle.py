@@ -19,7 +19,6 @@ from serve.cli import main
 from serve.runtime import BundleError, Grader, verify_bundle
 from tabular.schema import CHECKS, parse_device_info
 from training.manifest import load_manifest
-from training.synth.generate import generate
 
 INFO = {"brand": "Apple", "model": "iPhone 12", "storage_gb": 128, "unlocked": True,
         "battery_health_pct": 91, "checks": dict.fromkeys(CHECKS, True)}
@@ -39,26 +38,6 @@ def test_policy_distribution_keeps_the_hard_rules():
     fused = FusionModel(policy.grades, a=2.0, b=np.array([3.0, 0, 0, 0]))
     assert fused.apply(failed).tolist() == [0, 0, 0, 1]  # learning cannot undo a rule
     assert fused.apply(p).sum() == pytest.approx(1)
-
-
-@pytest.fixture(scope="module")
-def bundle(synth_dir, tmp_path_factory) -> Path:
-    """Tiny runs of all three models, exported with int8 (about a minute on 2 cores)."""
-    from tabular.model import train_tabular
-    from training.export import export_bundle
-    from training.fusion_train import train_fusion
-    from training.vision_train import TrainConfig, train_vision
-
-    base = tmp_path_factory.mktemp("bundle")
-    cache = str(base / "cache")
-    train_vision(TrainConfig(manifests=[str(synth_dir / "manifest.csv")], out=str(base / "v"),
-                             img_size=64, epochs=1, batch_size=8, workers=0, progress=False,
-                             cache_dir=cache))
-    held_out = generate(40, base / "holdout", seed=21, size=160, progress=False)
-    train_tabular([held_out], base / "t")
-    train_fusion([str(held_out)], base / "v", base / "t", base / "f", cache_dir=cache)
-    export_bundle(base / "v", base / "t", base / "f", base / "b", int8=True, cache_dir=cache)
-    return base / "b"
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,61 @@
+"""Full torch-free prediction for one device on one CPU thread.
+
+Median time of ``Grader.grade`` for one device (two 12-MP JPEGs + the checklist: decoding,
+vision model, fusion, return risk, decision), and its ratio to raw ONNX Runtime inference on
+the two already-decoded tensors (target: <= 60 ms on this 2-core machine).
+
+    python -m benchmarks.predict --bundle BUNDLE [--repeat 20] [--threads 1] [--int8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks._photos import phone_jpegs
+from serve.runtime import Grader
+from tabular.schema import CHECKS, parse_device_info
+
+INFO = {"brand": "Apple", "model": "iPhone 12", "storage_gb": 128, "unlocked": True,
+        "battery_health_pct": 91, "checks": dict.fromkeys(CHECKS, True)}
+
+
+def median_ms(fn, repeat: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times) * 1000)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bundle", type=Path, required=True)
+    ap.add_argument("--repeat", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--int8", action="store_true")
+    args = ap.parse_args()
+    grader = Grader(args.bundle, threads=args.threads, int8=args.int8)
+    front, back = phone_jpegs(Path(tempfile.mkdtemp()), n=2)
+    photos = [front.read_bytes(), back.read_bytes()]  # bytes, as an upload arrives
+    info = parse_device_info(INFO)
+    x = np.stack([grader.decode(p).x for p in photos])
+    full = median_ms(lambda: grader.grade(photos[0], photos[1], info, "good"), args.repeat)
+    raw = median_ms(lambda: grader.run_vision(x), args.repeat)
+    decode = median_ms(lambda: [grader.decode(p) for p in photos], args.repeat)
+    print(f"bundle {grader.manifest['bundle_version']} ({grader.vision_file}, "
+          f"{grader.pre.img_size} px), {args.threads} thread(s), {grader.provider}")
+    print(f"full prediction (2 x 12 MP JPEG + checklist): {full:7.1f} ms median")
+    print(f"  of which decoding both photos:              {decode:7.1f} ms")
+    print(f"raw onnxruntime on the 2 decoded tensors:     {raw:7.1f} ms")
+    print(f"ratio full / raw: {full / raw:.2f}; target full <= 60 ms")
+
+
+if __name__ == "__main__":
+    main()

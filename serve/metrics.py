@@ -1,0 +1,24 @@
+"""Prometheus metrics of one app (its own registry, so several apps can live in one process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.latency = Histogram(
+            "photograde_request_seconds", "Request latency by route", ["route", "status"],
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 2, 5, 10), registry=r)
+        self.batch_size = Histogram(
+            "photograde_inference_batch_photos", "Photos per inference call",
+            buckets=(1, 2, 4, 6, 8, 12, 16, 24, 32, 64), registry=r)
+        self.queue_depth = Gauge("photograde_queue_photos", "Photos waiting for inference",
+                                 registry=r)
+        self.grades = Counter("photograde_predicted_grade_total", "Predicted grades",
+                              ["grade"], registry=r)
+        self.decisions = Counter("photograde_decision_total", "Decisions against the "
+                                 "refurbisher's grade", ["decision"], registry=r)
+        self.errors = Counter("photograde_errors_total", "Errors by kind", ["kind"], registry=r)

@@ -1,0 +1,44 @@
+"""Service settings: environment variables ``PHOTOGRADE_*`` and an optional TOML file.
+
+Precedence: constructor arguments (the CLI), then environment, then the settings file named by
+``PHOTOGRADE_SETTINGS_FILE``, then the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict, TomlConfigSettingsSource
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PHOTOGRADE_", extra="forbid")
+
+    bundle: Path = Field(Path("bundle"), description="model bundle directory")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    workers: int = Field(1, ge=1, description="uvicorn worker processes")
+    threads: int = Field(0, ge=0, description="ONNX Runtime threads per worker (0: CPU quota)")
+    int8: bool = Field(False, description="serve the bundle's int8 vision model")
+    max_batch_size: int = Field(16, ge=1, description="photos per inference call")
+    max_wait_ms: float = Field(4.0, ge=0, description="wait for more requests to batch")
+    batching: bool = Field(True, description="dynamic batching (off: one call per request)")
+    queue_size: int = Field(64, ge=1, description="photos waiting; beyond: 503 + Retry-After")
+    max_upload_mb: float = Field(20.0, gt=0, description="per photo")
+    max_pixels: int = Field(50_000_000, ge=1, description="per photo, against decompression "
+                            "bombs")
+    max_batch_devices: int = Field(32, ge=1, description="devices per /v1/grade/batch call")
+    decode_threads: int = Field(0, ge=0, description="photo decoding threads (0: CPU quota)")
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings,
+                                   dotenv_settings, file_secret_settings):
+        sources = [init_settings, env_settings]
+        path = os.environ.get("PHOTOGRADE_SETTINGS_FILE")
+        if path:
+            if not Path(path).is_file():
+                raise ValueError(f"PHOTOGRADE_SETTINGS_FILE={path}: file not found")
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
