@@ -1,0 +1,65 @@
+# photograde serving images. Nothing here installs torch: serving is ONNX Runtime only.
+#
+#   docker build -t photograde:cpu .                      # CPU image (default target)
+#   docker build -t photograde:gpu --target gpu .         # CUDA image with onnxruntime-gpu
+#   docker run -p 8000:8000 -v $PWD/bundle:/models/bundle:ro photograde:cpu
+#
+# The image serves the bundle mounted at /models/bundle (PHOTOGRADE_BUNDLE); every setting in
+# the README's configuration table can be passed as an environment variable.
+
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+ARG CUDA_IMAGE=nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04
+
+# --- build the wheel ----------------------------------------------------------------------
+FROM ${PYTHON_IMAGE} AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY vision vision
+COPY tabular tabular
+COPY fusion fusion
+COPY serve serve
+COPY training training
+RUN pip install --no-cache-dir build==1.2.2 \
+ && python -m build --wheel --outdir /dist
+
+# --- CPU serving image --------------------------------------------------------------------
+FROM ${PYTHON_IMAGE} AS cpu
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
+    PHOTOGRADE_BUNDLE=/models/bundle PHOTOGRADE_HOST=0.0.0.0 PHOTOGRADE_PORT=8000 \
+    PHOTOGRADE_DATABASE_URL=sqlite:////data/photograde.db PHOTOGRADE_PHOTO_DIR=/data/photos
+COPY --from=build /dist/*.whl /tmp/
+RUN pip install --no-cache-dir /tmp/*.whl && rm /tmp/*.whl \
+ && useradd --create-home --uid 10001 photograde \
+ && mkdir -p /data /models && chown photograde /data
+USER 10001
+WORKDIR /home/photograde
+VOLUME ["/data"]
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+  CMD ["python", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:8000/readyz', timeout=4)"]
+CMD ["photograde", "serve"]
+
+# --- GPU serving image (CUDA execution provider) -------------------------------------------
+FROM ${CUDA_IMAGE} AS gpu
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PATH=/opt/venv/bin:$PATH \
+    PHOTOGRADE_BUNDLE=/models/bundle PHOTOGRADE_HOST=0.0.0.0 PHOTOGRADE_PORT=8000 \
+    PHOTOGRADE_DATABASE_URL=sqlite:////data/photograde.db PHOTOGRADE_PHOTO_DIR=/data/photos
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 python3-venv \
+ && rm -rf /var/lib/apt/lists/*
+COPY --from=build /dist/*.whl /tmp/
+RUN python3 -m venv /opt/venv \
+ && pip install --no-cache-dir /tmp/*.whl \
+ && pip uninstall -y onnxruntime \
+ && pip install --no-cache-dir onnxruntime-gpu==1.31.1 \
+ && rm /tmp/*.whl \
+ && useradd --create-home --uid 10001 photograde \
+ && mkdir -p /data /models && chown photograde /data
+USER 10001
+WORKDIR /home/photograde
+VOLUME ["/data"]
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+  CMD ["python", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:8000/readyz', timeout=4)"]
+CMD ["photograde", "serve"]

@@ -1,0 +1,112 @@
+"""Load on the real service over loopback: throughput and latency percentiles.
+
+For 1, 4 and 16 concurrent clients, with dynamic batching on and off, each client posts
+``/v1/grade`` requests (two real-size phone JPEGs + the checklist) back to back for a fixed
+number of requests. Prints a markdown table (requests/s, p50/p95/p99 ms), the throughput ratio
+batching on / off at the highest concurrency (target >= 1.5x) and the ratio of the service's
+p50 at one client to the torch-free predict path on the same photos (target <= 1.3x).
+The load generator runs on the same machine as the service: its CPU use is included.
+
+    python -m benchmarks.serve_load --bundle BUNDLE [--requests 48] [--size 3000x4000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from benchmarks._photos import phone_jpegs
+from benchmarks._server import ServiceProcess
+from serve.runtime import Grader
+from tabular.schema import CHECKS, parse_device_info
+
+INFO = {"brand": "Apple", "model": "iPhone 12", "storage_gb": 128, "unlocked": True,
+        "battery_health_pct": 91, "checks": dict.fromkeys(CHECKS, True)}
+
+
+async def load(url: str, photos: list[bytes], clients: int, requests: int
+               ) -> tuple[float, list[float], int]:
+    """(requests/s, latencies in s, errors) for ``requests`` spread over ``clients``."""
+    latencies: list[float] = []
+    errors = 0
+    files = {"front": ("front.jpg", photos[0], "image/jpeg"),
+             "back": ("back.jpg", photos[1], "image/jpeg")}
+    data = {"device": json.dumps(INFO), "refurbisher_grade": "good"}
+    counter = iter(range(requests))
+
+    async def client(c: httpx.AsyncClient) -> None:
+        nonlocal errors
+        for _ in counter:
+            t0 = time.perf_counter()
+            r = await c.post(url + "/v1/grade", files=files, data=data)
+            latencies.append(time.perf_counter() - t0)
+            errors += r.status_code != 200
+
+    async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(
+            max_connections=clients)) as c:
+        await c.post(url + "/v1/grade", files=files, data=data)  # warm the connection
+        t0 = time.perf_counter()
+        await asyncio.gather(*(client(c) for _ in range(clients)))
+        elapsed = time.perf_counter() - t0
+    return requests / elapsed, latencies, errors
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q) * 1000)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bundle", type=Path, required=True)
+    ap.add_argument("--requests", type=int, default=48, help="per concurrency level")
+    ap.add_argument("--size", default="3000x4000", help="photo size, WxH")
+    ap.add_argument("--clients", default="1,4,16")
+    args = ap.parse_args()
+    w, h = (int(v) for v in args.size.split("x"))
+    paths = phone_jpegs(Path(tempfile.mkdtemp()), n=2, size=(w, h))
+    photos = [p.read_bytes() for p in paths]
+    levels = [int(c) for c in args.clients.split(",")]
+
+    grader = Grader(args.bundle)
+    info = parse_device_info(INFO)
+    grader.grade(photos[0], photos[1], info, "good")
+    times = []
+    for _ in range(15):
+        t0 = time.perf_counter()
+        grader.grade(photos[0], photos[1], info, "good")
+        times.append(time.perf_counter() - t0)
+    direct = float(np.median(times) * 1000)
+    del grader
+
+    rows, tput = [], {}
+    for batching in (True, False):
+        with ServiceProcess(args.bundle, batching=str(batching).lower()) as svc:
+            for clients in levels:
+                rps, lat, errors = asyncio.run(load(svc.url, photos, clients, args.requests))
+                tput[(batching, clients)] = rps
+                rows.append((batching, clients, rps, pct(lat, 50), pct(lat, 95), pct(lat, 99),
+                             errors))
+    print(f"photos {w}x{h} ({len(photos[0]) / 1e6:.1f} MB and {len(photos[1]) / 1e6:.1f} MB), "
+          f"{args.requests} requests per level")
+    print("| batching | clients | requests/s | p50 ms | p95 ms | p99 ms | errors |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for b, c, rps, p50, p95, p99, e in rows:
+        print(f"| {'on' if b else 'off'} | {c} | {rps:.2f} | {p50:.0f} | {p95:.0f} | {p99:.0f} "
+              f"| {e} |")
+    top = max(levels)
+    p50_one = next(r[3] for r in rows if r[0] and r[1] == 1) if 1 in levels else float("nan")
+    print(f"throughput at {top} clients, batching on / off: "
+          f"{tput[(True, top)] / tput[(False, top)]:.2f}x (target >= 1.5x)")
+    print(f"p50 at 1 client {p50_one:.0f} ms vs torch-free predict path {direct:.0f} ms: "
+          f"{p50_one / direct:.2f}x (target <= 1.3x)")
+
+
+if __name__ == "__main__":
+    main()
