@@ -7,6 +7,8 @@
     GET  /healthz           alive
     GET  /readyz            bundle loaded and warmed up
     GET  /metrics           Prometheus
+    /v1/evaluations, /v1/returns, /v1/dashboard/..., /v1/keys: the refurbisher workflow
+                            (storage, API keys, decisions: serve/workflow_api.py)
 
 Every error is an RFC 9457 problem+json naming the field and the reason; no bad input is
 answered with a 5xx.
@@ -37,6 +39,7 @@ from serve.metrics import Metrics
 from serve.problems import Problem
 from serve.runtime import Grader, Photo
 from serve.settings import Settings
+from serve.workflow_api import Workflow
 from tabular.schema import DeviceInfo, describe_errors, parse_device_info
 from vision.preprocess import ImageError
 
@@ -154,16 +157,20 @@ class Service:
 def create_app(settings: Settings | None = None, grader: Grader | None = None) -> FastAPI:
     settings = settings or Settings()
     svc = Service(settings, grader)
+    workflow = Workflow(settings, svc)  # storage, auth, evaluations (serve/workflow_api.py)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await svc.start()
+        await workflow.start()
         yield
         await svc.stop()
+        await workflow.stop()
 
     app = FastAPI(title="photograde", version="1", lifespan=lifespan,
                   description="A second opinion on the grade of a refurbished phone.")
     app.state.service = svc
+    app.state.workflow = workflow
 
     @app.middleware("http")
     async def observe(request: Request, call_next):
@@ -172,6 +179,8 @@ def create_app(settings: Settings | None = None, grader: Grader | None = None) -
         limit = int(settings.max_upload_mb * 1024 * 1024) * 2 + 1024 * 1024
         if request.url.path == "/v1/grade/batch":
             limit *= settings.max_batch_devices
+        elif request.url.path.endswith("/justification"):
+            limit = limit // 2 * settings.justification_max_photos + 1024 * 1024
         start = time.perf_counter()
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > limit:
@@ -218,7 +227,8 @@ def create_app(settings: Settings | None = None, grader: Grader | None = None) -
         return problem_response(request, Problem(500, "internal-error",
                                                  "unexpected error (logged on the server)"))
 
-    @app.post("/v1/grade", summary="Grade one device from its photos and checklist")
+    @app.post("/v1/grade", summary="Grade one device from its photos and checklist",
+              dependencies=[workflow.scoring])
     async def grade(
         request: Request,
         front: Annotated[UploadFile, File(description="front photo (JPEG, PNG, WebP, HEIC)")],
@@ -233,7 +243,8 @@ def create_app(settings: Settings | None = None, grader: Grader | None = None) -
         result = await svc.grade(front_b, back_b, info, refurbisher_grade or None, heatmaps)
         return {"request_id": request.state.request_id, **result}
 
-    @app.post("/v1/grade/batch", summary="Grade many devices in one call (base64 photos)")
+    @app.post("/v1/grade/batch", summary="Grade many devices in one call (base64 photos)",
+              dependencies=[workflow.scoring])
     async def grade_batch(request: Request) -> dict[str, Any]:
         try:
             body = BatchRequest.model_validate_json(await request.body())
@@ -295,6 +306,7 @@ def create_app(settings: Settings | None = None, grader: Grader | None = None) -
     async def metrics() -> Response:
         return Response(generate_latest(svc.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    app.include_router(workflow.router)
     return app
 
 

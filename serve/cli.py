@@ -227,6 +227,62 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _workflow_db(args: argparse.Namespace):
+    """The workflow database of the settings (--database-url or PHOTOGRADE_DATABASE_URL),
+    migrated to the latest schema."""
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # before its import-time chatter
+    from serve.db import Database
+    from serve.settings import Settings
+
+    overrides = {"database_url": args.database_url} if args.database_url else {}
+    db = Database(Settings(**overrides).database_url)
+    db.migrate()
+    return db
+
+
+def _keys(args: argparse.Namespace) -> int:
+    db = _workflow_db(args)
+    from serve.auth import create_key, list_keys, revoke_key
+
+    if args.keys_command == "create":
+        record, key = create_key(db, args.role, args.refurbisher, args.name)
+        print(f"created {record['role']} key {record['id']}"
+              + (f" for refurbisher {record['refurbisher_id']}" if record["refurbisher_id"]
+                 else "") + "; it is shown only once:", file=sys.stderr)
+        print(key)
+    elif args.keys_command == "list":
+        for k in list_keys(db):
+            print(f"{k['id']}  {k['role']:<11s} {k['refurbisher_id'] or '-':<12s} "
+                  f"{'revoked ' + k['revoked_at'] if k['revoked_at'] else 'active':<40s} "
+                  f"{k['name'] or ''}".rstrip())
+    else:
+        record = revoke_key(db, args.key_id)
+        if record is None:
+            raise ValueError(f"key {args.key_id!r} not found")
+        print(f"revoked {record['id']} at {record['revoked_at']}")
+    db.dispose()
+    return 0
+
+
+def _db(args: argparse.Namespace) -> int:
+    db = _workflow_db(args)
+    if args.db_command == "seed":
+        from serve.photostore import PhotoStore
+        from serve.runtime import Grader
+        from serve.seed import seed_history
+        from serve.settings import Settings
+
+        settings = Settings(**{k: v for k, v in (("bundle", args.bundle),
+                                                 ("photo_dir", args.photo_dir)) if v})
+        counts = seed_history(db, PhotoStore(settings.photo_dir), args.manifest,
+                              grader=Grader(settings.bundle), n_refurbishers=args.refurbishers)
+        print(json.dumps(counts, indent=2))
+    else:
+        print(f"{db.url.render_as_string(hide_password=True)}: schema up to date")
+    db.dispose()
+    return 0
+
+
 def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone", default="tf_efficientnet_lite0", help="any timm model name")
     p.add_argument("--img-size", type=int, default=224)
@@ -411,6 +467,37 @@ def build_parser() -> argparse.ArgumentParser:
     bv = bun_sub.add_parser("verify", help="re-check every hash and run the embedded samples")
     bv.add_argument("bundle", type=Path)
     bv.set_defaults(func=_bundle_verify)
+
+    def database(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--database-url", help="default: PHOTOGRADE_DATABASE_URL or "
+                       "sqlite:///./photograde.db")
+
+    keys = sub.add_parser("keys", help="API keys of the workflow API")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    kc = keys_sub.add_parser("create", help="create a key and print it (once)")
+    kc.add_argument("--role", required=True, choices=("refurbisher", "platform", "reviewer",
+                                                      "admin"))
+    kc.add_argument("--refurbisher", help="the refurbisher id (refurbisher keys only)")
+    kc.add_argument("--name", help="a note: who or what uses the key")
+    kl = keys_sub.add_parser("list", help="every key: id, role, refurbisher, state, name")
+    kr = keys_sub.add_parser("revoke", help="revoke a key by its id")
+    kr.add_argument("key_id")
+    for p in (kc, kl, kr):
+        database(p)
+        p.set_defaults(func=_keys)
+
+    dbp = sub.add_parser("db", help="the workflow database")
+    db_sub = dbp.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    dbu = db_sub.add_parser("upgrade", help="migrate to the latest schema (alembic upgrade head)")
+    dbs = db_sub.add_parser("seed", help="demo history from a synthetic manifest, graded by "
+                            "the bundle's models")
+    dbs.add_argument("manifest", type=Path)
+    dbs.add_argument("--bundle", type=Path, help="default: PHOTOGRADE_BUNDLE")
+    dbs.add_argument("--photo-dir", type=Path, help="default: PHOTOGRADE_PHOTO_DIR")
+    dbs.add_argument("--refurbishers", type=int, help="keep this many refurbishers")
+    for p in (dbu, dbs):
+        database(p)
+        p.set_defaults(func=_db)
     return parser
 
 

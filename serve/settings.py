@@ -31,6 +31,25 @@ class Settings(BaseSettings):
                             "bombs")
     max_batch_devices: int = Field(32, ge=1, description="devices per /v1/grade/batch call")
     decode_threads: int = Field(0, ge=0, description="photo decoding threads (0: CPU quota)")
+    # -- refurbisher workflow: storage, auth, decisions (serve/workflow_api.py) -------------
+    database_url: str = Field("sqlite:///./photograde.db", description="SQLAlchemy URL: a "
+                              "SQLite file, postgresql+psycopg://..., or sqlite:// (memory)")
+    photo_dir: Path = Field(Path("photos"), description="content-addressed photo store")
+    auth_required: bool = Field(True, description="API keys on every /v1 route")
+    rate_limit_per_minute: float = Field(120, ge=0, description="requests per API key and "
+                                         "minute (0: no limit)")
+    rate_limit_burst: int = Field(0, ge=0, description="token bucket size (0: one minute's "
+                                  "worth)")
+    validated_max_gap: int | None = Field(None, ge=0, description="override the grading "
+                                          "config's [decision] threshold")
+    suggestion_max_gap: int | None = Field(None, ge=0, description="override the grading "
+                                           "config's [decision] threshold")
+    justification_min_chars: int = Field(10, ge=1, description="justification text length")
+    justification_max_photos: int = Field(6, ge=1, description="photos per justification")
+    return_reasons: list[str] = Field(
+        ["cosmetic_worse_than_described", "functional_fault", "battery", "changed_mind",
+         "not_as_described", "damaged_in_transit", "other"], min_length=1,
+        description="reasons accepted by POST /v1/returns")
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings,

@@ -61,7 +61,8 @@ class Server:
 @pytest.fixture(scope="module")
 def server(bundle):
     settings = Settings(bundle=bundle, threads=1, max_upload_mb=1, max_pixels=4_000_000,
-                        max_wait_ms=20, max_batch_devices=4)
+                        max_wait_ms=20, max_batch_devices=4, auth_required=False,
+                        database_url="sqlite://")
     with Server(settings) as s:
         yield s
 
@@ -263,7 +264,7 @@ def test_concurrent_requests_share_inference_batches(server, photos):
 
 def test_full_queue_answers_503_with_retry_after(bundle, photos):
     settings = Settings(bundle=bundle, threads=1, queue_size=2, max_wait_ms=400,
-                        max_batch_size=16)
+                        max_batch_size=16, auth_required=False, database_url="sqlite://")
     with Server(settings) as s:
         async def run():
             async with httpx.AsyncClient(timeout=60) as client:
