@@ -68,8 +68,9 @@ def _import_folder(args: argparse.Namespace) -> int:
 def _train_config(args: argparse.Namespace, **overrides) -> TrainConfig:
     from training.vision_train import TrainConfig
 
+    manifests = overrides.pop("manifests", None) or [str(m) for m in args.manifest]
     return TrainConfig(**{
-        "manifests": [str(m) for m in args.manifest], "out": str(args.out),
+        "manifests": manifests, "out": str(args.out),
         "val_manifests": [str(m) for m in getattr(args, "val_manifest", None) or []],
         "backbone": args.backbone, "img_size": args.img_size, "epochs": args.epochs,
         "batch_size": args.batch_size, "lr": args.lr, "backbone_lr_mult": args.backbone_lr_mult,
@@ -225,6 +226,12 @@ def _serve(args: argparse.Namespace) -> int:
     uvicorn.run("serve.app:app_from_env", factory=True, host=settings.host, port=settings.port,
                 workers=settings.workers, log_level="info")
     return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from serve.demo import run_demo
+
+    return run_demo(args.dir, args.host, args.port)
 
 
 def _workflow_db(args: argparse.Namespace):
@@ -461,6 +468,13 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--threads", type=int, help="ONNX Runtime threads per worker "
                      "(default: the container's CPU quota)")
     srv.set_defaults(func=_serve)
+
+    demo = sub.add_parser("demo", help="build a demo bundle and history if needed, then serve "
+                          "the API and the UI with one demo key per role")
+    demo.add_argument("--dir", type=Path, default=Path("demo"), help="default ./demo")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8000)
+    demo.set_defaults(func=_demo)
 
     bun = sub.add_parser("bundle", help="model bundles")
     bun_sub = bun.add_subparsers(dest="bundle_command", required=True, metavar="ACTION")
