@@ -92,7 +92,9 @@ def cracks(rng: Rng, bright: np.ndarray, dark: np.ndarray, shards: np.ndarray,
                             diag * rng.uniform(0.05, 0.25), 10 * scale, 0.06)
                 _poly(bright, sub, rng.uniform(0.5, 0.9), lw)
         return
-    n_impacts = 1 if style < 0.75 else rng.integers(2, 4)
+    if style < 0.55:  # shattered: a dense network of facets around impacts (most real cracks)
+        shatter(rng, bright, dark, shards, severity, max(1, round(diag / 450)))
+    n_impacts = 1 if style < 0.8 else rng.integers(2, 4)
     for _ in range(n_impacts):
         if rng.random() < 0.55:  # phones land on corners and edges
             c = np.array([rng.choice([0.08, 0.92]) * w, rng.choice([0.06, 0.94]) * h])
@@ -132,6 +134,45 @@ def cracks(rng: Rng, bright: np.ndarray, dark: np.ndarray, shards: np.ndarray,
             pts = c + rng.normal(0, r0, (3, 2))
             cv2.fillConvexPoly(shards, np.round(pts * 16).astype(np.int32),
                                float(rng.uniform(-0.35, 0.35)), cv2.LINE_AA, 4)
+
+
+def shatter(rng: Rng, bright: np.ndarray, dark: np.ndarray, shards: np.ndarray,
+            severity: float, lw: int) -> None:
+    """Shattered glass: the Voronoi cells of points crowded around impact points, drawn as
+    crack lines (dense near the impact, sparser away from it), with facets of varying shine."""
+    from scipy.spatial import Voronoi
+
+    h, w = bright.shape
+    diag = float(np.hypot(h, w))
+    points = []
+    for _ in range(rng.integers(1, 3)):
+        c = rng.uniform((0, 0), (w, h))
+        if rng.random() < 0.5:  # corners and edges take the falls
+            c = np.array([rng.choice([0.05, 0.95]) * w, rng.uniform(0.05, 0.95) * h])
+        n = int(rng.integers(100, 400) * (0.4 + severity))
+        r = diag * rng.uniform(0.08, 0.3) * (0.5 + severity)
+        d = rng.exponential(r, n)
+        a = rng.uniform(0, 2 * np.pi, n)
+        points.append(c + np.stack([d * np.cos(a), d * np.sin(a)], 1))
+    pts = np.concatenate(points + [rng.uniform((-w, -h), (2 * w, 2 * h), (20, 2))])
+    vor = Voronoi(pts)
+    verts = vor.vertices
+    for ridge in vor.ridge_vertices:
+        if -1 in ridge:
+            continue
+        seg = verts[ridge]
+        if np.all((seg[:, 0] < 0) | (seg[:, 0] > w) | (seg[:, 1] < 0) | (seg[:, 1] > h)):
+            continue
+        if np.hypot(*(seg[1] - seg[0])) > diag * 0.35:
+            continue
+        _poly(bright, seg, rng.uniform(0.45, 1.0), lw + int(rng.random() < 0.3))
+        if rng.random() < 0.5:
+            _poly(dark, seg + 1, rng.uniform(0.2, 0.5), lw)
+    for region in rng.choice(len(vor.regions), size=min(len(vor.regions), 40), replace=False):
+        poly = vor.regions[region]
+        if len(poly) >= 3 and -1 not in poly:
+            cv2.fillPoly(shards, [np.round(verts[poly] * 16).astype(np.int32)],
+                         float(rng.uniform(-0.25, 0.3)), cv2.LINE_AA, 4)
 
 
 def dents(rng: Rng, light: np.ndarray, dark: np.ndarray, outline: np.ndarray, n: int) -> None:

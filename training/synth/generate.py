@@ -23,7 +23,7 @@ REFERENCE_DAY = dt.date(2026, 11, 1)
 
 def _photo_size(rng: np.random.Generator, size: int) -> tuple[int, int]:
     """Output (width, height): mostly portrait 3:4 like a phone camera, sometimes 4:3 or 1:1."""
-    ratio = rng.choice([0.75, 1.0, 4 / 3], p=[0.7, 0.1, 0.2])
+    ratio = rng.choice([0.75, 1.0, 4 / 3, 16 / 9], p=[0.55, 0.1, 0.25, 0.1])
     return (int(size * ratio), size) if ratio <= 1 else (size, int(size / ratio))
 
 

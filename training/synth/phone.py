@@ -214,8 +214,8 @@ def _screen_defects(rng: Rng, img: np.ndarray, glass: np.ndarray, condition: str
             cv2.circle(light, (int(rng.uniform(0, w)), int(rng.uniform(0, h))), 1,
                        float(rng.uniform(0.1, 0.3)), -1)
     if condition == "light_scratches":
-        defects.scratches(rng, light, int(rng.integers(3, 8)), (0.25, 0.45), (0.08, 0.35),
-                          (max(1, w // 200), max(1, w // 140)))
+        defects.scratches(rng, light, int(rng.integers(3, 8)), (0.3, 0.5), (0.1, 0.4),
+                          (max(1, w // 170), max(2, w // 110)))
     elif condition == "heavy_scratches":
         defects.scratches(rng, light, int(rng.integers(14, 36)), (0.4, 0.75), (0.1, 0.6),
                           (max(1, w // 150), max(2, w // 90)))

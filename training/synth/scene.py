@@ -94,8 +94,9 @@ def photograph(rng: Rng, part: np.ndarray, alpha: np.ndarray, size: tuple[int, i
 
     # where the phone lands: rotation, scale, perspective
     ph, pw = alpha.shape
-    fill = rng.uniform(0.55, 0.92)
-    angle = rng.normal(0, 0.2) if rng.random() < 0.85 else rng.normal(np.pi / 2, 0.2)
+    fill = rng.uniform(0.55, 0.92) if rng.random() < 0.8 else rng.uniform(0.9, 1.25)  # close-ups
+    angle = (rng.normal(0, 0.25) if rng.random() < 0.7 else
+             rng.uniform(-np.pi / 2, np.pi / 2))  # held upright, or lying at any angle
     bound_h = abs(ph * np.cos(angle)) + abs(pw * np.sin(angle))
     bound_w = abs(pw * np.cos(angle)) + abs(ph * np.sin(angle))
     s = fill * min(h / bound_h, w / bound_w)
@@ -103,6 +104,12 @@ def photograph(rng: Rng, part: np.ndarray, alpha: np.ndarray, size: tuple[int, i
     src = np.array([[0, 0], [pw, 0], [pw, ph], [0, ph]], np.float32)
     rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
     dst = (src - (pw / 2, ph / 2)) @ rot.T * s + centre
+    if rng.random() < 0.3:  # an oblique shot: one end of the phone further from the camera
+        far = rng.uniform(0.1, 0.35)
+        end = rng.integers(2)
+        mid = dst[[0, 1]].mean(0) if end == 0 else dst[[2, 3]].mean(0)
+        for k in ([0, 1] if end == 0 else [2, 3]):
+            dst[k] = mid + (dst[k] - mid) * (1 - far)
     dst += rng.normal(0, rng.uniform(0.0, 0.05), (4, 2)) * s * pw
     m = cv2.getPerspectiveTransform(src, dst.astype(np.float32))
     phone = cv2.warpPerspective(part, m, (w, h), flags=cv2.INTER_AREA if s < 1 else
