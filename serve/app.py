@@ -307,6 +307,9 @@ def create_app(settings: Settings | None = None, grader: Grader | None = None) -
         return Response(generate_latest(svc.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(workflow.router)
+    from serve.ui import mount_ui  # the web UI under /ui (serve/ui.py)
+
+    mount_ui(app, workflow)
     return app
 
 

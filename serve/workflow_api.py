@@ -160,6 +160,65 @@ def _condition(value: str | None, part: str, field: str) -> str | None:
     return value
 
 
+async def submit_evaluation(
+        wf: Workflow, who: Principal, *, front: bytes, back: bytes, device: str | dict,
+        refurbisher_grade: str, idempotency_key: str | None = None,
+        refurbisher_id: str | None = None, device_ref: str | None = None,
+        screen_condition: str | None = None, shell_condition: str | None = None,
+        heatmaps: bool = False) -> tuple[dict[str, Any], bool, dict[str, str] | None]:
+    """Grade, decide and store one evaluation (``POST /v1/evaluations`` and the UI's form);
+    returns (its JSON, created, the damage heatmaps: base64 PNG per part when asked)."""
+    if who.role == "refurbisher":
+        if refurbisher_id not in (None, "", who.refurbisher_id):
+            raise Problem(403, "forbidden", "refurbisher_id: a refurbisher key submits "
+                          "for its own refurbisher only", "refurbisher_id")
+        refurbisher_id = who.refurbisher_id
+    elif not refurbisher_id:
+        raise Problem(422, "invalid-request", "refurbisher_id: required with a "
+                      f"{who.role or 'platform'} key", "refurbisher_id")
+    assert refurbisher_id is not None
+    check_refurbisher_id(refurbisher_id)
+    try:
+        info = parse_device_info(device)
+    except ValueError as e:
+        raise Problem(422, "invalid-device", f"device: {e}", "device") from None
+    policy = wf.policy
+    if refurbisher_grade not in policy.grades:
+        raise Problem(422, "unknown-grade", f"refurbisher_grade: unknown grade "
+                      f"{refurbisher_grade!r}; this scale has {', '.join(policy.grades)}",
+                      "refurbisher_grade")
+    declared = (_condition(screen_condition, "screen", "screen_condition"),
+                _condition(shell_condition, "shell", "shell_condition"))
+    fingerprint = evals.request_fingerprint(
+        front=sha256(front), back=sha256(back), device=info.model_dump(mode="json"),
+        grade=refurbisher_grade, refurbisher=refurbisher_id, device_ref=device_ref,
+        declared=declared)
+    if idempotency_key:
+        def lookup():
+            with wf.db.read() as s:
+                found = evals.find_idempotent(s, refurbisher_id, idempotency_key)
+                return evals.to_dict(evals.replay_check(found, fingerprint)) if found else None
+        stored = await run_in_threadpool(lookup)
+        if stored is not None:
+            return stored, False, None
+    result = await wf.svc.grade(front, back, info, refurbisher_grade, heatmaps)
+    ev = evals.build_evaluation(
+        policy, result, refurbisher_id=refurbisher_id, refurbisher_grade=refurbisher_grade,
+        info=info.model_dump(mode="json"), front_sha256=sha256(front),
+        back_sha256=sha256(back), request_sha256=fingerprint,
+        idempotency_key=idempotency_key, device_ref=device_ref or None,
+        declared_screen=declared[0], declared_shell=declared[1],
+        created_by_key_id=who.key_id)
+    ev, created = await run_in_threadpool(evals.save_evaluation, wf.db, wf.photos, ev,
+                                          front, back)
+    body = evals.to_dict(ev)
+    maps = None
+    if created and heatmaps:
+        maps = {p: v.get("heatmap_png") for p, v in result["parts"].items()}
+        body["heatmaps"] = maps
+    return body, created, maps
+
+
 def _router(wf: Workflow) -> APIRouter:
     r = APIRouter(prefix="/v1")
     submitter = Depends(wf.require("refurbisher", "platform"))
@@ -190,58 +249,18 @@ def _router(wf: Workflow) -> APIRouter:
         shell_condition: Annotated[str | None, Form(description="declared")] = None,
         heatmaps: Annotated[bool, Form(description="damage heatmaps in this answer")] = False,
     ) -> JSONResponse:
-        if who.role == "refurbisher":
-            if refurbisher_id not in (None, "", who.refurbisher_id):
-                raise Problem(403, "forbidden", "refurbisher_id: a refurbisher key submits "
-                              "for its own refurbisher only", "refurbisher_id")
-            refurbisher_id = who.refurbisher_id
-        elif not refurbisher_id:
-            raise Problem(422, "invalid-request", "refurbisher_id: required with a "
-                          f"{who.role or 'platform'} key", "refurbisher_id")
-        assert refurbisher_id is not None
-        check_refurbisher_id(refurbisher_id)
-        try:
-            info = parse_device_info(device)
-        except ValueError as e:
-            raise Problem(422, "invalid-device", f"device: {e}", "device") from None
-        policy = wf.policy
-        if refurbisher_grade not in policy.grades:
-            raise Problem(422, "unknown-grade", f"refurbisher_grade: unknown grade "
-                          f"{refurbisher_grade!r}; this scale has {', '.join(policy.grades)}",
-                          "refurbisher_grade")
-        declared = (_condition(screen_condition, "screen", "screen_condition"),
-                    _condition(shell_condition, "shell", "shell_condition"))
         front_b = await _read(front, "front", limit_bytes)
         back_b = await _read(back, "back", limit_bytes)
-        fingerprint = evals.request_fingerprint(
-            front=sha256(front_b), back=sha256(back_b), device=info.model_dump(mode="json"),
-            grade=refurbisher_grade, refurbisher=refurbisher_id, device_ref=device_ref,
-            declared=declared)
-        if idempotency_key:
-            def lookup():
-                with wf.db.read() as s:
-                    found = evals.find_idempotent(s, refurbisher_id, idempotency_key)
-                    return evals.to_dict(evals.replay_check(found, fingerprint)) if found else None
-            stored = await run_in_threadpool(lookup)
-            if stored is not None:
-                return JSONResponse(stored, headers={"Idempotent-Replayed": "true"})
-        result = await wf.svc.grade(front_b, back_b, info, refurbisher_grade, heatmaps)
-        ev = evals.build_evaluation(
-            policy, result, refurbisher_id=refurbisher_id, refurbisher_grade=refurbisher_grade,
-            info=info.model_dump(mode="json"), front_sha256=sha256(front_b),
-            back_sha256=sha256(back_b), request_sha256=fingerprint,
-            idempotency_key=idempotency_key, device_ref=device_ref or None,
-            declared_screen=declared[0], declared_shell=declared[1],
-            created_by_key_id=who.key_id)
-        ev, created = await run_in_threadpool(evals.save_evaluation, wf.db, wf.photos, ev,
-                                              front_b, back_b)
-        body = evals.to_dict(ev)
-        if created and heatmaps:
-            body["heatmaps"] = {p: v.get("heatmap_png") for p, v in result["parts"].items()}
+        body, created, _ = await submit_evaluation(
+            wf, who, front=front_b, back=back_b, device=device,
+            refurbisher_grade=refurbisher_grade, idempotency_key=idempotency_key,
+            refurbisher_id=refurbisher_id, device_ref=device_ref,
+            screen_condition=screen_condition, shell_condition=shell_condition,
+            heatmaps=heatmaps)
         if not created:
             return JSONResponse(body, headers={"Idempotent-Replayed": "true"})
         return JSONResponse(body, status_code=201,
-                            headers={"Location": f"/v1/evaluations/{ev.id}"})
+                            headers={"Location": f"/v1/evaluations/{body['id']}"})
 
     @r.get("/evaluations", tags=["evaluations"], summary="Evaluations, newest first")
     def list_evaluations(

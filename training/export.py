@@ -180,8 +180,10 @@ def _latency_ms(sess: ort.InferenceSession, x: np.ndarray, repeat: int = 20) -> 
 
 def export_bundle(vision_run: str | Path, tabular_run: str | Path, fusion_run: str | Path,
                   out: str | Path, *, int8: bool = False, cache_dir: str | None = None,
-                  n_samples: int = 4, overwrite: bool = False) -> dict[str, Any]:
-    """Write the bundle; returns its manifest."""
+                  n_samples: int = 4, overwrite: bool = False,
+                  demo: bool = False) -> dict[str, Any]:
+    """Write the bundle; returns its manifest. ``demo``: a bundle trained on synthetic data
+    only, flagged in its manifest (the UI shows a banner)."""
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         if not overwrite:
@@ -243,7 +245,7 @@ def export_bundle(vision_run: str | Path, tabular_run: str | Path, fusion_run: s
         "bundle_version": f"{created:%Y%m%d-%H%M%S}-{digest}",
         "photograde_version": _version(),
         "created_at": created.isoformat(),
-        "demo": False,
+        "demo": demo,
         "vision": {"file": "vision.onnx", "backbone": config["backbone"],
                    "input_size": pre.img_size, "preprocess": pre.to_dict(),
                    "inputs": ["image"], "outputs": list(OUTPUTS),

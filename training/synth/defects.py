@@ -154,7 +154,7 @@ def shatter(rng: Rng, bright: np.ndarray, dark: np.ndarray, shards: np.ndarray,
         d = rng.exponential(r, n)
         a = rng.uniform(0, 2 * np.pi, n)
         points.append(c + np.stack([d * np.cos(a), d * np.sin(a)], 1))
-    pts = np.concatenate(points + [rng.uniform((-w, -h), (2 * w, 2 * h), (20, 2))])
+    pts = np.concatenate([*points, rng.uniform((-w, -h), (2 * w, 2 * h), (20, 2))])
     vor = Voronoi(pts)
     verts = vor.vertices
     for ridge in vor.ridge_vertices:

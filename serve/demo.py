@@ -1,0 +1,160 @@
+"""``photograde demo``: a working service with nothing configured.
+
+In ``DIR`` (default ``./demo``): builds a small demo bundle from synthetic data when
+``DIR/bundle`` is missing (needs the ``[train]`` extra), creates ``DIR/photograde.db`` and
+``DIR/photos`` seeded with a synthetic history, creates one API key per role (kept in
+``DIR/demo-keys.json``, mode 600, reused on later runs) and serves the API and the UI.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from serve.settings import Settings
+
+DEMO_REFURBISHER = "demo-refurbisher"
+KEY_ROLES = ("refurbisher", "platform", "reviewer", "admin")
+
+
+def _step(text: str) -> float:
+    print(f"demo: {text}", flush=True)
+    return time.perf_counter()
+
+
+def build_demo_bundle(work: Path, out: Path, *, train_devices: int = 200,
+                      holdout_devices: int = 120, size: int = 640, img_size: int = 160,
+                      epochs: int = 3) -> dict[str, Any]:
+    """Synthetic data -> vision, tabular, fusion -> an ONNX bundle flagged ``demo``."""
+    if importlib.util.find_spec("torch") is None:
+        raise ValueError(f"demo: {out} does not exist and building the demo bundle needs the "
+                         "training extra (torch is not installed): pip install -e '.[train]' "
+                         "(scripts/bootstrap does), or pass --dir with an existing bundle")
+    from tabular.model import train_tabular
+    from training.export import export_bundle
+    from training.fusion_train import train_fusion
+    from training.synth.generate import default_workers, generate
+    from training.vision_train import TrainConfig, train_vision
+
+    start = time.perf_counter()
+    cache = str(work / "cache")
+    workers = default_workers()
+    t = _step(f"1/5 synthetic training set: {train_devices} devices at {size} px")
+    train = generate(train_devices, work / "train", seed=0, size=size, workers=workers,
+                     progress=False)
+    t = _step(f"    done in {time.perf_counter() - t:.0f} s; 2/5 held-out set: "
+              f"{holdout_devices} devices")
+    held_out = generate(holdout_devices, work / "holdout", seed=1, size=size, workers=workers,
+                        progress=False)
+    t = _step(f"    done in {time.perf_counter() - t:.0f} s; 3/5 vision model "
+              f"(tf_efficientnet_lite0, {img_size} px, {epochs} epochs)")
+    train_vision(TrainConfig(manifests=[str(train)], out=str(work / "vision"),
+                             img_size=img_size, epochs=epochs, batch_size=16,
+                             cache_dir=cache, progress=False))
+    t = _step(f"    done in {time.perf_counter() - t:.0f} s; 4/5 tabular and fusion models")
+    train_tabular([train], work / "tabular")
+    train_fusion([str(held_out)], work / "vision", work / "tabular", work / "fusion",
+                 cache_dir=cache)
+    t = _step(f"    done in {time.perf_counter() - t:.0f} s; 5/5 export (ONNX, demo flag)")
+    manifest = export_bundle(work / "vision", work / "tabular", work / "fusion", out,
+                             cache_dir=cache, demo=True)
+    _step(f"    done in {time.perf_counter() - t:.0f} s; demo bundle "
+          f"{manifest['bundle_version']} built in {time.perf_counter() - start:.0f} s")
+    return manifest
+
+
+def busiest_refurbisher(db: Any) -> str:
+    """The refurbisher with the most evaluations (the demo refurbisher key's), if any."""
+    from sqlalchemy import func, select
+
+    from serve.models import Evaluation
+
+    with db.read() as s:
+        row = s.execute(select(Evaluation.refurbisher_id, func.count()).group_by(
+            Evaluation.refurbisher_id).order_by(func.count().desc()).limit(1)).first()
+    return row[0] if row else DEMO_REFURBISHER
+
+
+def demo_keys(db: Any, path: Path) -> dict[str, str]:
+    """One key per role, created once and kept in ``path`` (mode 600); the refurbisher key is
+    the busiest seeded refurbisher's, so that its dashboard has data."""
+    from serve.auth import authenticate, create_key
+    from serve.problems import Problem
+
+    keys: dict[str, str] = {}
+    if path.is_file():
+        keys = json.loads(path.read_text())
+    for role in KEY_ROLES:
+        key = keys.get(role)
+        if key:
+            try:
+                authenticate(db, key)
+                continue
+            except Problem:
+                pass  # a new database, or a revoked key: make another
+        _, keys[role] = create_key(db, role, busiest_refurbisher(db) if role == "refurbisher"
+                                   else None, name=f"demo {role}")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(keys, f, indent=2)
+    os.chmod(path, 0o600)
+    return keys
+
+
+def prepare(directory: Path, history_devices: int = 120) -> tuple[Settings, dict[str, str]]:
+    """Bundle, database, photos, seeded history and keys in ``directory``."""
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    from serve.db import Database
+    from serve.photostore import PhotoStore
+    from serve.runtime import Grader
+    from serve.seed import seed_history
+
+    directory.mkdir(parents=True, exist_ok=True)
+    bundle = directory / "bundle"
+    if not (bundle / "manifest.json").is_file():
+        build_demo_bundle(directory / "build", bundle)
+    else:
+        _step(f"using the bundle in {bundle}")
+    db_path = directory / "photograde.db"
+    settings = Settings(bundle=bundle, database_url=f"sqlite:///{db_path.resolve()}",
+                        photo_dir=directory / "photos")
+    fresh = not db_path.exists()
+    db = Database(settings.database_url)
+    db.migrate()
+    if fresh:
+        from training.synth.generate import default_workers, generate
+
+        t = _step(f"seeding a synthetic history ({history_devices} devices)")
+        history = generate(history_devices, directory / "build" / "history", seed=2, size=480,
+                           workers=default_workers(), progress=False)
+        grader = Grader(bundle)
+        counts = seed_history(db, PhotoStore(settings.photo_dir), history, grader=grader,
+                              n_refurbishers=4)
+        _step(f"    {counts.get('evaluations', 0)} evaluations, {counts.get('returns', 0)} "
+              f"returns in {time.perf_counter() - t:.0f} s")
+    keys = demo_keys(db, directory / "demo-keys.json")
+    db.dispose()
+    return settings, keys
+
+
+def run_demo(directory: Path, host: str, port: int) -> int:
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # before its import-time chatter
+    import uvicorn
+
+    from serve.app import create_app
+
+    settings, keys = prepare(directory)
+    settings = settings.model_copy(update={"host": host, "port": port})
+    url = f"http://{host}:{port}/ui"
+    print(f"\nphotograde demo: open {url}\nDemo API keys (paste one on the login page; also in "
+          f"{directory / 'demo-keys.json'}):")
+    for role, key in keys.items():
+        print(f"  {role:<12s} {key}")
+    print(flush=True)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    return 0
