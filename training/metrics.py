@@ -122,8 +122,9 @@ def selection_score(metrics: dict[str, Any]) -> float:
     """One number per head for early stopping: macro-F1 on exact rows and on cracked vs rest
     for coarse rows, averaged over what is available."""
     parts = []
-    if metrics.get("n_exact", 0):
+    exact_classes = sum(c["support"] > 0 for c in metrics.get("per_class", {}).values())
+    if exact_classes >= 2:  # exact labels of one class alone (e.g. "cracked") say nothing
         parts.append(metrics["macro_f1"])
-    if metrics.get("n_exact", 0) < metrics.get("n_cracked_known", 0):
+    if metrics.get("n_exact", 0) < metrics.get("n_cracked_known", 0) or exact_classes < 2:
         parts.append(metrics["cracked_vs_rest"]["macro_f1"])
     return float(np.mean(parts)) if parts else float("nan")
