@@ -6,6 +6,7 @@ upright coordinates; :mod:`training.synth.scene` places it in a photo.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import cv2
@@ -84,15 +85,62 @@ def smooth_field(rng: Rng, h: int, w: int, cells: int = 4, channels: int = 1) ->
     return np.clip(out.reshape(h, w, channels), 0, 1)
 
 
-def _wallpaper(rng: Rng, h: int, w: int) -> np.ndarray:
-    """A lit screen: a colourful wallpaper, icons or a lock-screen clock."""
+@functools.cache
+def _photos() -> tuple[np.ndarray, ...]:
+    """Real photographs for wallpapers: scikit-learn's bundled sample images (a temple and a
+    flower), float32 RGB. Real screens show photos, whose busy textures must not read as
+    cracks to the model."""
+    from sklearn.datasets import load_sample_images
+
+    return tuple(np.asarray(im, np.float32) / 255 for im in load_sample_images().images)
+
+
+def _gradient(rng: Rng, h: int, w: int) -> np.ndarray:
     hue = rng.uniform(0, 180)
     hsv = np.zeros((4, 3, 3), np.float32)
     hsv[..., 0] = (hue + rng.normal(0, 25, (4, 3))) % 180
     hsv[..., 1] = rng.uniform(60, 255, (4, 3))
     hsv[..., 2] = rng.uniform(60, 255, (4, 3))
     rgb = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB).astype(np.float32) / 255
-    img = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_CUBIC)
+    return cv2.resize(rgb, (w, h), interpolation=cv2.INTER_CUBIC)
+
+
+def _photo_crop(rng: Rng, h: int, w: int) -> np.ndarray:
+    """A random crop of a real photo, flipped, rotated, colour-shifted."""
+    photo = _photos()[rng.integers(len(_photos()))]
+    ph, pw = photo.shape[:2]
+    scale = rng.uniform(0.3, 1.0)
+    ch, cw = int(ph * scale), int(min(pw, ph * scale * w / h))
+    y, x = rng.integers(0, ph - ch + 1), rng.integers(0, pw - cw + 1)
+    crop = photo[y:y + ch, x:x + cw]
+    if rng.random() < 0.5:
+        crop = crop[:, ::-1]
+    crop = np.rot90(crop, int(rng.integers(4))) if rng.random() < 0.3 else crop
+    out = cv2.resize(np.ascontiguousarray(crop), (w, h), interpolation=cv2.INTER_AREA)
+    return out[..., rng.permutation(3)] if rng.random() < 0.5 else out
+
+
+def _busy(rng: Rng, h: int, w: int) -> np.ndarray:
+    """Abstract art: colourful multi-scale noise, swirls and strokes."""
+    img = np.zeros((h, w, 3), np.float32)
+    for cells, weight in ((3, 0.5), (8, 0.3), (24, 0.2)):
+        img += smooth_field(rng, h, w, cells, 3) * weight
+    yy, xx = np.mgrid[0:h:4, 0:w:4].astype(np.float32)
+    swirl = np.sin(xx / rng.uniform(5, 20) + np.sin(yy / rng.uniform(5, 20)) * 3)
+    img += cv2.resize(swirl, (w, h))[..., None] * rng.uniform(-0.3, 0.3, 3).astype(np.float32)
+    for _ in range(rng.integers(5, 30)):
+        pts = rng.uniform((0, 0), (w, h), (int(rng.integers(2, 6)), 2)).astype(np.int32)
+        cv2.polylines(img, [pts], False, rng.uniform(0, 1, 3).tolist(),
+                      int(rng.integers(1, max(2, w // 30))), cv2.LINE_AA)
+    return img
+
+
+def _wallpaper(rng: Rng, h: int, w: int) -> np.ndarray:
+    """A lit screen: a gradient, a photo or abstract art, with app icons or a lock-screen
+    clock on top."""
+    kind = rng.random()
+    img = (_gradient(rng, h, w) if kind < 0.3 else _photo_crop(rng, h, w) if kind < 0.7
+           else _busy(rng, h, w))
     img = np.ascontiguousarray(np.clip(img, 0, 1))
     if rng.random() < 0.65:  # home screen: a grid of app icons and a dock
         cols = int(rng.integers(4, 6))
