@@ -135,3 +135,27 @@ def test_torchrun_two_processes_gloo(synth_dir, tmp_path):
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [e["epoch"] for e in log] == [1, 2]  # rank 0 alone writes
     assert load_run(out)[1]["img_size"] == 64
+
+
+def test_cross_validation_against_the_probe(synth_dir, tmp_path, capsys):
+    """Two folds on a screen-only manifest with coarse labels: both the probe and the
+    fine-tuned model are scored on held-out folds, with the same folds."""
+    m = load_manifest(synth_dir / "manifest.csv")
+    rows = [{"device_id": r.device_id, "front_path": str(r.front_path),
+             "screen_condition": "cracked" if r.exact_condition("screen") == "cracked"
+             else NOT_CRACKED} for r in m.rows]
+    screens = write_manifest(tmp_path / "screens.csv", rows,
+                             ("device_id", "front_path", "screen_condition"))
+    code = main(["cv", "vision", "--manifest", str(screens), "--out", str(tmp_path / "cv"),
+                 "--folds", "2", "--img-size", "64", "--epochs", "1", "--batch-size", "8",
+                 "--workers", "0", "--cache-dir", str(tmp_path / "cache"), "--quiet"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "probe" in out and "finetune" in out
+    result = json.loads((tmp_path / "cv" / "cv.json").read_text())
+    assert result["n"] == 24 and result["folds"] == 2
+    for name in ("probe", "finetune"):
+        r = result[name]
+        assert len(r["per_fold"]) == 2 and 0 <= r["roc_auc_mean"] <= 1
+        assert sum(f["n"] for f in r["per_fold"]) == 24
+    assert (tmp_path / "cv" / "fold1" / "run" / "best.pt").is_file()
