@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 
+from benchmarks._common import median_ms
 from benchmarks._photos import phone_jpegs
 from vision.preprocess import RESAMPLE, PreprocessConfig, normalize, preprocess
 
@@ -27,15 +27,6 @@ def full_decode(path: Path, cfg: PreprocessConfig) -> np.ndarray:
         small = im.resize((cfg.img_size, cfg.img_size), RESAMPLE, reducing_gap=None)
     return normalize(np.asarray(small), cfg)
 
-
-def median_ms(fn, repeat: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times) * 1000)
 
 
 def main() -> None:

@@ -11,27 +11,14 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks._common import INFO, median_ms
 from benchmarks._photos import phone_jpegs
 from serve.runtime import Grader
-from tabular.schema import CHECKS, parse_device_info
-
-INFO = {"brand": "Apple", "model": "iPhone 12", "storage_gb": 128, "unlocked": True,
-        "battery_health_pct": 91, "checks": dict.fromkeys(CHECKS, True)}
-
-
-def median_ms(fn, repeat: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times) * 1000)
+from tabular.schema import parse_device_info
 
 
 def main() -> None:

@@ -22,13 +22,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from benchmarks._common import INFO
 from benchmarks._photos import phone_jpegs
 from benchmarks._server import ServiceProcess
 from serve.runtime import Grader
-from tabular.schema import CHECKS, parse_device_info
-
-INFO = {"brand": "Apple", "model": "iPhone 12", "storage_gb": 128, "unlocked": True,
-        "battery_health_pct": 91, "checks": dict.fromkeys(CHECKS, True)}
+from tabular.schema import parse_device_info
 
 
 async def load(url: str, photos: list[bytes], clients: int, requests: int

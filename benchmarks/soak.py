@@ -18,12 +18,9 @@ from pathlib import Path
 
 import httpx
 
+from benchmarks._common import INFO
 from benchmarks._photos import phone_jpegs
 from benchmarks._server import ServiceProcess
-from tabular.schema import CHECKS
-
-INFO = {"brand": "Apple", "model": "iPhone 12", "storage_gb": 128, "unlocked": True,
-        "battery_health_pct": 91, "checks": dict.fromkeys(CHECKS, True)}
 
 
 async def soak(svc: ServiceProcess, photos: list[bytes], clients: int, seconds: float):

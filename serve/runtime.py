@@ -41,7 +41,7 @@ class BundleError(ValueError):
     """The bundle is missing, incomplete, tampered with or fails its samples."""
 
 
-def _sha256(path: Path) -> str:
+def sha256(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -66,7 +66,7 @@ def load_manifest(bundle: str | Path, verify_hashes: bool = True) -> dict[str, A
             f = bundle / name
             if not f.is_file():
                 raise BundleError(f"{bundle}: {name} is missing")
-            if _sha256(f) != digest:
+            if sha256(f) != digest:
                 raise BundleError(f"{bundle}: {name} does not match its sha256 in manifest.json "
                                   "(tampered with or truncated); re-export the bundle")
     return manifest

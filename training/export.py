@@ -30,6 +30,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+from serve.runtime import sha256
 from training.image_cache import load_images
 from training.manifest import load_manifest
 from training.metrics import head_metrics
@@ -66,14 +67,6 @@ def _version() -> str:
         return version("photograde")
     except Exception:
         return "0+unknown"
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def export_onnx(model: ConditionModel, path: Path, opset: int = 17) -> None:

@@ -1,0 +1,24 @@
+"""What the benchmarks share: the checklist they send and a median timer."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from tabular.schema import CHECKS
+
+INFO = {"brand": "Apple", "model": "iPhone 12", "storage_gb": 128, "unlocked": True,
+        "battery_health_pct": 91, "checks": dict.fromkeys(CHECKS, True)}
+
+
+def median_ms(fn: Callable[[], object], repeat: int) -> float:
+    """Median wall time of ``fn`` in ms, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times) * 1000)
