@@ -42,3 +42,11 @@ def bundle(synth_dir, tmp_path_factory) -> Path:
     train_fusion([str(held_out)], base / "v", base / "t", base / "f", cache_dir=cache)
     export_bundle(base / "v", base / "t", base / "f", base / "b", int8=True, cache_dir=cache)
     return base / "b"
+
+
+@pytest.fixture(scope="session")
+def grader(bundle):
+    """The tiny bundle loaded once (read-only, so the tests can share it)."""
+    from serve.runtime import Grader
+
+    return Grader(bundle, threads=1)

@@ -40,11 +40,6 @@ def test_policy_distribution_keeps_the_hard_rules():
     assert fused.apply(p).sum() == pytest.approx(1)
 
 
-@pytest.fixture(scope="module")
-def grader(bundle) -> Grader:
-    return Grader(bundle, threads=1)
-
-
 def test_bundle_files_and_manifest(bundle):
     m = json.loads((bundle / "manifest.json").read_text())
     for name in ("vision.onnx", "vision.int8.onnx", "tabular.onnx", "fusion.json",

@@ -14,15 +14,9 @@ from workflow_support import DB_KINDS, INFO, database_url, grade_at_gap, small_p
 
 from serve.app import create_app
 from serve.auth import create_key
-from serve.runtime import Grader
 from serve.settings import Settings
 
 DEVICE = json.dumps(INFO)
-
-
-@pytest.fixture(scope="module")
-def grader(bundle):
-    return Grader(bundle, threads=1)
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,6 @@ from serve.db import Database, alembic_config
 from serve.models import ApiKey, Base, Evaluation, Photo, ReturnReport
 from serve.photostore import PhotoStore, sha256
 from serve.problems import Problem
-from serve.runtime import Grader
 from serve.seed import seed_history
 from tabular.schema import parse_device_info
 
@@ -40,11 +39,6 @@ def db(request, tmp_path):
         d.migrate()
         yield d
         d.dispose()
-
-
-@pytest.fixture(scope="module")
-def grader(bundle):
-    return Grader(bundle, threads=1)
 
 
 @pytest.fixture(scope="module")

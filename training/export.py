@@ -34,7 +34,7 @@ from serve.runtime import sha256
 from training.image_cache import load_images
 from training.manifest import load_manifest
 from training.metrics import head_metrics
-from training.vision_data import samples_from, split
+from training.vision_data import Sample, samples_from, split
 from training.vision_run import load_run
 from vision.conditions import CONDITIONS
 from vision.model import ConditionModel
@@ -103,24 +103,13 @@ def check_parity(model: ConditionModel, onnx_path: Path, x: np.ndarray) -> float
     return diff
 
 
-def _val_photos(config: dict[str, Any], limit: int) -> tuple[list[Path], list[str], np.ndarray]:
-    """Validation photos of the vision run (paths, parts, allowed masks)."""
+def _run_samples(config: dict[str, Any]) -> tuple[list[Sample], list[Sample]]:
+    """The vision run's training and validation photos, split exactly as training split them."""
     tc = config["train_config"]
+    train = samples_from([load_manifest(m) for m in tc["manifests"]])
     if tc.get("val_manifests"):
-        val = samples_from([load_manifest(m) for m in tc["val_manifests"]])
-    else:
-        _, val = split(samples_from([load_manifest(m) for m in tc["manifests"]]),
-                       tc["val_fraction"], tc["seed"])
-    val = val[:limit]
-    return [s.path for s in val], [s.part for s in val], np.array([s.allowed for s in val])
-
-
-def _train_photos(config: dict[str, Any], limit: int) -> list[Path]:
-    tc = config["train_config"]
-    train, _ = split(samples_from([load_manifest(m) for m in tc["manifests"]]),
-                     tc["val_fraction"] if not tc.get("val_manifests") else 0.0, tc["seed"])
-    step = max(1, len(train) // limit)
-    return [s.path for s in train[::step][:limit]]
+        return train, samples_from([load_manifest(m) for m in tc["val_manifests"]])
+    return split(train, tc["val_fraction"], tc["seed"])
 
 
 def quantize_int8(fp32: Path, out: Path, calib: np.ndarray) -> None:
@@ -193,7 +182,10 @@ def export_bundle(vision_run: str | Path, tabular_run: str | Path, fusion_run: s
     pre = model.preprocess
 
     export_onnx(model, out / "vision.onnx")
-    paths, parts, allowed = _val_photos(config, limit=256)
+    train_s, val_s = _run_samples(config)
+    val_s = val_s[:256]
+    paths, parts = [s.path for s in val_s], [s.part for s in val_s]
+    allowed = np.array([s.allowed for s in val_s])
     sample_x = np.stack([preprocess(p, pre) for p in paths[:n_samples]])
     diff = check_parity(model, out / "vision.onnx", sample_x)
     log.info("vision.onnx: parity max |torch - onnxruntime| = %.2e", diff)
@@ -201,7 +193,8 @@ def export_bundle(vision_run: str | Path, tabular_run: str | Path, fusion_run: s
 
     int8_info: dict[str, Any] | None = None
     if int8:
-        calib = load_images(_train_photos(config, 64), pre.img_size, cache_dir, progress=False)
+        calib_s = train_s[::max(1, len(train_s) // 64)][:64]
+        calib = load_images([s.path for s in calib_s], pre.img_size, cache_dir, progress=False)
         calib_x = np.stack([normalize(im, pre) for im in calib])
         quantize_int8(out / "vision.onnx", out / "vision.int8.onnx", calib_x)
         val_x = np.stack([normalize(im, pre) for im in
