@@ -40,7 +40,8 @@ def bundle(synth_dir, tmp_path_factory) -> Path:
     held_out = generate(40, base / "holdout", seed=21, size=160, progress=False)
     train_tabular([held_out], base / "t")
     train_fusion([str(held_out)], base / "v", base / "t", base / "f", cache_dir=cache)
-    export_bundle(base / "v", base / "t", base / "f", base / "b", int8=True, cache_dir=cache)
+    export_bundle(base / "v", base / "t", base / "f", base / "b", int8=True, cache_dir=cache,
+                  int8_eval=held_out)
     return base / "b"
 
 

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 from PIL import Image
 
@@ -51,7 +52,13 @@ def test_bundle_files_and_manifest(bundle):
     assert v["classes"]["screen"][-1] == "cracked"
     assert set(v["temperatures"]) == {"screen", "shell"}
     assert m["grading"]["scale"]["grades"] == ["excellent", "good", "fair", "broken"]
-    assert v["int8"]["speedup"] > 0 and "screen" in v["int8"]["macro_f1_int8"]
+    q = v["int8"]
+    assert q["speedup"] > 0 and set(q["macro_f1_int8"]) == {"screen", "shell"}
+    assert q["evaluation_photos"] == 80 and "holdout" in q["evaluated_on"]  # 40 devices
+    assert q["float_nodes"][0].endswith("conv_stem/Conv")  # the stem and heads stay fp32
+    # TF "same" padding is frozen at the input size: no shape arithmetic left in the graph
+    ops = {n.op_type for n in onnx.load(str(bundle / "vision.onnx")).graph.node}
+    assert "Shape" not in ops and "Conv" in ops
     assert m["bundle_version"] and m["photograde_version"]
 
 

@@ -38,12 +38,13 @@ from training.vision_data import Sample, samples_from, split
 from training.vision_run import load_run
 from vision.conditions import CONDITIONS
 from vision.model import ConditionModel
-from vision.preprocess import normalize, preprocess
+from vision.preprocess import PreprocessConfig, normalize, preprocess
 
 log = logging.getLogger("photograde.export")
 
 BUNDLE_FORMAT = 1
 PARITY_TOL = 1e-4
+INT8_CALIBRATION = 128  # training photos used to calibrate int8 activations
 OUTPUTS = ("screen_logits", "shell_logits", "features")
 
 
@@ -69,10 +70,34 @@ def _version() -> str:
         return "0+unknown"
 
 
+def static_same_padding(model: ConditionModel) -> int:
+    """Freeze TF-style "same" padding at the model's input size; returns the layers changed.
+
+    ``tf_*`` backbones pad stride-2 convolutions at run time from the input's shape, which the
+    exporter writes as a chain of Shape/Gather/Ceil ops per layer and ONNX Runtime cannot fold.
+    The model input size is fixed, so the padding is too: timm's export-friendly class computes
+    it once (same weights, same arithmetic) and the graph gets constant pads (~15% faster on
+    CPU here, and cleaner int8 quantisation).
+    """
+    from timm.layers.conv2d_same import Conv2dSame, Conv2dSameExport
+
+    changed = 0
+    for m in model.modules():
+        if type(m) is Conv2dSame:
+            m.__class__ = Conv2dSameExport
+            m.pad, m.pad_input_size = None, (0, 0)
+            changed += 1
+    size = model.preprocess.img_size
+    with torch.no_grad():  # an eager pass fixes each layer's padding as plain integers
+        model.eval()(torch.zeros(1, 3, size, size))
+    return changed
+
+
 def export_onnx(model: ConditionModel, path: Path, opset: int = 17) -> None:
     import warnings
 
     model.eval()
+    static_same_padding(model)
     size = model.preprocess.img_size
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
@@ -112,10 +137,17 @@ def _run_samples(config: dict[str, Any]) -> tuple[list[Sample], list[Sample]]:
     return split(train, tc["val_fraction"], tc["seed"])
 
 
-def quantize_int8(fp32: Path, out: Path, calib: np.ndarray) -> None:
-    """Static QDQ int8 quantisation, activations calibrated on training photos."""
+def quantize_int8(fp32: Path, out: Path, calib: np.ndarray) -> list[str]:
+    """Static QDQ int8 quantisation (per-channel weights, entropy-calibrated activations on
+    training photos); returns the nodes kept in float.
+
+    The stem convolution (it sees raw normalised pixels) and the two linear heads stay fp32:
+    they cost little time, and quantising them is where most of the accuracy went.
+    """
+    import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
+        CalibrationMethod,
         QuantFormat,
         QuantType,
         quantize_static,
@@ -124,23 +156,31 @@ def quantize_int8(fp32: Path, out: Path, calib: np.ndarray) -> None:
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self.batches = iter([{"image": calib[i:i + 8]} for i in range(0, len(calib), 8)])
+            # one photo per call: the entropy calibrator needs equal-sized batches
+            self.batches = iter([{"image": calib[i:i + 1]} for i in range(len(calib))])
 
         def get_next(self):
             return next(self.batches, None)
 
     pre = out.with_suffix(".pre.onnx")
     quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+    nodes = onnx.load(str(pre)).graph.node
+    convs = [n.name for n in nodes if n.op_type == "Conv"]
+    keep = convs[:1] + [n.name for n in nodes if n.op_type == "Gemm"]
     quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ,
                     per_channel=True, activation_type=QuantType.QUInt8,
-                    weight_type=QuantType.QInt8)
+                    weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.Entropy,
+                    nodes_to_exclude=keep)
     pre.unlink()
+    return keep
 
 
-def _macro_f1(sess: ort.InferenceSession, x: np.ndarray, parts: list[str],
-              allowed: np.ndarray) -> dict[str, float]:
-    logits = np.concatenate([np.stack(sess.run(list(OUTPUTS[:2]), {"image": x[i:i + 16]}), 1)
-                             for i in range(0, len(x), 16)])
+def _macro_f1(sess: ort.InferenceSession, images: list[np.ndarray], pre: PreprocessConfig,
+              parts: list[str], allowed: np.ndarray) -> dict[str, float]:
+    logits = np.concatenate([
+        np.stack(sess.run(list(OUTPUTS[:2]), {"image": np.stack(
+            [normalize(im, pre) for im in images[i:i + 16]])}), 1)
+        for i in range(0, len(images), 16)])
     out = {}
     for k, part in enumerate(("screen", "shell")):
         sel = np.array([p == part for p in parts])
@@ -162,10 +202,11 @@ def _latency_ms(sess: ort.InferenceSession, x: np.ndarray, repeat: int = 20) -> 
 
 def export_bundle(vision_run: str | Path, tabular_run: str | Path, fusion_run: str | Path,
                   out: str | Path, *, int8: bool = False, cache_dir: str | None = None,
-                  n_samples: int = 4, overwrite: bool = False,
-                  demo: bool = False) -> dict[str, Any]:
+                  n_samples: int = 4, overwrite: bool = False, demo: bool = False,
+                  int8_eval: str | Path | None = None) -> dict[str, Any]:
     """Write the bundle; returns its manifest. ``demo``: a bundle trained on synthetic data
-    only, flagged in its manifest (the UI shows a banner)."""
+    only, flagged in its manifest (the UI shows a banner). ``int8_eval``: a held-out manifest
+    on which to compare int8 with fp32 (default: the run's validation photos)."""
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         if not overwrite:
@@ -183,28 +224,31 @@ def export_bundle(vision_run: str | Path, tabular_run: str | Path, fusion_run: s
 
     export_onnx(model, out / "vision.onnx")
     train_s, val_s = _run_samples(config)
-    val_s = val_s[:256]
-    paths, parts = [s.path for s in val_s], [s.part for s in val_s]
-    allowed = np.array([s.allowed for s in val_s])
-    sample_x = np.stack([preprocess(p, pre) for p in paths[:n_samples]])
+    sample_x = np.stack([preprocess(s.path, pre) for s in val_s[:n_samples]])
     diff = check_parity(model, out / "vision.onnx", sample_x)
     log.info("vision.onnx: parity max |torch - onnxruntime| = %.2e", diff)
     expected = session(out / "vision.onnx").run(list(OUTPUTS[:2]), {"image": sample_x})
 
     int8_info: dict[str, Any] | None = None
     if int8:
-        calib_s = train_s[::max(1, len(train_s) // 64)][:64]
+        calib_s = train_s[::max(1, len(train_s) // INT8_CALIBRATION)][:INT8_CALIBRATION]
         calib = load_images([s.path for s in calib_s], pre.img_size, cache_dir, progress=False)
         calib_x = np.stack([normalize(im, pre) for im in calib])
-        quantize_int8(out / "vision.onnx", out / "vision.int8.onnx", calib_x)
-        val_x = np.stack([normalize(im, pre) for im in
-                          load_images(paths, pre.img_size, cache_dir, progress=False)])
+        log.info("int8: calibrating on %d training photos", len(calib_x))
+        kept = quantize_int8(out / "vision.onnx", out / "vision.int8.onnx", calib_x)
+        eval_s = samples_from([load_manifest(int8_eval)]) if int8_eval else val_s
+        parts = [s.part for s in eval_s]
+        allowed = np.array([s.allowed for s in eval_s])
+        images = load_images([s.path for s in eval_s], pre.img_size, cache_dir)
         fp, q = session(out / "vision.onnx", 1), session(out / "vision.int8.onnx", 1)
-        f1_fp, f1_q = _macro_f1(fp, val_x, parts, allowed), _macro_f1(q, val_x, parts, allowed)
-        one = val_x[:2]
+        f1_fp = _macro_f1(fp, images, pre, parts, allowed)
+        f1_q = _macro_f1(q, images, pre, parts, allowed)
+        one = np.stack([normalize(im, pre) for im in images[:2]])
         t_fp, t_q = _latency_ms(fp, one), _latency_ms(q, one)
         int8_info = {"file": "vision.int8.onnx", "calibration_photos": len(calib_x),
-                     "validation_photos": len(val_x), "macro_f1_fp32": f1_fp,
+                     "float_nodes": kept,
+                     "evaluated_on": str(int8_eval) if int8_eval else "validation split",
+                     "evaluation_photos": len(images), "macro_f1_fp32": f1_fp,
                      "macro_f1_int8": f1_q,
                      "macro_f1_change_points": {k: 100 * (f1_q[k] - f1_fp[k]) for k in f1_fp},
                      "cpu_ms_fp32_batch2_1thread": t_fp, "cpu_ms_int8_batch2_1thread": t_q,
