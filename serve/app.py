@@ -20,8 +20,6 @@ import asyncio
 import base64
 import binascii
 import logging
-import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -33,9 +31,11 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartParser
 
 from serve.batcher import Batcher, QueueFull
 from serve.metrics import Metrics
+from serve.observe import Observe
 from serve.problems import Problem
 from serve.runtime import Grader, Photo
 from serve.settings import Settings
@@ -75,6 +75,12 @@ class BatchRequest(BaseModel):
     devices: list[BatchDevice] = Field(min_length=1)
 
 
+def batching_enabled(setting: bool | str, provider: str) -> bool:
+    """``auto``: batch on GPUs only. On CPU, ONNX Runtime's time per photo is flat from batch 1
+    to 16 for this model (benchmarks/serve_load.py), so waiting to batch only adds latency."""
+    return provider == "CUDAExecutionProvider" if setting == "auto" else bool(setting)
+
+
 class Service:
     """What the routes share: the grader, the batcher, the decode pool, metrics, settings."""
 
@@ -85,6 +91,7 @@ class Service:
         self.batcher: Batcher | None = None
         self.ready = False
         self.decode_pool: ThreadPoolExecutor | None = None
+        self.batching = False
 
     async def start(self) -> None:
         s = self.settings
@@ -95,16 +102,17 @@ class Service:
         g = self.grader
         self.decode_pool = ThreadPoolExecutor(s.decode_threads or g.threads,
                                               thread_name_prefix="decode")
+        self.batching = batching_enabled(s.batching, g.provider)
         self.batcher = Batcher(g.run_vision, max_batch=s.max_batch_size,
                                max_wait_ms=s.max_wait_ms, queue_size=s.queue_size,
-                               enabled=s.batching, on_batch=self.metrics.batch_size.observe)
+                               enabled=self.batching, on_batch=self.metrics.batch_size.observe)
         self.batcher.start()
         size = g.pre.img_size  # warm-up: the first ONNX Runtime calls are slow
         for n in (1, 2, min(s.max_batch_size, 8)):
             await asyncio.to_thread(g.run_vision, np.zeros((n, 3, size, size), np.float32))
         self.ready = True
         log.info("ready: bundle %s, %s, %d thread(s), batching %s", g.manifest["bundle_version"],
-                 g.provider, g.threads, "on" if s.batching else "off")
+                 g.provider, g.threads, "on" if self.batching else "off")
 
     async def stop(self) -> None:
         self.ready = False
@@ -156,6 +164,11 @@ class Service:
 
 def create_app(settings: Settings | None = None, grader: Grader | None = None) -> FastAPI:
     settings = settings or Settings()
+    # Photos are read into memory right after parsing, and the body size is capped (below):
+    # spooling each part to a temporary file first (Starlette's default above 1 MB) only adds
+    # a disk write and a read per photo (~8 ms per request for two 12-MP JPEGs here).
+    MultiPartParser.spool_max_size = max(MultiPartParser.spool_max_size,
+                                         int(settings.max_upload_mb * 1024 * 1024))
     svc = Service(settings, grader)
     workflow = Workflow(settings, svc)  # storage, auth, evaluations (serve/workflow_api.py)
 
@@ -172,30 +185,15 @@ def create_app(settings: Settings | None = None, grader: Grader | None = None) -
     app.state.service = svc
     app.state.workflow = workflow
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next):
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        request.state.request_id = request_id
+    def body_limit(path: str) -> int:
         limit = int(settings.max_upload_mb * 1024 * 1024) * 2 + 1024 * 1024
-        if request.url.path == "/v1/grade/batch":
-            limit *= settings.max_batch_devices
-        elif request.url.path.endswith("/justification"):
-            limit = limit // 2 * settings.justification_max_photos + 1024 * 1024
-        start = time.perf_counter()
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > limit:
-            response = Problem(413, "request-too-large", f"request body of {length} bytes "
-                               f"exceeds the limit of {limit} bytes").response(
-                request.url.path, request_id)
-            svc.metrics.errors.labels("request-too-large").inc()
-        else:
-            response = await call_next(request)
-        route = request.scope.get("route")
-        svc.metrics.latency.labels(getattr(route, "path", "unmatched"),
-                                   str(response.status_code)).observe(
-            time.perf_counter() - start)
-        response.headers["x-request-id"] = request_id
-        return response
+        if path == "/v1/grade/batch":
+            return limit * settings.max_batch_devices
+        if path.endswith("/justification"):
+            return limit // 2 * settings.justification_max_photos + 1024 * 1024
+        return limit
+
+    app.add_middleware(Observe, limit_for=body_limit, metrics=svc.metrics)
 
     def problem_response(request: Request, p: Problem) -> JSONResponse:
         svc.metrics.errors.labels(p.kind).inc()
@@ -286,7 +284,8 @@ def create_app(settings: Settings | None = None, grader: Grader | None = None) -
         if svc.grader is None:
             raise Problem(503, "not-ready", "the model bundle is still loading")
         return {**svc.grader.info(),
-                "batching": {"enabled": settings.batching, "max_batch_size":
+                "batching": {"enabled": svc.batching, "setting": settings.batching,
+                             "max_batch_size":
                              settings.max_batch_size, "max_wait_ms": settings.max_wait_ms,
                              "queue_size": settings.queue_size},
                 "limits": {"max_upload_mb": settings.max_upload_mb,

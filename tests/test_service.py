@@ -18,7 +18,7 @@ import pytest
 import uvicorn
 from PIL import Image
 
-from serve.app import create_app
+from serve.app import batching_enabled, create_app
 from serve.settings import Settings
 from tabular.schema import CHECKS
 from training.manifest import load_manifest
@@ -61,8 +61,8 @@ class Server:
 @pytest.fixture(scope="module")
 def server(bundle):
     settings = Settings(bundle=bundle, threads=1, max_upload_mb=1, max_pixels=4_000_000,
-                        max_wait_ms=20, max_batch_devices=4, auth_required=False,
-                        database_url="sqlite://")
+                        batching=True, max_wait_ms=20, max_batch_devices=4,
+                        auth_required=False, database_url="sqlite://")
     with Server(settings) as s:
         yield s
 
@@ -104,10 +104,17 @@ def test_grade_returns_the_full_answer(server, photos):
     assert sum(body["grade_probabilities"].values()) == pytest.approx(1, abs=1e-6)
 
 
+def test_request_id_is_echoed_on_errors_too(server):
+    r = httpx.post(server.url + "/v1/grade", headers={"x-request-id": "req-42"},
+                   data={"device": "{"}, timeout=30)
+    assert r.status_code == 422
+    assert r.headers["x-request-id"] == "req-42" and r.json()["request_id"] == "req-42"
+
+
 def test_model_health_ready_metrics(server, photos):
     m = httpx.get(server.url + "/v1/model").json()
     assert m["execution_provider"] == "CPUExecutionProvider" and m["threads"] == 1
-    assert m["batching"]["enabled"] is True
+    assert m["batching"]["enabled"] is True and m["batching"]["setting"] is True
     assert httpx.get(server.url + "/healthz").json() == {"status": "ok"}
     assert httpx.get(server.url + "/readyz").status_code == 200
     _post(server.url, *photos, refurbisher_grade="good")
@@ -263,8 +270,8 @@ def test_concurrent_requests_share_inference_batches(server, photos):
 
 
 def test_full_queue_answers_503_with_retry_after(bundle, photos):
-    settings = Settings(bundle=bundle, threads=1, queue_size=2, max_wait_ms=400,
-                        max_batch_size=16, auth_required=False, database_url="sqlite://")
+    settings = Settings(bundle=bundle, threads=1, queue_size=2, batching=True,
+                        max_wait_ms=400, max_batch_size=16, auth_required=False, database_url="sqlite://")
     with Server(settings) as s:
         async def run():
             async with httpx.AsyncClient(timeout=60) as client:
@@ -280,6 +287,18 @@ def test_full_queue_answers_503_with_retry_after(bundle, photos):
         assert busy.headers["retry-after"] == "1"
         assert busy.json()["type"].endswith("/overloaded")
         assert httpx.get(s.url + "/healthz").status_code == 200
+
+
+def test_batching_auto_means_gpu_only(monkeypatch):
+    assert Settings().batching == "auto"
+    assert not batching_enabled("auto", "CPUExecutionProvider")
+    assert batching_enabled("auto", "CUDAExecutionProvider")
+    assert batching_enabled(True, "CPUExecutionProvider")
+    monkeypatch.setenv("PHOTOGRADE_BATCHING", "false")
+    assert Settings().batching is False
+    monkeypatch.setenv("PHOTOGRADE_BATCHING", "sometimes")
+    with pytest.raises(ValueError, match="batching"):
+        Settings()
 
 
 def test_settings_from_env_and_file(tmp_path, monkeypatch, bundle):

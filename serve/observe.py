@@ -1,0 +1,60 @@
+"""Per-request plumbing as a plain ASGI middleware: request id, body-size limit, latency.
+
+Plain ASGI on purpose: Starlette's ``@app.middleware("http")`` (BaseHTTPMiddleware) wraps
+every chunk of the request body in a task group, which for two 12-MP uploads cost more than
+parsing the multipart body itself.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from serve.metrics import Metrics
+from serve.problems import Problem
+
+
+class Observe:
+    """Give each request an id (``x-request-id``, echoed or new, also in ``request.state``),
+    refuse bodies whose Content-Length passes ``limit_for(path)`` with a 413 problem, and
+    record the latency per route and status."""
+
+    def __init__(self, app: ASGIApp, *, limit_for: Callable[[str], int], metrics: Metrics):
+        self.app, self.limit_for, self.metrics = app, limit_for, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        request_id = headers.get("x-request-id") or uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        status = 500  # unless a response starts: an unhandled error
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message).append("x-request-id", request_id)
+            await send(message)
+
+        start = time.perf_counter()
+        path = scope["path"]
+        length, limit = headers.get("content-length"), self.limit_for(path)
+        try:
+            if length and length.isdigit() and int(length) > limit:
+                self.metrics.errors.labels("request-too-large").inc()
+                response = Problem(413, "request-too-large", f"request body of {length} bytes "
+                                   f"exceeds the limit of {limit} bytes").response(path,
+                                                                                   request_id)
+                await response(scope, receive, send_with_id)
+            else:
+                await self.app(scope, receive, send_with_id)
+        finally:
+            route = scope.get("route")
+            self.metrics.latency.labels(getattr(route, "path", "unmatched"),
+                                        str(status)).observe(time.perf_counter() - start)
