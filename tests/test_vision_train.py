@@ -8,14 +8,22 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from serve.cli import main
 from training.manifest import load_manifest, write_manifest
-from training.vision_data import balanced_weights, samples_from, split
+from training.vision_data import (
+    PhotoDataset,
+    balanced_weights,
+    normalize_batch,
+    samples_from,
+    split,
+)
 from training.vision_run import load_run
 from training.vision_train import TrainConfig, partial_label_loss, train_vision
+from vision.preprocess import PreprocessConfig, load_rgb_resized, normalize
 
 NOT_CRACKED = "flawless|light_scratches|heavy_scratches"
 
@@ -53,6 +61,20 @@ def test_samples_split_and_balance(synth_dir):
         groups[s.group] += wi
     screen = [v for (part, _), v in groups.items() if part == "screen"]
     assert max(screen) == pytest.approx(min(screen), rel=1e-4)
+
+
+def test_training_batches_are_normalised_like_serving(synth_dir):
+    """Workers ship uint8 images; the batch is normalised on the device with the same
+    arithmetic as the serving transform."""
+    samples = samples_from([load_manifest(synth_dir / "manifest.csv")])[:4]
+    cfg = PreprocessConfig(img_size=32, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    images = np.stack([load_rgb_resized(s.path, cfg) for s in samples])
+    ds = PhotoDataset(samples, images)  # no augmentation: the eval transform
+    x = torch.stack([ds[i][0] for i in range(len(ds))])
+    assert x.dtype == torch.uint8
+    got = normalize_batch(x, cfg, "cpu").numpy()
+    want = np.stack([normalize(im, cfg) for im in images])
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
 
 
 @pytest.fixture(scope="module")

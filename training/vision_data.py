@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 
 from training.manifest import Manifest
 from vision.conditions import CONDITIONS, PART_VIEW
-from vision.preprocess import PreprocessConfig, normalize
+from vision.preprocess import PreprocessConfig
 
 PARTS = ("screen", "shell")
 
@@ -75,17 +75,29 @@ def balanced_weights(samples: list[Sample]) -> np.ndarray:
     return w / w.mean()
 
 
-class PhotoDataset(Dataset):
-    """Cached uint8 images, augmented (train) or not (eval), normalised to tensors.
+def normalize_batch(x: torch.Tensor, cfg: PreprocessConfig, device: str) -> torch.Tensor:
+    """uint8 (N, 3, S, S) batch -> normalised float32 on ``device`` (channels-last).
 
-    Items: (image (3, S, S) float32, part index (0 screen, 1 shell), allowed mask (4,) bool,
+    The same arithmetic as :func:`vision.preprocess.normalize`, done once per batch on the
+    training device: DataLoader workers and host-to-device copies move 4x fewer bytes.
+    """
+    mean = torch.tensor(cfg.mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(cfg.std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+    x = x.to(device, non_blocking=True).float().div_(255.0).sub_(mean).div_(std)
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+class PhotoDataset(Dataset):
+    """Cached uint8 images, augmented (train) or not (eval).
+
+    Items: (image (3, S, S) uint8, part index (0 screen, 1 shell), allowed mask (4,) bool,
     loss weight). Augmentation is seeded per (seed, epoch, index): results do not depend on
     the number of DataLoader workers.
     """
 
-    def __init__(self, samples: list[Sample], images: np.ndarray, cfg: PreprocessConfig,
-                 augment=None, weights: np.ndarray | None = None, seed: int = 0):
-        self.samples, self.images, self.cfg, self.augment = samples, images, cfg, augment
+    def __init__(self, samples: list[Sample], images: np.ndarray, augment=None,
+                 weights: np.ndarray | None = None, seed: int = 0):
+        self.samples, self.images, self.augment = samples, images, augment
         self.weights = weights if weights is not None else np.ones(len(samples), np.float32)
         self.seed, self.epoch = seed, 0
 
@@ -101,5 +113,5 @@ class PhotoDataset(Dataset):
             self.augment.set_random_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + i)
             img = self.augment(image=img)["image"]
         s = self.samples[i]
-        return (torch.from_numpy(normalize(img, self.cfg)), PARTS.index(s.part),
-                torch.tensor(s.allowed), float(self.weights[i]))
+        chw = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
+        return chw, PARTS.index(s.part), torch.tensor(s.allowed), float(self.weights[i])

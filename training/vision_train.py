@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from tqdm import tqdm
 
 from fusion.policy import load_policy
-from training.augment import train_augmentation
+from training.augment import single_threaded_opencv, train_augmentation
 from training.image_cache import load_images
 from training.manifest import load_manifest
 from training.metrics import fit_temperature, head_metrics, partial_nll, selection_score
@@ -36,6 +36,7 @@ from training.vision_data import (
     PhotoDataset,
     Sample,
     balanced_weights,
+    normalize_batch,
     samples_from,
     split,
 )
@@ -262,8 +263,9 @@ def train_vision(cfg: TrainConfig) -> dict[str, Any]:
         val_img = load_images([s.path for s in val_s], cfg.img_size, cfg.cache_dir,
                               progress=False)
 
-    train_ds = PhotoDataset(train_s, train_img, model.preprocess,
-                            train_augmentation(), balanced_weights(train_s), cfg.seed)
+    single_threaded_opencv()
+    train_ds = PhotoDataset(train_s, train_img, train_augmentation(),
+                            balanced_weights(train_s), cfg.seed)
     on_cuda = device.startswith("cuda")
     if on_cuda:
         torch.cuda.set_device(torch.device(device))
@@ -333,7 +335,7 @@ def train_vision(cfg: TrainConfig) -> dict[str, Any]:
                    cfg.progress), leave=False)
         opt.zero_grad(set_to_none=True)
         for step, (x, part, allowed, w) in enumerate(bar):
-            x = x.to(device, non_blocking=True, memory_format=torch.channels_last)
+            x = normalize_batch(x, model.preprocess, device)
             part, allowed = part.to(device), allowed.to(device)
             w = w.to(device, dtype=torch.float32)
             with torch.autocast(device.split(":")[0], dtype=amp_dtype, enabled=use_amp):
