@@ -163,8 +163,9 @@ def _export(args: argparse.Namespace) -> int:
           f"{manifest['vision']['parity_max_abs_diff']:.2e}")
     if manifest["vision"]["int8"]:
         q = manifest["vision"]["int8"]
+        change = ", ".join(f"{k} {v:+.2f}" for k, v in q["macro_f1_change_points"].items())
         print(f"int8 on {q['evaluation_photos']} photos ({q['evaluated_on']}): macro-F1 "
-              f"change (points) {q['macro_f1_change_points']}, CPU speed-up "
+              f"change (points) {change}, CPU speed-up "
               f"{q['speedup']:.2f}x ({q['cpu_ms_fp32_batch2_1thread']:.1f} ms -> "
               f"{q['cpu_ms_int8_batch2_1thread']:.1f} ms, batch of 2, 1 thread)")
     return 0
@@ -521,8 +522,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    # Libraries log at WARNING (onnxruntime's quantiser logs hundreds of INFO lines to the
+    # root logger); photograde's own loggers at INFO, or DEBUG with --verbose.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("photograde").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     from fusion.policy import ConfigError
     from training.manifest import ManifestError
 

@@ -38,7 +38,7 @@ from tabular.features import (
 )
 from training.manifest import ManifestRow, load_manifest
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("photograde.tabular")
 
 ONNX_FILE, META_FILE, JOBLIB_FILE = "tabular.onnx", "tabular.json", "tabular.joblib"
 FORMAT = "photograde-tabular/1"

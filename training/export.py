@@ -253,8 +253,9 @@ def export_bundle(vision_run: str | Path, tabular_run: str | Path, fusion_run: s
                      "macro_f1_change_points": {k: 100 * (f1_q[k] - f1_fp[k]) for k in f1_fp},
                      "cpu_ms_fp32_batch2_1thread": t_fp, "cpu_ms_int8_batch2_1thread": t_q,
                      "speedup": t_fp / t_q}
-        log.info("int8: macro-F1 %s -> %s, CPU %.1f ms -> %.1f ms (%.2fx)", f1_fp, f1_q, t_fp,
-                 t_q, t_fp / t_q)
+        log.info("int8: macro-F1 %s -> %s, CPU %.1f ms -> %.1f ms (%.2fx)",
+                 {k: round(v, 4) for k, v in f1_fp.items()},
+                 {k: round(v, 4) for k, v in f1_q.items()}, t_fp, t_q, t_fp / t_q)
 
     shutil.copy(tabular_run / "tabular.onnx", out / "tabular.onnx")
     shutil.copy(tabular_run / "tabular.json", out / "tabular.json")
