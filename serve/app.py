@@ -35,7 +35,7 @@ from starlette.formparsers import MultiPartParser
 
 from serve.batcher import Batcher, QueueFull
 from serve.metrics import Metrics
-from serve.observe import Observe
+from serve.observe import BodyTooLarge, Observe
 from serve.problems import Problem
 from serve.runtime import Grader, Photo
 from serve.settings import Settings
@@ -216,6 +216,8 @@ def create_app(settings: Settings | None = None, grader: Grader | None = None) -
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, exc: StarletteHTTPException):
+        if isinstance(exc, BodyTooLarge):
+            return problem_response(request, Problem(413, "request-too-large", exc.detail))
         return problem_response(request, Problem(exc.status_code, "http-error", str(exc.detail),
                                                  headers=getattr(exc, "headers", None)))
 

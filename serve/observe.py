@@ -12,16 +12,41 @@ import uuid
 from collections.abc import Callable
 
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serve.metrics import Metrics
 from serve.problems import Problem
 
 
+class BodyTooLarge(HTTPException):
+    """A request body sent without Content-Length (chunked) grew past the route's limit."""
+
+    def __init__(self, limit: int):
+        super().__init__(413, f"request body exceeds the limit of {limit} bytes")
+
+
+def capped(receive: Receive, limit: int) -> Receive:
+    """``receive`` that raises BodyTooLarge once the body read so far passes ``limit``."""
+    seen = 0
+
+    async def receive_capped() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise BodyTooLarge(limit)
+        return message
+
+    return receive_capped
+
+
 class Observe:
     """Give each request an id (``x-request-id``, echoed or new, also in ``request.state``),
-    refuse bodies whose Content-Length passes ``limit_for(path)`` with a 413 problem, and
-    record the latency per route and status."""
+    refuse bodies whose Content-Length passes ``limit_for(path)`` with a 413 problem (a
+    chunked body is counted as it arrives and refused once it passes), and record the
+    latency per route and status."""
 
     def __init__(self, app: ASGIApp, *, limit_for: Callable[[str], int], metrics: Metrics):
         self.app, self.limit_for, self.metrics = app, limit_for, metrics
@@ -53,6 +78,8 @@ class Observe:
                                                                                    request_id)
                 await response(scope, receive, send_with_id)
             else:
+                if length is None:  # chunked: no size announced, count it as it arrives
+                    receive = capped(receive, limit)
                 await self.app(scope, receive, send_with_id)
         finally:
             route = scope.get("route")
