@@ -98,3 +98,16 @@ def test_synth_cli_writes_photos_manifest_and_sheet(tmp_path, capsys):
     assert Image.open(out / "sheet.png").size[0] > 400
     assert main(["synth", "--devices", "0", "--out", str(out)]) == 2
     assert "--devices must be at least 1" in capsys.readouterr().err
+
+
+def test_visibility_twins_differ_only_by_the_defect():
+    """The defect-visibility analysis compares like with like, and ranks defects sensibly."""
+    from training.synth.visibility import contrast, front_jpeg, measure
+    from vision.preprocess import PreprocessConfig, load_rgb_resized
+
+    cfg = PreprocessConfig(img_size=224)
+    a, b = (load_rgb_resized(front_jpeg(7, 0, "flawless"), cfg) for _ in range(2))
+    assert contrast(a, b) == 0.0
+    res = measure(3, [224], seed=7, progress=False)
+    medians = [np.median(res[c][224]) for c in ("light_scratches", "heavy_scratches", "cracked")]
+    assert 0 < medians[0] < medians[1] < medians[2], medians
