@@ -214,10 +214,12 @@ def create_app(settings: Settings | None = None, grader: Grader | None = None) -
                                                  errors[0]["field"] if errors else None,
                                                  errors=errors))
 
+    @app.exception_handler(BodyTooLarge)
+    async def on_body_too_large(request: Request, exc: BodyTooLarge):
+        return problem_response(request, Problem(413, "request-too-large", exc.detail))
+
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, exc: StarletteHTTPException):
-        if isinstance(exc, BodyTooLarge):
-            return problem_response(request, Problem(413, "request-too-large", exc.detail))
         return problem_response(request, Problem(exc.status_code, "http-error", str(exc.detail),
                                                  headers=getattr(exc, "headers", None)))
 

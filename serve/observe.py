@@ -20,7 +20,11 @@ from serve.problems import Problem
 
 
 class BodyTooLarge(HTTPException):
-    """A request body sent without Content-Length (chunked) grew past the route's limit."""
+    """A request body sent without Content-Length (chunked) grew past the route's limit.
+
+    An HTTPException because FastAPI re-raises those from body parsing (anything else
+    becomes a generic 400 there), so the app's handler answers it as a 413 problem.
+    """
 
     def __init__(self, limit: int):
         super().__init__(413, f"request body exceeds the limit of {limit} bytes")
