@@ -82,6 +82,31 @@ def test_defects_are_drawn_with_growing_severity(render, conditions):
     assert means[2] > means[0], means  # cracked > light
 
 
+def test_a_labelled_screen_defect_always_shows_on_the_glass(monkeypatch):
+    """Devices 881 and 878 of seed 999 once drew cracks that ran straight off the glass (a
+    "cracked" screen that looked flawless); every screen defect now has a least extent."""
+    from training.synth import defects, phone
+
+    extents = []
+    draw = phone._screen_defects
+
+    def measured(rng, img, glass, *args):
+        before = img.copy()
+        draw(rng, img, glass, *args)
+        extents.append(defects.extent(before, img, glass))
+
+    monkeypatch.setattr(phone, "_screen_defects", measured)
+    rows = sample_rows(882, seed=999, policy=load_policy())
+    for i in (878, 881):
+        assert rows[i]["screen_condition"] == "cracked"
+        rng = np.random.default_rng([999, i, 1])  # as render_device draws the front
+        look = PhoneLook.sample(rng, height=int(1500 * 0.45 * rng.uniform(0.8, 1.0)))
+        extents.clear()
+        render_front(rng, look, "cracked")
+        assert len(extents) > 1  # the first draw fell off the glass and was redrawn
+        assert extents[0] < phone.MIN_SCREEN_EXTENT["cracked"] <= extents[-1], extents
+
+
 def test_render_device_is_pure():
     rows = sample_rows(2, seed=1, policy=load_policy())
     assert render_device(1, 0, rows[0], 160) == render_device(1, 0, rows[0], 160)

@@ -206,6 +206,15 @@ def chips(rng: Rng, mask: np.ndarray, corners: list[tuple[float, float]], n: int
                      cv2.LINE_AA, 4)
 
 
+def extent(before: np.ndarray, after: np.ndarray, where: np.ndarray) -> float:
+    """How much of ``where`` a drawing visibly changed: the pixels whose colour moved by more
+    than 8% of full scale (about 20 grey levels), in units of the region's diagonal (a 1-pixel
+    line across the whole diagonal counts 1)."""
+    changed = (np.abs(after - before).max(axis=2) > 0.08) & (where > 0.5)
+    h, w = where.shape
+    return float(changed.sum() / np.hypot(h, w))
+
+
 def blend(img: np.ndarray, mask: np.ndarray, color, where: np.ndarray | None = None) -> None:
     """img = img * (1 - m) + color * m, in place; ``where`` limits the mask (e.g. to glass).
 

@@ -33,6 +33,12 @@ BODY_COLOURS = {  # name: (back colour, frame colour), RGB 0..1
 }
 
 
+#: Least visible extent (``defects.extent``) of a screen defect, in glass diagonals. Cracks
+#: that start at a corner can run straight off the glass, and scratches can land on a wallpaper
+#: of their own colour: such a draw would label a clean-looking screen, so it is redrawn.
+MIN_SCREEN_EXTENT = {"light_scratches": 0.6, "heavy_scratches": 4.0, "cracked": 1.0}
+
+
 @dataclass(frozen=True)
 class PhoneLook:
     """Everything that makes one phone model look like itself, front and back alike."""
@@ -246,7 +252,12 @@ def render_front(rng: Rng, look: PhoneLook, condition: str) -> tuple[np.ndarray,
         rounded_rect(img, (cx - w * 0.14, sy0 + h * 0.012, cx + w * 0.14, sy0 + h * 0.04),
                      h * 0.014, dark)
 
-    _screen_defects(drng, img, glass, condition, screen_on, look)
+    bare = img.copy()
+    for _ in range(8):  # a defect the label names must show on the glass: redraw it if not
+        img[:] = bare
+        _screen_defects(drng, img, glass, condition, screen_on, look)
+        if defects.extent(bare, img, glass) >= MIN_SCREEN_EXTENT.get(condition, 0.0):
+            break
     refl = _reflection(rng, h, w, rng.uniform(0.03, 0.2) * (0.5 if screen_on else 1.0))
     img += cv2.cvtColor(refl * glass, cv2.COLOR_GRAY2RGB)
     defects.blend(img, outline, [min(1.0, c + 0.15) for c in BODY_COLOURS[look.colour][1]])
