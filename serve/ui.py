@@ -13,7 +13,8 @@
     GET  /ui/reviews                                  the review queue        reviewer, platform
 
 The key is checked on every request with the API's rules (serve/auth.py): the same roles, the
-same tenant isolation (another refurbisher's evaluation is a 404), the same rate limit.
+same tenant isolation (another refurbisher's evaluation is a 404), the same rate limit. A POST
+sent from another origin's page is refused (``same_origin``).
 Evaluations and actions go through the same service functions as the JSON API.
 """
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -95,8 +97,26 @@ def _base(wf: Workflow, who: Principal | None) -> dict[str, Any]:
             "bundle_version": g.manifest["bundle_version"] if g else None}
 
 
+async def same_origin(request: Request) -> None:
+    """Refuse a state-changing UI request sent by another origin's page (cross-site request
+    forgery). The key cookie is SameSite=Strict, but a sibling subdomain is the "same site" and
+    old browsers ignore SameSite: the browser's own Sec-Fetch-Site and Origin headers say where
+    the form was (a page's origin must match the Host, or a proxy's X-Forwarded-Host, header:
+    forms cannot set either). Clients that send neither (curl, scripts) need the key anyway."""
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return
+    fetch_site = request.headers.get("sec-fetch-site")
+    origin = request.headers.get("origin")
+    hosts = {request.headers.get("host"), request.headers.get("x-forwarded-host")} - {None}
+    if fetch_site in ("cross-site", "same-site") or (
+            origin is not None and urlsplit(origin).netloc not in hosts):
+        raise Problem(403, "cross-origin-request",
+                      f"this form was sent from another site ({origin or fetch_site}); open "
+                      f"photograde's own page and send it from there")
+
+
 def _router(wf: Workflow, templates: Jinja2Templates, cache: HeatmapCache) -> APIRouter:
-    r = APIRouter(prefix="/ui", include_in_schema=False)
+    r = APIRouter(prefix="/ui", include_in_schema=False, dependencies=[Depends(same_origin)])
     limit = int(wf.settings.max_upload_mb * 1024 * 1024)
 
     def require(*roles: str):

@@ -33,7 +33,8 @@ from vision.conditions import CONDITIONS
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+        "--disable-component-update", "--disable-sync", "--no-first-run",
+        "--host-resolver-rules=MAP *.photograde.test 127.0.0.1"]  # sibling hosts, one server
 SHOTS = os.environ.get("PHOTOGRADE_SCREENSHOTS")
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
@@ -293,3 +294,35 @@ def test_demo_banner(site, as_role):
         assert "DEMO MODEL" in page.inner_text("#demo-banner")
     finally:
         grader.manifest["demo"] = False
+
+
+def test_a_form_posted_from_a_sibling_subdomain_is_refused(site, browser):
+    """SameSite=Strict cookies still travel from a sibling subdomain (the same site): a page on
+    evil.photograde.test posting to app.photograde.test carries the key; the origin check stops
+    it, while the same form from photograde's own page goes through."""
+    port = site.url.rsplit(":", 1)[1]
+    app, evil = f"http://app.photograde.test:{port}", f"http://evil.photograde.test:{port}"
+    ctx = browser.new_context()
+    try:
+        page = ctx.new_page()
+        page.set_default_timeout(30_000)
+        page.goto(app + "/ui/login")
+        page.fill("#key", site.keys["refurbisher"])
+        page.click("button[type=submit]")
+        page.wait_for_url(app + "/ui/evaluations/new")  # signed in on the app's host
+        form = (f'<form id="f" method="post" action="{app}/ui/evaluations">'
+                '<input name="brand" value="Google"></form>'
+                '<script>document.getElementById("f").submit()</script>')
+        page.route(evil + "/**", lambda route: route.fulfill(content_type="text/html",
+                                                             body=form))
+        page.goto(evil + "/prize")
+        page.wait_for_url(app + "/ui/evaluations")
+        assert "Not allowed" in page.inner_text("h1")  # not the login page: the key travelled
+        assert "sent from another site" in page.inner_text("[role=alert]")
+
+        page.goto(app + "/ui/evaluations/new")  # the same post from the app's own page
+        page.evaluate("""() => { const f = document.createElement('form'); f.method = 'post';
+            f.action = '/ui/evaluations'; document.body.appendChild(f); f.submit(); }""")
+        page.wait_for_selector("#form-error")  # reached the form's own validation
+    finally:
+        ctx.close()
