@@ -253,10 +253,11 @@ def render_front(rng: Rng, look: PhoneLook, condition: str) -> tuple[np.ndarray,
                      h * 0.014, dark)
 
     bare = img.copy()
+    floor = MIN_SCREEN_EXTENT.get(condition)
     for _ in range(8):  # a defect the label names must show on the glass: redraw it if not
         img[:] = bare
         _screen_defects(drng, img, glass, condition, screen_on, look)
-        if defects.extent(bare, img, glass) >= MIN_SCREEN_EXTENT.get(condition, 0.0):
+        if floor is None or defects.extent(bare, img, glass) >= floor:
             break
     refl = _reflection(rng, h, w, rng.uniform(0.03, 0.2) * (0.5 if screen_on else 1.0))
     img += cv2.cvtColor(refl * glass, cv2.COLOR_GRAY2RGB)
