@@ -99,10 +99,8 @@ def test_a_labelled_screen_defect_always_shows_on_the_glass(monkeypatch):
     rows = sample_rows(882, seed=999, policy=load_policy())
     for i in (878, 881):
         assert rows[i]["screen_condition"] == "cracked"
-        rng = np.random.default_rng([999, i, 1])  # as render_device draws the front
-        look = PhoneLook.sample(rng, height=int(1500 * 0.45 * rng.uniform(0.8, 1.0)))
         extents.clear()
-        render_front(rng, look, "cracked")
+        render_device(999, i, rows[i], 1500)
         assert len(extents) > 1  # the first draw fell off the glass and was redrawn
         assert extents[0] < phone.MIN_SCREEN_EXTENT["cracked"] <= extents[-1], extents
 
