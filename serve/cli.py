@@ -78,7 +78,9 @@ def _train_config(args: argparse.Namespace, **overrides) -> TrainConfig:
         "val_fraction": args.val_fraction, "freeze_backbone": args.freeze_backbone,
         "freeze_stages": args.freeze_stages,
         "head_epochs": args.head_epochs, "pretrained": not args.no_pretrained,
-        "weights": str(args.weights) if args.weights else None, "device": args.device,
+        "weights": str(args.weights) if args.weights else None,
+        "init_from": str(args.init_from) if getattr(args, "init_from", None) else None,
+        "device": args.device,
         "amp": not args.no_amp, "seed": args.seed, "workers": args.workers,
         "cache_dir": str(args.cache_dir) if args.cache_dir else None, "grading": args.grading,
         "resume": getattr(args, "resume", False), "progress": not args.quiet, **overrides})
@@ -311,6 +313,9 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--head-epochs", type=int, default=0,
                    help="staged fine-tuning: train the heads alone for this many epochs first")
     p.add_argument("--weights", type=Path, help="backbone weights (safetensors or state dict)")
+    p.add_argument("--init-from", type=Path, metavar="RUN_DIR",
+                   help="start from a finished run's model (backbone and heads), e.g. to "
+                        "fine-tune it at a larger --img-size")
     p.add_argument("--no-pretrained", action="store_true", help="train from scratch")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--no-amp", action="store_true",

@@ -23,6 +23,7 @@ from training.vision_data import (
 )
 from training.vision_run import load_run
 from training.vision_train import TrainConfig, partial_label_loss, train_vision
+from vision.model import build_model
 from vision.preprocess import PreprocessConfig, load_rgb_resized, normalize
 
 NOT_CRACKED = "flawless|light_scratches|heavy_scratches"
@@ -109,6 +110,30 @@ def test_resume_continues_and_refuses_to_overwrite(tiny_run, synth_dir, tmp_path
     assert [e["epoch"] for e in log] == [1, 2]
     with pytest.raises(ValueError, match="no checkpoint"):
         train_vision(_cfg(synth_dir, tmp_path / "fresh", resume=True))
+
+
+def test_init_from_a_run_keeps_its_model_at_a_new_size(tiny_run, synth_dir, tmp_path):
+    """Progressive resizing: a new run starts from a finished run's whole model (not from
+    ImageNet) and trains at its own input size."""
+    src, _ = tiny_run
+    before = torch.load(src / "best.pt", weights_only=True)["model"]
+    out = tmp_path / "bigger"
+    main(["train", "vision", "--manifest", str(synth_dir / "manifest.csv"), "--out", str(out),
+          "--init-from", str(src), "--img-size", "96", "--epochs", "1", "--batch-size", "8",
+          "--workers", "0", "--freeze-backbone", "--quiet",
+          "--cache-dir", str(tmp_path / "cache")])
+    after = torch.load(out / "best.pt", weights_only=True)
+    assert after["config"]["img_size"] == 96
+    assert after["config"]["weights_source"].endswith(str(src / "best.pt"))
+    key = "backbone.conv_head.weight"  # fine-tuned by the source run, frozen here
+    assert torch.equal(after["model"][key], before[key])
+    imagenet, _ = build_model("tf_efficientnet_lite0", img_size=96)
+    assert not torch.equal(after["model"][key], imagenet.state_dict()[key])
+    with pytest.raises(ValueError, match="trained with backbone 'tf_efficientnet_lite0'"):
+        train_vision(_cfg(synth_dir, tmp_path / "other", backbone="resnet18",
+                          init_from=str(src)))
+    with pytest.raises(ValueError, match="not found"):
+        train_vision(_cfg(synth_dir, tmp_path / "none", init_from=str(tmp_path / "nope")))
 
 
 def test_same_seed_same_model(synth_dir, tmp_path):

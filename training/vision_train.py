@@ -68,6 +68,7 @@ class TrainConfig:
     head_epochs: int = 0  # staged fine-tuning: heads only for this many epochs first
     pretrained: bool = True
     weights: str | None = None
+    init_from: str | None = None  # a finished run (or its .pt): start from its whole model
     drop_rate: float = 0.2
     device: str = "auto"
     amp: bool = True
@@ -88,6 +89,9 @@ class TrainConfig:
             raise ValueError("--val-fraction must be in [0, 1)")
         if self.lr <= 0:
             raise ValueError("--lr must be positive")
+        if self.init_from and self.weights:
+            raise ValueError("--init-from and --weights exclude each other: --init-from "
+                             "already sets every weight")
 
 
 # -- distributed helpers ------------------------------------------------------------------
@@ -196,6 +200,29 @@ def _summary(metrics: dict[str, Any]) -> str:
     return " ".join(bits)
 
 
+def init_from_run(model: ConditionModel, path: str | Path, backbone: str) -> str:
+    """Load a finished run's whole model (backbone and heads) into ``model``, e.g. to go on
+    training it at a larger input size; returns the weights source to record."""
+    path = Path(path)
+    ckpt = path / "best.pt" if path.is_dir() else path
+    if not ckpt.is_file():
+        raise ValueError(f"--init-from: {ckpt} not found (pass a vision run directory or "
+                         f"its best.pt)")
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+        raise ValueError(f"--init-from: {ckpt} is not a photograde vision checkpoint")
+    theirs = state["config"]
+    if theirs["backbone"] != backbone:
+        raise ValueError(f"--init-from: {ckpt} was trained with backbone "
+                         f"{theirs['backbone']!r}, not {backbone!r}")
+    if theirs.get("classes") != {p: list(CONDITIONS[p]) for p in PARTS}:
+        raise ValueError(f"--init-from: {ckpt} has other condition classes "
+                         f"({theirs.get('classes')})")
+    model.load_state_dict(state["model"])
+    log.info("initialised from %s (trained at %d px)", ckpt, theirs["img_size"])
+    return f"{theirs.get('weights_source', 'unknown')} -> {ckpt}"
+
+
 def train_vision(cfg: TrainConfig) -> dict[str, Any]:
     """Train; returns the summary written to RUN_DIR/summary.json."""
     cfg.check()
@@ -235,9 +262,13 @@ def train_vision(cfg: TrainConfig) -> dict[str, Any]:
         val_s = train_s
 
     seed_everything(cfg.seed)
-    model, source = build_model(cfg.backbone, pretrained=cfg.pretrained and resume_state is None,
-                                weights=cfg.weights if resume_state is None else None,
-                                drop_rate=cfg.drop_rate, img_size=cfg.img_size)
+    init = cfg.init_from if resume_state is None else None
+    model, source = build_model(
+        cfg.backbone, pretrained=cfg.pretrained and resume_state is None and not init,
+        weights=cfg.weights if resume_state is None else None,
+        drop_rate=cfg.drop_rate, img_size=cfg.img_size)
+    if init:
+        source = init_from_run(model, init, cfg.backbone)
     if main:
         log.info("backbone %s, weights: %s", cfg.backbone,
                  "resumed from last.pt" if resume_state else source)
