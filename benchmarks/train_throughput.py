@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, RandomSampler
 
 from training.augment import single_threaded_opencv, train_augmentation
 from training.image_cache import load_images
+from training.malloc import keep_freed_memory
 from training.manifest import load_manifest
 from training.synth.generate import generate
 from training.vision_data import (
@@ -30,6 +31,7 @@ from training.vision_data import (
 from training.vision_train import (
     _select_head,
     amp_dtype_for,
+    auto_workers,
     partial_label_loss,
 )
 from vision.model import build_model, freeze_early_stages
@@ -66,9 +68,11 @@ def main() -> None:
     ap.add_argument("--img-size", type=int, default=224)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--batches", type=int, default=20)
-    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--workers", type=int, default=auto_workers(),
+                    help="loader workers (default: as train vision's --workers -1)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
+    keep_freed_memory()  # as photograde train vision does
 
     tmp = Path(tempfile.mkdtemp(prefix="photograde-bench-"))
     manifest = args.manifest or generate(64, tmp / "synth", seed=1, size=800, progress=False)

@@ -534,6 +534,10 @@ def main(argv: list[str] | None = None) -> int:
     from fusion.policy import ConfigError
     from training.manifest import ManifestError
 
+    if args.func in (_train_vision, _cv_vision, _evaluate_vision, _explain, _export):
+        from training.malloc import keep_freed_memory
+
+        keep_freed_memory()  # torch on CPU: no page-faulting of every batch's activations
     try:
         return args.func(args)
     except (ValueError, ConfigError, ManifestError, FileNotFoundError) as e:

@@ -200,6 +200,12 @@ def _summary(metrics: dict[str, Any]) -> str:
     return " ".join(bits)
 
 
+def auto_workers() -> int:
+    """DataLoader workers for ``--workers -1``: one per core but one, at least 2, at most 4
+    (on 2 cores a second worker keeps up with the bf16 model: 0.90-0.91 vs 0.84-0.87)."""
+    return min(4, max(2, (os.cpu_count() or 2) - 1))
+
+
 def init_from_run(model: ConditionModel, path: str | Path, backbone: str) -> str:
     """Load a finished run's whole model (backbone and heads) into ``model``, e.g. to go on
     training it at a larger input size; returns the weights source to record."""
@@ -281,7 +287,7 @@ def train_vision(cfg: TrainConfig) -> dict[str, Any]:
     if resume_state:
         config["weights_source"] = resume_state["config"]["weights_source"]
 
-    workers = (min(4, max(1, (os.cpu_count() or 2) - 1)) if cfg.workers < 0 else cfg.workers)
+    workers = auto_workers() if cfg.workers < 0 else cfg.workers
     if main:
         train_img = load_images([s.path for s in train_s], cfg.img_size, cfg.cache_dir,
                                 workers=max(1, workers), progress=cfg.progress)
