@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
-from training.export import export_onnx, session
+from training.export import _latency_ms, export_onnx, session
 from training.vision_run import load_run
 
 
@@ -27,14 +26,7 @@ def median_ms(run: str | Path, tmp: Path, threads: int, repeat: int) -> tuple[in
     export_onnx(model, path)
     size = config["img_size"]
     x = np.random.default_rng(0).standard_normal((2, 3, size, size)).astype(np.float32)
-    sess = session(path, threads=threads)
-    sess.run(None, {"image": x})  # warm-up
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        sess.run(None, {"image": x})
-        times.append(time.perf_counter() - t0)
-    return size, float(np.median(times) * 1000)
+    return size, _latency_ms(session(path, threads=threads), x, repeat)
 
 
 def main() -> None:
