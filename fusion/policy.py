@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from vision.conditions import CONDITIONS
+from vision.errors import PhotogradeError
 
 BUILTIN_CONFIGS = ("marketplace", "ctia")
 DEFAULT_CONFIG = "marketplace"
 
 
-class ConfigError(ValueError):
+class ConfigError(PhotogradeError):
     """A grading config is invalid; the message names the bad key."""
 
 

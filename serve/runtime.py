@@ -24,6 +24,7 @@ from fusion.model import FusionModel, policy_distribution
 from fusion.policy import GradingPolicy, policy_from_dict
 from tabular.schema import DeviceInfo
 from vision.conditions import CONDITIONS
+from vision.errors import PhotogradeError
 from vision.heatmap import cam_from_features, damage_box, overlay_png
 from vision.preprocess import (
     DEFAULT_MAX_PIXELS,
@@ -37,7 +38,7 @@ PARITY_TOL = 1e-4
 PARTS = (("screen", "front"), ("shell", "back"))
 
 
-class BundleError(ValueError):
+class BundleError(PhotogradeError):
     """The bundle is missing, incomplete, tampered with or fails its samples."""
 
 

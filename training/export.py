@@ -38,6 +38,7 @@ from training.metrics import head_metrics
 from training.vision_data import Sample, samples_from, split
 from training.vision_run import load_run
 from vision.conditions import CONDITIONS
+from vision.errors import PhotogradeError
 from vision.model import ConditionModel
 from vision.preprocess import PreprocessConfig, normalize, preprocess
 
@@ -49,7 +50,7 @@ INT8_CALIBRATION = 128  # training photos used to calibrate int8 activations
 OUTPUTS = ("screen_logits", "shell_logits", "features")
 
 
-class ExportError(ValueError):
+class ExportError(PhotogradeError):
     """Export failed a check (parity, missing inputs); the message says which."""
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from fusion.policy import GradingPolicy, load_policy
 from tabular.schema import CHECKS, DeviceInfo
 from vision.conditions import format_condition_set, parse_condition_set
+from vision.errors import PhotogradeError
 
 PHOTO_COLUMNS = ("front_path", "back_path")
 FACT_COLUMNS = ("brand", "model", "storage_gb", "unlocked", "battery_health_pct")
@@ -30,7 +31,7 @@ _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f"}
 
 
-class ManifestError(ValueError):
+class ManifestError(PhotogradeError):
     """A manifest has problems; ``errors`` lists every one as ``line N: column: message``."""
 
     def __init__(self, path: Path, errors: list[str]):

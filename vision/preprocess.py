@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
+from vision.errors import PhotogradeError
+
 Source = bytes | bytearray | memoryview | str | Path
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -35,7 +37,7 @@ _WHITE = (255, 255, 255)
 _heif_registered = False
 
 
-class ImageError(ValueError):
+class ImageError(PhotogradeError):
     """The upload is not a usable image (not an image, corrupt, truncated or too large)."""
 
 

@@ -27,6 +27,8 @@ from urllib.parse import urlsplit
 import timm
 import torch
 
+from vision.errors import PhotogradeError
+
 log = logging.getLogger("photograde.vision")
 
 DEFAULT_BACKBONE = "tf_efficientnet_lite0"
@@ -36,7 +38,7 @@ _STATE_DICT_KEYS = ("state_dict", "model", "model_state_dict", "state_dict_ema")
 _PREFIXES = ("", "module.", "backbone.", "model.", "module.backbone.", "model.backbone.")
 
 
-class WeightsError(ValueError):
+class WeightsError(PhotogradeError):
     """Pretrained weights were requested but could not be found or do not fit the model."""
 
 
