@@ -111,7 +111,7 @@ class Service:
         for n in (1, 2, min(s.max_batch_size, 8)):
             await asyncio.to_thread(g.run_vision, np.zeros((n, 3, size, size), np.float32))
         self.ready = True
-        log.info("ready: bundle %s, %s, %d thread(s), batching %s", g.manifest["bundle_version"],
+        log.info("ready: bundle %s, %s, %d thread(s), batching %s", g.manifest.bundle_version,
                  g.provider, g.threads, "on" if self.batching else "off")
 
     async def stop(self) -> None:

@@ -160,16 +160,16 @@ def _export(args: argparse.Namespace) -> int:
     manifest = export_bundle(args.vision, args.tabular, args.fusion, args.out, int8=args.int8,
                              cache_dir=str(args.cache_dir) if args.cache_dir else None,
                              overwrite=args.overwrite, int8_eval=args.int8_eval)
-    print(f"bundle {manifest['bundle_version']} written to {args.out}")
+    print(f"bundle {manifest.bundle_version} written to {args.out}")
     print(f"vision parity: max |torch - onnxruntime| = "
-          f"{manifest['vision']['parity_max_abs_diff']:.2e}")
-    if manifest["vision"]["int8"]:
-        q = manifest["vision"]["int8"]
-        change = ", ".join(f"{k} {v:+.2f}" for k, v in q["macro_f1_change_points"].items())
-        print(f"int8 on {q['evaluation_photos']} photos ({q['evaluated_on']}): macro-F1 "
+          f"{manifest.vision.parity_max_abs_diff:.2e}")
+    if manifest.vision.int8:
+        q = manifest.vision.int8
+        change = ", ".join(f"{k} {v:+.2f}" for k, v in q.macro_f1_change_points.items())
+        print(f"int8 on {q.evaluation_photos} photos ({q.evaluated_on}): macro-F1 "
               f"change (points) {change}, CPU speed-up "
-              f"{q['speedup']:.2f}x ({q['cpu_ms_fp32_batch2_1thread']:.1f} ms -> "
-              f"{q['cpu_ms_int8_batch2_1thread']:.1f} ms, batch of 2, 1 thread)")
+              f"{q.speedup:.2f}x ({q.cpu_ms_fp32_batch2_1thread:.1f} ms -> "
+              f"{q.cpu_ms_int8_batch2_1thread:.1f} ms, batch of 2, 1 thread)")
     return 0
 
 
@@ -204,7 +204,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _bundle_verify(args: argparse.Namespace) -> int:
-    from serve.runtime import verify_bundle
+    from fusion.bundle import verify_bundle
 
     print(json.dumps(verify_bundle(args.bundle), indent=2))
     return 0
@@ -215,7 +215,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from serve.runtime import load_manifest
+    from fusion.bundle import load_manifest
     from serve.settings import Settings
 
     overrides = {k: v for k, v in (("bundle", args.bundle), ("host", args.host),

@@ -1,15 +1,14 @@
 """The torch-free runtime: a bundle, ONNX Runtime, numpy and Pillow; nothing else.
 
 Used by ``photograde predict`` and by the service. One :class:`Grader` holds the bundle's
-sessions; :meth:`Grader.grade` goes from photo bytes and the checklist to the predicted grade,
-its probabilities, confidence, part conditions, reasons, return risk and the decision against
-the refurbisher's grade.
+sessions (the bundle contract: :mod:`fusion.bundle`); :meth:`Grader.grade` goes from photo
+bytes and the checklist to the predicted grade, its probabilities, confidence, part conditions,
+reasons, return risk and the decision against the refurbisher's grade.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -20,11 +19,17 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
+from fusion.bundle import (
+    VISION_INPUT,
+    BundleError,
+    BundleManifest,
+    load_heads,
+    load_manifest,
+)
 from fusion.model import FusionModel, policy_distribution
 from fusion.policy import GradingPolicy, policy_from_dict
 from tabular.schema import DeviceInfo
 from vision.conditions import CONDITIONS
-from vision.errors import PhotogradeError
 from vision.heatmap import cam_from_features, damage_box, overlay_png
 from vision.preprocess import (
     DEFAULT_MAX_PIXELS,
@@ -34,43 +39,7 @@ from vision.preprocess import (
     resize_rgb,
 )
 
-PARITY_TOL = 1e-4
 PARTS = (("screen", "front"), ("shell", "back"))
-
-
-class BundleError(PhotogradeError):
-    """The bundle is missing, incomplete, tampered with or fails its samples."""
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def load_manifest(bundle: str | Path, verify_hashes: bool = True) -> dict[str, Any]:
-    """The bundle's manifest.json, with every file's sha256 checked (refuses tampering)."""
-    bundle = Path(bundle)
-    path = bundle / "manifest.json"
-    if not path.is_file():
-        raise BundleError(f"{bundle}: no manifest.json (not a photograde bundle; "
-                          "make one with photograde export)")
-    try:
-        manifest = json.loads(path.read_text())
-        files = manifest["files"]
-    except (ValueError, KeyError) as e:
-        raise BundleError(f"{path}: unreadable bundle manifest ({e})") from None
-    if verify_hashes:
-        for name, digest in files.items():
-            f = bundle / name
-            if not f.is_file():
-                raise BundleError(f"{bundle}: {name} is missing")
-            if sha256(f) != digest:
-                raise BundleError(f"{bundle}: {name} does not match its sha256 in manifest.json "
-                                  "(tampered with or truncated); re-export the bundle")
-    return manifest
 
 
 def providers() -> list[str]:
@@ -113,27 +82,26 @@ class Grader:
                  provider_list: list[str] | None = None, verify_hashes: bool = True,
                  max_pixels: int = DEFAULT_MAX_PIXELS):
         self.dir = Path(bundle)
-        self.manifest = load_manifest(self.dir, verify_hashes)
-        v = self.manifest["vision"]
-        self.pre = PreprocessConfig.from_dict(v["preprocess"])
-        self.temperatures = v["temperatures"]
+        self.manifest: BundleManifest = load_manifest(self.dir, verify_hashes)
+        v = self.manifest.vision
+        self.pre = PreprocessConfig.from_dict(v.preprocess)
+        self.temperatures = v.temperatures
         self.threads = threads or default_threads()
         self.max_pixels = max_pixels
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
-        vision_file = v["int8"]["file"] if int8 and v.get("int8") else v["file"]
-        if int8 and not v.get("int8"):
+        if int8 and not v.int8:
             raise BundleError(f"{self.dir}: no int8 model in this bundle (export with --int8)")
+        vision_file = v.int8.file if int8 and v.int8 else v.file
         self.vision_file = vision_file
         self.vision = ort.InferenceSession(str(self.dir / vision_file), opts,
                                            providers=provider_list or providers())
         self.provider = self.vision.get_providers()[0]
-        with np.load(self.dir / v["head_weights"]) as heads:
-            self.head_weights = {p: heads[p] for p in ("screen", "shell")}
-        fusion = json.loads((self.dir / self.manifest["fusion"]["file"]).read_text())
-        self.fusion = FusionModel.from_dict(fusion)
-        self.policy: GradingPolicy = policy_from_dict(self.manifest["grading"])
+        self.head_weights = load_heads(self.dir / v.head_weights)
+        self.fusion = FusionModel.from_dict(
+            json.loads((self.dir / self.manifest.fusion.file).read_text()))
+        self.policy: GradingPolicy = policy_from_dict(self.manifest.grading.model_dump())
         from tabular.runtime import ReturnRiskModel
 
         self.risk = ReturnRiskModel.from_dir(self.dir, threads=self.threads)
@@ -146,7 +114,7 @@ class Grader:
 
     def run_vision(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(screen_logits, shell_logits, features) for a batch (N, 3, S, S)."""
-        screen, shell, features = self.vision.run(None, {"image": x.astype(np.float32)})
+        screen, shell, features = self.vision.run(None, {VISION_INPUT: x.astype(np.float32)})
         return screen, shell, features
 
     # -- grading ---------------------------------------------------------------------------
@@ -207,7 +175,7 @@ class Grader:
                            "battery_health_pct": info.battery_health_pct},
             "reasons": reasons,
             "return_risk": risk,
-            "bundle_version": self.manifest["bundle_version"],
+            "bundle_version": self.manifest.bundle_version,
         }
         if refurbisher_grade is not None:
             out["refurbisher_grade"] = refurbisher_grade
@@ -217,30 +185,12 @@ class Grader:
 
     def info(self) -> dict[str, Any]:
         m = self.manifest
-        return {"bundle_version": m["bundle_version"], "demo": m.get("demo", False),
-                "photograde_version": m["photograde_version"], "created_at": m["created_at"],
-                "backbone": m["vision"]["backbone"], "input_size": m["vision"]["input_size"],
+        return {"bundle_version": m.bundle_version, "demo": m.demo,
+                "photograde_version": m.photograde_version, "created_at": m.created_at,
+                "backbone": m.vision.backbone, "input_size": m.vision.input_size,
                 "vision_file": self.vision_file, "execution_provider": self.provider,
                 "threads": self.threads, "grades": list(self.policy.grades),
                 "grading": self.policy.name}
-
-
-def verify_bundle(bundle: str | Path) -> dict[str, Any]:
-    """Re-check every hash and run the embedded samples; raises BundleError on any mismatch."""
-    manifest = load_manifest(bundle, verify_hashes=True)
-    bundle = Path(bundle)
-    sess = ort.InferenceSession(str(bundle / manifest["vision"]["file"]),
-                                providers=["CPUExecutionProvider"])
-    with np.load(bundle / "samples.npz") as s:
-        got = sess.run(["screen_logits", "shell_logits"], {"image": s["image"]})
-        diff = max(float(np.abs(got[0] - s["screen_logits"]).max()),
-                   float(np.abs(got[1] - s["shell_logits"]).max()))
-        n = len(s["image"])
-    if diff > PARITY_TOL:
-        raise BundleError(f"{bundle}: embedded samples differ from their expected outputs by "
-                          f"{diff:.2e} (tolerance {PARITY_TOL:.0e})")
-    return {"bundle_version": manifest["bundle_version"], "files": len(manifest["files"]),
-            "samples": n, "max_abs_diff": diff, "ok": True}
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:

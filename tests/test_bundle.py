@@ -14,10 +14,12 @@ import onnx
 import pytest
 from PIL import Image
 
+from fusion.bundle import BundleError, verify_bundle
+from fusion.bundle import load_manifest as load_manifest_of_bundle
 from fusion.model import FusionModel, policy_distribution
 from fusion.policy import load_policy
 from serve.cli import main
-from serve.runtime import BundleError, Grader, verify_bundle
+from serve.runtime import Grader
 from tabular.schema import CHECKS, parse_device_info
 from training.manifest import load_manifest
 
@@ -80,6 +82,27 @@ def test_verify_and_tampering(bundle, tmp_path, capsys):
     assert "vision.onnx does not match" in capsys.readouterr().err
     with pytest.raises(BundleError, match=r"no manifest\.json"):
         Grader(tmp_path)
+
+
+def _manifest(**extra) -> dict:
+    return {"bundle_version": "v", "photograde_version": "0", "created_at": "2026-01-01",
+            "vision": {"backbone": "b", "input_size": 64, "preprocess": {}, "classes": {},
+                       "temperatures": {}},
+            "tabular": {}, "fusion": {}, "files": {},
+            "grading": {"scale": {}, "policy": {}, "decision": {}}, **extra}
+
+
+def test_bundle_format_is_checked(tmp_path):
+    (tmp_path / "manifest.json").write_text(json.dumps(_manifest(bundle_format=999)))
+    with pytest.raises(BundleError, match=r"bundle format 999 is not supported"):
+        load_manifest_of_bundle(tmp_path)
+    assert main(["bundle", "verify", str(tmp_path)]) == 2
+    (tmp_path / "manifest.json").write_text(json.dumps(_manifest(later_key=1)))
+    m = load_manifest_of_bundle(tmp_path)  # written before bundle_format existed: format 1
+    assert m.bundle_format == 1 and m.model_extra == {"later_key": 1}
+    (tmp_path / "manifest.json").write_text(json.dumps(_manifest(files={"gone.onnx": "0"})))
+    with pytest.raises(BundleError, match=r"gone\.onnx is missing"):
+        load_manifest_of_bundle(tmp_path)
 
 
 def test_grade_one_device(grader, synth_dir):
