@@ -190,16 +190,17 @@ def _predict(args: argparse.Namespace) -> int:
             raise ValueError(f"{name} {path}: {e}") from None
     result = grader.grade(photos[0], photos[1], info, args.refurbisher_grade,
                           heatmaps=args.heatmaps is not None)
+    out = result.model_dump(mode="json", exclude={"parts": {"__all__": {"heatmap_png"}}})
     if args.heatmaps is not None:
         import base64
 
         args.heatmaps.mkdir(parents=True, exist_ok=True)
-        for part, value in result["parts"].items():
+        for part, value in result.parts.items():
             path = args.heatmaps / f"{part}.png"
-            path.write_bytes(base64.b64decode(value.pop("heatmap_png")))
-            value["heatmap"] = str(path)
-    result["execution_provider"] = grader.provider
-    print(json.dumps(result, indent=2))
+            path.write_bytes(base64.b64decode(value.heatmap_png or ""))
+            out["parts"][part]["heatmap"] = str(path)
+    out["execution_provider"] = grader.provider
+    print(json.dumps(out, indent=2))
     return 0
 
 

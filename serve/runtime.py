@@ -1,9 +1,11 @@
 """The torch-free runtime: a bundle, ONNX Runtime, numpy and Pillow; nothing else.
 
 Used by ``photograde predict`` and by the service. One :class:`Grader` holds the bundle's
-sessions (the bundle contract: :mod:`fusion.bundle`); :meth:`Grader.grade` goes from photo
-bytes and the checklist to the predicted grade, its probabilities, confidence, part conditions,
-reasons, return risk and the decision against the refurbisher's grade.
+sessions (the bundle contract: :mod:`fusion.bundle`); :meth:`Grader.grade` decodes the photos,
+runs the vision and return-risk models and hands the numbers to :mod:`fusion.grade`, which
+assembles the :class:`~fusion.grade.GradeResult`: the predicted grade, its probabilities,
+confidence, part conditions, reasons, return risk and the decision against the refurbisher's
+grade.
 """
 
 from __future__ import annotations
@@ -26,10 +28,17 @@ from fusion.bundle import (
     load_heads,
     load_manifest,
 )
-from fusion.model import FusionModel, policy_distribution
+from fusion.grade import (
+    Box,
+    GradeResult,
+    assemble_grade,
+    best_grade,
+    grade_distribution,
+    risk_grades,
+)
+from fusion.model import FusionModel
 from fusion.policy import GradingPolicy, policy_from_dict
 from tabular.schema import DeviceInfo
-from vision.conditions import CONDITIONS
 from vision.heatmap import cam_from_features, damage_box, overlay_png
 from vision.preprocess import (
     DEFAULT_MAX_PIXELS,
@@ -76,7 +85,7 @@ class Photo:
 
 
 class Grader:
-    """A loaded bundle: decode photos, run the models, fuse, decide."""
+    """A loaded bundle: decode photos, run the models, hand the numbers to fusion."""
 
     def __init__(self, bundle: str | Path, *, threads: int | None = None, int8: bool = False,
                  provider_list: list[str] | None = None, verify_hashes: bool = True,
@@ -120,7 +129,7 @@ class Grader:
     # -- grading ---------------------------------------------------------------------------
     def grade(self, front: bytes | str | Path | Photo, back: bytes | str | Path | Photo,
               info: DeviceInfo, refurbisher_grade: str | None = None,
-              heatmaps: bool = False) -> dict[str, Any]:
+              heatmaps: bool = False) -> GradeResult:
         """Grade one device (both photos in one vision call)."""
         photos = [p if isinstance(p, Photo) else self.decode(p) for p in (front, back)]
         screen, shell, features = self.run_vision(np.stack([p.x for p in photos]))
@@ -129,59 +138,37 @@ class Grader:
 
     def fuse(self, photos: list[Photo], screen_logits: np.ndarray, shell_logits: np.ndarray,
              features: np.ndarray, info: DeviceInfo, refurbisher_grade: str | None = None,
-             heatmaps: bool = False) -> dict[str, Any]:
+             heatmaps: bool = False) -> GradeResult:
         """Everything after the vision model, for one device (features: front, back)."""
         policy = self.policy
         if refurbisher_grade is not None:
             policy.rank(refurbisher_grade)  # unknown grade -> ValueError naming it
         probs = {"screen": _softmax(screen_logits / self.temperatures["screen"]),
                  "shell": _softmax(shell_logits / self.temperatures["shell"])}
-        failed = info.failed_checks
-        p_policy = policy_distribution(policy, probs["screen"], probs["shell"], failed,
-                                       info.battery_health_pct)
-        p = self.fusion.apply(p_policy)
-        best = int(p.argmax())
-        grade = policy.grades[best]
-        parts = {}
+        failed, battery = info.failed_checks, info.battery_health_pct
+        p = grade_distribution(policy, self.fusion, probs, failed, battery)
+        risk = self.risk.predict(info, risk_grades(policy, best_grade(policy, p),
+                                                   refurbisher_grade), policy)
+        boxes, maps = self._damage(photos, probs, features, heatmaps)
+        return assemble_grade(policy, p, probs, failed_checks=failed,
+                              battery_health_pct=battery, return_risk=risk,
+                              bundle_version=self.manifest.bundle_version,
+                              refurbisher_grade=refurbisher_grade, damage_boxes=boxes,
+                              heatmaps=maps)
+
+    def _damage(self, photos: list[Photo], probs: dict[str, np.ndarray], features: np.ndarray,
+                heatmaps: bool) -> tuple[dict[str, Box | None], dict[str, str]]:
+        """Per part: the damage box of the predicted condition (none when flawless) and, with
+        ``heatmaps``, its heatmap over the photo (base64 PNG)."""
+        boxes: dict[str, Box | None] = {}
+        maps: dict[str, str] = {}
         for k, (part, _view) in enumerate(PARTS):
             cls = int(probs[part].argmax())
-            parts[part] = {"condition": CONDITIONS[part][cls],
-                           "probability": float(probs[part][cls]),
-                           "probabilities": dict(zip(CONDITIONS[part],
-                                                     map(float, probs[part]), strict=True))}
             cam = cam_from_features(features[k], self.head_weights[part], cls)
-            parts[part]["damage_box"] = damage_box(cam) if cls > 0 else None
+            boxes[part] = damage_box(cam) if cls > 0 else None
             if heatmaps:
-                parts[part]["heatmap_png"] = base64.b64encode(
-                    overlay_png(photos[k].image, cam)).decode()
-        caps = policy.caps(parts["screen"]["condition"], parts["shell"]["condition"], failed,
-                           info.battery_health_pct)
-        reasons = []
-        for cap in caps:
-            item: dict[str, Any] = {"rule": cap.rule, "detail": cap.detail, "caps_at": cap.grade,
-                                    "decides": cap.grade == grade}
-            if cap.rule in parts:
-                item["probability"] = parts[cap.rule]["probability"]
-            reasons.append(item)
-        risk = self.risk.predict(info, sorted({grade, *([refurbisher_grade] if refurbisher_grade
-                                                        else [])}, key=policy.rank), policy)
-        out: dict[str, Any] = {
-            "grade": grade,
-            "confidence": float(p[best]),
-            "grade_probabilities": dict(zip(policy.grades, map(float, p), strict=True)),
-            "sellable": policy.sellable(grade),
-            "parts": parts,
-            "functional": {"failed_checks": failed,
-                           "battery_health_pct": info.battery_health_pct},
-            "reasons": reasons,
-            "return_risk": risk,
-            "bundle_version": self.manifest.bundle_version,
-        }
-        if refurbisher_grade is not None:
-            out["refurbisher_grade"] = refurbisher_grade
-            out["gap"] = policy.gap(refurbisher_grade, grade)
-            out["decision"] = str(policy.decide(refurbisher_grade, grade))
-        return out
+                maps[part] = base64.b64encode(overlay_png(photos[k].image, cam)).decode()
+        return boxes, maps
 
     def info(self) -> dict[str, Any]:
         m = self.manifest

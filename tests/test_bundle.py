@@ -108,7 +108,7 @@ def test_bundle_format_is_checked(tmp_path):
 def test_grade_one_device(grader, synth_dir):
     row = load_manifest(synth_dir / "manifest.csv").rows[0]
     out = grader.grade(row.front_path, row.back_path, parse_device_info(INFO), "good",
-                       heatmaps=True)
+                       heatmaps=True).model_dump(mode="json")  # as clients see it
     assert out["grade"] in grader.policy.grades
     assert sum(out["grade_probabilities"].values()) == pytest.approx(1, abs=1e-6)
     assert out["confidence"] == max(out["grade_probabilities"].values())
@@ -120,7 +120,7 @@ def test_grade_one_device(grader, synth_dir):
     assert Image.open(io.BytesIO(base64.b64decode(png))).format == "PNG"
     assert set(out["return_risk"]) >= {out["grade"], "good"}
     failed = parse_device_info({**INFO, "checks": {**INFO["checks"], "wifi": False}})
-    out = grader.grade(row.front_path, row.back_path, failed)
+    out = grader.grade(row.front_path, row.back_path, failed).model_dump(mode="json")
     assert out["grade"] == "broken" and not out["sellable"]
     assert any(r["rule"] == "failed_checks" and r["decides"] for r in out["reasons"])
 
@@ -181,6 +181,6 @@ def test_runtime_never_imports_torch(bundle, synth_dir):
         f"parse_device_info({json.dumps(INFO)!r}), heatmaps=True)\n"
         "bad = [m for m in ('torch', 'torchvision', 'timm', 'sklearn') if m in sys.modules]\n"
         "assert not bad, bad\n"
-        "print(out['grade'])\n")
+        "print(out.grade)\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
