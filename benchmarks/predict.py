@@ -36,7 +36,7 @@ def main() -> None:
     full = median_ms(lambda: grader.grade(photos[0], photos[1], info, "good"), args.repeat)
     raw = median_ms(lambda: grader.run_vision(x), args.repeat)
     decode = median_ms(lambda: [grader.decode(p) for p in photos], args.repeat)
-    print(f"bundle {grader.manifest['bundle_version']} ({grader.vision_file}, "
+    print(f"bundle {grader.manifest.bundle_version} ({grader.vision_file}, "
           f"{grader.pre.img_size} px), {args.threads} thread(s), {grader.provider}")
     print(f"full prediction (2 x 12 MP JPEG + checklist): {full:7.1f} ms median")
     print(f"  of which decoding both photos:              {decode:7.1f} ms")

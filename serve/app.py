@@ -33,10 +33,12 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartParser
 
+from fusion.grade import GradeResult
 from serve.batcher import Batcher, QueueFull
 from serve.metrics import Metrics
 from serve.observe import BodyTooLarge, Observe
 from serve.problems import Problem
+from serve.responses import BatchItem, BatchProblem, BatchResponse, GradeResponse
 from serve.runtime import Grader, Photo
 from serve.settings import Settings
 from serve.workflow_api import Workflow
@@ -111,7 +113,7 @@ class Service:
         for n in (1, 2, min(s.max_batch_size, 8)):
             await asyncio.to_thread(g.run_vision, np.zeros((n, 3, size, size), np.float32))
         self.ready = True
-        log.info("ready: bundle %s, %s, %d thread(s), batching %s", g.manifest["bundle_version"],
+        log.info("ready: bundle %s, %s, %d thread(s), batching %s", g.manifest.bundle_version,
                  g.provider, g.threads, "on" if self.batching else "off")
 
     async def stop(self) -> None:
@@ -137,7 +139,7 @@ class Service:
 
     async def grade(self, front: bytes, back: bytes, info: DeviceInfo,
                     refurbisher_grade: str | None, heatmaps: bool,
-                    prefix: str = "") -> dict[str, Any]:
+                    prefix: str = "") -> GradeResult:
         g = self.grader
         assert g is not None and self.batcher is not None
         if refurbisher_grade is not None and refurbisher_grade not in g.policy.grades:
@@ -156,9 +158,7 @@ class Service:
             self.metrics.queue_depth.set(self.batcher.pending)
         result = await asyncio.to_thread(g.fuse, list(photos), screen[0], shell[1], features,
                                          info, refurbisher_grade, heatmaps)
-        self.metrics.grades.labels(result["grade"]).inc()
-        if "decision" in result:
-            self.metrics.decisions.labels(result["decision"]).inc()
+        self.metrics.count(result)
         return result
 
 
@@ -238,16 +238,16 @@ def create_app(settings: Settings | None = None, grader: Grader | None = None) -
         device: Annotated[str, Form(description="device facts and checks, JSON")],
         refurbisher_grade: Annotated[str | None, Form()] = None,
         heatmaps: Annotated[bool, Form(description="include damage heatmaps (PNG)")] = False,
-    ) -> dict[str, Any]:
+    ) -> GradeResponse:
         info = parse_device(device)
         front_b, back_b = await _read(front, "front", settings), await _read(back, "back",
                                                                             settings)
         result = await svc.grade(front_b, back_b, info, refurbisher_grade or None, heatmaps)
-        return {"request_id": request.state.request_id, **result}
+        return GradeResponse(request_id=request.state.request_id, **dict(result))
 
     @app.post("/v1/grade/batch", summary="Grade many devices in one call (base64 photos)",
               dependencies=[workflow.scoring])
-    async def grade_batch(request: Request) -> dict[str, Any]:
+    async def grade_batch(request: Request) -> BatchResponse:
         try:
             body = BatchRequest.model_validate_json(await request.body())
         except ValidationError as e:
@@ -258,7 +258,7 @@ def create_app(settings: Settings | None = None, grader: Grader | None = None) -
             raise Problem(413, "batch-too-large", f"devices: {len(body.devices)} exceeds the "
                           f"limit of {settings.max_batch_devices}", "devices")
 
-        async def one(i: int, item: BatchDevice) -> dict[str, Any]:
+        async def one(i: int, item: BatchDevice) -> BatchItem:
             prefix = f"devices[{i}]."
             try:
                 info = parse_device(item.device, f"{prefix}device")
@@ -271,17 +271,16 @@ def create_app(settings: Settings | None = None, grader: Grader | None = None) -
                                       "base64", f"{prefix}{name}") from None
                 result = await svc.grade(photos[0], photos[1], info, item.refurbisher_grade,
                                          False, prefix)
-                return {"id": item.id, "ok": True, "result": result}
+                return BatchItem(id=item.id, ok=True, result=result)
             except Problem as p:
                 if p.status == 503:
                     raise
                 svc.metrics.errors.labels(p.kind).inc()
-                return {"id": item.id, "ok": False,
-                        "problem": {"status": p.status, "type": p.kind, "detail": p.detail,
-                                    "field": p.field}}
+                return BatchItem(id=item.id, ok=False, problem=BatchProblem(
+                    status=p.status, type=p.kind, detail=p.detail, field=p.field))
 
         results = await asyncio.gather(*(one(i, d) for i, d in enumerate(body.devices)))
-        return {"request_id": request.state.request_id, "results": list(results)}
+        return BatchResponse(request_id=request.state.request_id, results=list(results))
 
     @app.get("/v1/model", summary="Bundle metadata, execution provider, thread settings")
     async def model() -> dict[str, Any]:

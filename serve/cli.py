@@ -160,16 +160,16 @@ def _export(args: argparse.Namespace) -> int:
     manifest = export_bundle(args.vision, args.tabular, args.fusion, args.out, int8=args.int8,
                              cache_dir=str(args.cache_dir) if args.cache_dir else None,
                              overwrite=args.overwrite, int8_eval=args.int8_eval)
-    print(f"bundle {manifest['bundle_version']} written to {args.out}")
+    print(f"bundle {manifest.bundle_version} written to {args.out}")
     print(f"vision parity: max |torch - onnxruntime| = "
-          f"{manifest['vision']['parity_max_abs_diff']:.2e}")
-    if manifest["vision"]["int8"]:
-        q = manifest["vision"]["int8"]
-        change = ", ".join(f"{k} {v:+.2f}" for k, v in q["macro_f1_change_points"].items())
-        print(f"int8 on {q['evaluation_photos']} photos ({q['evaluated_on']}): macro-F1 "
+          f"{manifest.vision.parity_max_abs_diff:.2e}")
+    if manifest.vision.int8:
+        q = manifest.vision.int8
+        change = ", ".join(f"{k} {v:+.2f}" for k, v in q.macro_f1_change_points.items())
+        print(f"int8 on {q.evaluation_photos} photos ({q.evaluated_on}): macro-F1 "
               f"change (points) {change}, CPU speed-up "
-              f"{q['speedup']:.2f}x ({q['cpu_ms_fp32_batch2_1thread']:.1f} ms -> "
-              f"{q['cpu_ms_int8_batch2_1thread']:.1f} ms, batch of 2, 1 thread)")
+              f"{q.speedup:.2f}x ({q.cpu_ms_fp32_batch2_1thread:.1f} ms -> "
+              f"{q.cpu_ms_int8_batch2_1thread:.1f} ms, batch of 2, 1 thread)")
     return 0
 
 
@@ -190,21 +190,22 @@ def _predict(args: argparse.Namespace) -> int:
             raise ValueError(f"{name} {path}: {e}") from None
     result = grader.grade(photos[0], photos[1], info, args.refurbisher_grade,
                           heatmaps=args.heatmaps is not None)
+    out = result.model_dump(mode="json", exclude={"parts": {"__all__": {"heatmap_png"}}})
     if args.heatmaps is not None:
         import base64
 
         args.heatmaps.mkdir(parents=True, exist_ok=True)
-        for part, value in result["parts"].items():
+        for part, value in result.parts.items():
             path = args.heatmaps / f"{part}.png"
-            path.write_bytes(base64.b64decode(value.pop("heatmap_png")))
-            value["heatmap"] = str(path)
-    result["execution_provider"] = grader.provider
-    print(json.dumps(result, indent=2))
+            path.write_bytes(base64.b64decode(value.heatmap_png or ""))
+            out["parts"][part]["heatmap"] = str(path)
+    out["execution_provider"] = grader.provider
+    print(json.dumps(out, indent=2))
     return 0
 
 
 def _bundle_verify(args: argparse.Namespace) -> int:
-    from serve.runtime import verify_bundle
+    from fusion.bundle import verify_bundle
 
     print(json.dumps(verify_bundle(args.bundle), indent=2))
     return 0
@@ -215,7 +216,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from serve.runtime import load_manifest
+    from fusion.bundle import load_manifest
     from serve.settings import Settings
 
     overrides = {k: v for k, v in (("bundle", args.bundle), ("host", args.host),

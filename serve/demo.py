@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fusion.bundle import BundleManifest
 from serve.settings import Settings
 
 DEMO_REFURBISHER = "demo-refurbisher"
@@ -29,7 +30,7 @@ def _step(text: str) -> float:
 
 def build_demo_bundle(work: Path, out: Path, *, train_devices: int = 200,
                       holdout_devices: int = 120, size: int = 640, img_size: int = 160,
-                      epochs: int = 3) -> dict[str, Any]:
+                      epochs: int = 3) -> BundleManifest:
     """Synthetic data -> vision, tabular, fusion -> an ONNX bundle flagged ``demo``."""
     if importlib.util.find_spec("torch") is None:
         raise ValueError(f"demo: {out} does not exist and building the demo bundle needs the "
@@ -64,7 +65,7 @@ def build_demo_bundle(work: Path, out: Path, *, train_devices: int = 200,
     manifest = export_bundle(work / "vision", work / "tabular", work / "fusion", out,
                              cache_dir=cache, demo=True)
     _step(f"    done in {time.perf_counter() - t:.0f} s; demo bundle "
-          f"{manifest['bundle_version']} built in {time.perf_counter() - start:.0f} s")
+          f"{manifest.bundle_version} built in {time.perf_counter() - start:.0f} s")
     return manifest
 
 

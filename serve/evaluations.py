@@ -35,6 +35,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from fusion.grade import GradeResult, Prediction, Reason
 from fusion.policy import GradingPolicy
 from serve.auth import Principal
 from serve.db import Database
@@ -63,8 +64,6 @@ TRANSITIONS = {"accept-suggestion": ("awaiting_refurbisher", "listed", "accepted
                "override": ("in_review", "listed", "overridden")}
 CATEGORY_RULES = {"screen": ("screen",), "shell": ("shell",),
                   "functional": ("failed_checks", "battery")}
-PREDICTION_KEYS = ("grade", "confidence", "grade_probabilities", "sellable", "parts",
-                   "functional", "reasons", "return_risk")
 
 
 def decision_policy(policy: GradingPolicy, validated_max_gap: int | None,
@@ -79,14 +78,14 @@ def decision_policy(policy: GradingPolicy, validated_max_gap: int | None,
 
 
 def category_agreement(policy: GradingPolicy, refurbisher_grade: str,
-                       reasons: Iterable[dict[str, Any]]) -> dict[str, bool]:
+                       reasons: Iterable[Reason]) -> dict[str, bool]:
     """Per category (screen, shell, functional): whether the refurbisher's grade is no better
     than what the model's finding for that category allows (no finding: agrees)."""
     rank = policy.rank(refurbisher_grade)
     out = dict.fromkeys(CATEGORY_RULES, True)
     for r in reasons:
         for category, rules in CATEGORY_RULES.items():
-            if r["rule"] in rules and rank < policy.rank(r["caps_at"]):
+            if r.rule in rules and rank < policy.rank(r.caps_at):
                 out[category] = False
     return out
 
@@ -129,7 +128,7 @@ def store_photos(s: Session, store: PhotoStore, photos: Iterable[bytes],
     return digests
 
 
-def build_evaluation(policy: GradingPolicy, result: dict[str, Any], *, refurbisher_id: str,
+def build_evaluation(policy: GradingPolicy, result: GradeResult, *, refurbisher_id: str,
                      refurbisher_grade: str, info: dict[str, Any], front_sha256: str,
                      back_sha256: str, request_sha256: str, idempotency_key: str | None = None,
                      device_ref: str | None = None, declared_screen: str | None = None,
@@ -137,13 +136,10 @@ def build_evaluation(policy: GradingPolicy, result: dict[str, Any], *, refurbish
                      now: dt.datetime | None = None) -> Evaluation:
     """A new evaluation from a grading result, decided and in its initial status."""
     now = now or utcnow()
-    predicted = result["grade"]
+    predicted = result.grade
     decision = str(policy.decide(refurbisher_grade, predicted))
     status, resolution = INITIAL[decision]
-    agree = category_agreement(policy, refurbisher_grade, result["reasons"])
-    prediction = {k: result[k] for k in PREDICTION_KEYS if k in result}
-    prediction["parts"] = {p: {k: v for k, v in part.items() if k != "heatmap_png"}
-                           for p, part in result["parts"].items()}
+    agree = category_agreement(policy, refurbisher_grade, result.reasons)
     return Evaluation(
         id=new_id(), refurbisher_id=refurbisher_id, created_by_key_id=created_by_key_id,
         idempotency_key=idempotency_key, request_sha256=request_sha256, device_ref=device_ref,
@@ -151,11 +147,12 @@ def build_evaluation(policy: GradingPolicy, result: dict[str, Any], *, refurbish
         unlocked=info["unlocked"], battery_health_pct=info.get("battery_health_pct"),
         checks=dict(info["checks"]), declared_screen=declared_screen,
         declared_shell=declared_shell, refurbisher_grade=refurbisher_grade,
-        predicted_grade=predicted, confidence=float(result["confidence"]),
+        predicted_grade=predicted, confidence=result.confidence,
         gap=policy.gap(refurbisher_grade, predicted), decision=decision,
         agrees_screen=agree["screen"], agrees_shell=agree["shell"],
-        agrees_functional=agree["functional"], prediction=prediction,
-        bundle_version=str(result.get("bundle_version", "")), grading=policy.name,
+        agrees_functional=agree["functional"],
+        prediction=result.prediction().model_dump(mode="json"),
+        bundle_version=result.bundle_version, grading=policy.name,
         front_sha256=front_sha256, back_sha256=back_sha256, status=status,
         resolution=resolution, final_grade=refurbisher_grade if status == "listed" else None,
         created_at=now, updated_at=now, listed_at=now if status == "listed" else None,
@@ -386,7 +383,8 @@ def to_dict(ev: Evaluation) -> dict[str, Any]:
         "confidence": ev.confidence, "gap": ev.gap, "decision": ev.decision,
         "agreement": {"screen": ev.agrees_screen, "shell": ev.agrees_shell,
                       "functional": ev.agrees_functional},
-        "prediction": ev.prediction, "bundle_version": ev.bundle_version,
+        "prediction": stored_prediction(ev).model_dump(mode="json"),
+        "bundle_version": ev.bundle_version,
         "grading": ev.grading, "status": ev.status, "resolution": ev.resolution,
         "final_grade": ev.final_grade, "kept_grade": ev.resolution == "kept",
         "next_actions": next_actions(ev.status),
@@ -404,6 +402,11 @@ def to_dict(ev: Evaluation) -> dict[str, Any]:
         "created_at": _iso(ev.created_at), "updated_at": _iso(ev.updated_at),
         "listed_at": _iso(ev.listed_at),
     }
+
+
+def stored_prediction(ev: Evaluation) -> Prediction:
+    """The model's prediction as stored with the evaluation (rows of any age parse)."""
+    return Prediction.model_validate(ev.prediction)
 
 
 def photo_digest(ev: Evaluation, name: str) -> str | None:

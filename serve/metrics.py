@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from fusion.grade import GradeResult
+
 
 class Metrics:
     def __init__(self) -> None:
@@ -22,3 +24,9 @@ class Metrics:
         self.decisions = Counter("photograde_decision_total", "Decisions against the "
                                  "refurbisher's grade", ["decision"], registry=r)
         self.errors = Counter("photograde_errors_total", "Errors by kind", ["kind"], registry=r)
+
+    def count(self, result: GradeResult) -> None:
+        """Count a grade result: its grade and, given a refurbisher grade, its decision."""
+        self.grades.labels(result.grade).inc()
+        if result.decision is not None:
+            self.decisions.labels(result.decision.value).inc()

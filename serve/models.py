@@ -28,9 +28,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from fusion.policy import Decision
+
 ROLES = ("refurbisher", "platform", "reviewer", "admin")
 STATUSES = ("awaiting_refurbisher", "awaiting_justification", "in_review", "listed")
-DECISIONS = ("validated", "suggestion", "justification_required")
+DECISIONS = tuple(d.value for d in Decision)  # fusion.policy.Decision: the one definition
 RESOLUTIONS = ("validated", "accepted", "kept", "approved", "overridden")
 RETURN_KINDS = ("return", "claim")
 

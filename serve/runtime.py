@@ -1,15 +1,16 @@
 """The torch-free runtime: a bundle, ONNX Runtime, numpy and Pillow; nothing else.
 
 Used by ``photograde predict`` and by the service. One :class:`Grader` holds the bundle's
-sessions; :meth:`Grader.grade` goes from photo bytes and the checklist to the predicted grade,
-its probabilities, confidence, part conditions, reasons, return risk and the decision against
-the refurbisher's grade.
+sessions (the bundle contract: :mod:`fusion.bundle`); :meth:`Grader.grade` decodes the photos,
+runs the vision and return-risk models and hands the numbers to :mod:`fusion.grade`, which
+assembles the :class:`~fusion.grade.GradeResult`: the predicted grade, its probabilities,
+confidence, part conditions, reasons, return risk and the decision against the refurbisher's
+grade.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -20,11 +21,24 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
-from fusion.model import FusionModel, policy_distribution
+from fusion.bundle import (
+    VISION_INPUT,
+    BundleError,
+    BundleManifest,
+    load_heads,
+    load_manifest,
+)
+from fusion.grade import (
+    Box,
+    GradeResult,
+    assemble_grade,
+    best_grade,
+    grade_distribution,
+    risk_grades,
+)
+from fusion.model import FusionModel
 from fusion.policy import GradingPolicy, policy_from_dict
 from tabular.schema import DeviceInfo
-from vision.conditions import CONDITIONS
-from vision.errors import PhotogradeError
 from vision.heatmap import cam_from_features, damage_box, overlay_png
 from vision.preprocess import (
     DEFAULT_MAX_PIXELS,
@@ -34,43 +48,7 @@ from vision.preprocess import (
     resize_rgb,
 )
 
-PARITY_TOL = 1e-4
 PARTS = (("screen", "front"), ("shell", "back"))
-
-
-class BundleError(PhotogradeError):
-    """The bundle is missing, incomplete, tampered with or fails its samples."""
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def load_manifest(bundle: str | Path, verify_hashes: bool = True) -> dict[str, Any]:
-    """The bundle's manifest.json, with every file's sha256 checked (refuses tampering)."""
-    bundle = Path(bundle)
-    path = bundle / "manifest.json"
-    if not path.is_file():
-        raise BundleError(f"{bundle}: no manifest.json (not a photograde bundle; "
-                          "make one with photograde export)")
-    try:
-        manifest = json.loads(path.read_text())
-        files = manifest["files"]
-    except (ValueError, KeyError) as e:
-        raise BundleError(f"{path}: unreadable bundle manifest ({e})") from None
-    if verify_hashes:
-        for name, digest in files.items():
-            f = bundle / name
-            if not f.is_file():
-                raise BundleError(f"{bundle}: {name} is missing")
-            if sha256(f) != digest:
-                raise BundleError(f"{bundle}: {name} does not match its sha256 in manifest.json "
-                                  "(tampered with or truncated); re-export the bundle")
-    return manifest
 
 
 def providers() -> list[str]:
@@ -107,33 +85,32 @@ class Photo:
 
 
 class Grader:
-    """A loaded bundle: decode photos, run the models, fuse, decide."""
+    """A loaded bundle: decode photos, run the models, hand the numbers to fusion."""
 
     def __init__(self, bundle: str | Path, *, threads: int | None = None, int8: bool = False,
                  provider_list: list[str] | None = None, verify_hashes: bool = True,
                  max_pixels: int = DEFAULT_MAX_PIXELS):
         self.dir = Path(bundle)
-        self.manifest = load_manifest(self.dir, verify_hashes)
-        v = self.manifest["vision"]
-        self.pre = PreprocessConfig.from_dict(v["preprocess"])
-        self.temperatures = v["temperatures"]
+        self.manifest: BundleManifest = load_manifest(self.dir, verify_hashes)
+        v = self.manifest.vision
+        self.pre = PreprocessConfig.from_dict(v.preprocess)
+        self.temperatures = v.temperatures
         self.threads = threads or default_threads()
         self.max_pixels = max_pixels
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
-        vision_file = v["int8"]["file"] if int8 and v.get("int8") else v["file"]
-        if int8 and not v.get("int8"):
+        if int8 and not v.int8:
             raise BundleError(f"{self.dir}: no int8 model in this bundle (export with --int8)")
+        vision_file = v.int8.file if int8 and v.int8 else v.file
         self.vision_file = vision_file
         self.vision = ort.InferenceSession(str(self.dir / vision_file), opts,
                                            providers=provider_list or providers())
         self.provider = self.vision.get_providers()[0]
-        with np.load(self.dir / v["head_weights"]) as heads:
-            self.head_weights = {p: heads[p] for p in ("screen", "shell")}
-        fusion = json.loads((self.dir / self.manifest["fusion"]["file"]).read_text())
-        self.fusion = FusionModel.from_dict(fusion)
-        self.policy: GradingPolicy = policy_from_dict(self.manifest["grading"])
+        self.head_weights = load_heads(self.dir / v.head_weights)
+        self.fusion = FusionModel.from_dict(
+            json.loads((self.dir / self.manifest.fusion.file).read_text()))
+        self.policy: GradingPolicy = policy_from_dict(self.manifest.grading.model_dump())
         from tabular.runtime import ReturnRiskModel
 
         self.risk = ReturnRiskModel.from_dir(self.dir, threads=self.threads)
@@ -146,13 +123,13 @@ class Grader:
 
     def run_vision(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(screen_logits, shell_logits, features) for a batch (N, 3, S, S)."""
-        screen, shell, features = self.vision.run(None, {"image": x.astype(np.float32)})
+        screen, shell, features = self.vision.run(None, {VISION_INPUT: x.astype(np.float32)})
         return screen, shell, features
 
     # -- grading ---------------------------------------------------------------------------
     def grade(self, front: bytes | str | Path | Photo, back: bytes | str | Path | Photo,
               info: DeviceInfo, refurbisher_grade: str | None = None,
-              heatmaps: bool = False) -> dict[str, Any]:
+              heatmaps: bool = False) -> GradeResult:
         """Grade one device (both photos in one vision call)."""
         photos = [p if isinstance(p, Photo) else self.decode(p) for p in (front, back)]
         screen, shell, features = self.run_vision(np.stack([p.x for p in photos]))
@@ -161,86 +138,46 @@ class Grader:
 
     def fuse(self, photos: list[Photo], screen_logits: np.ndarray, shell_logits: np.ndarray,
              features: np.ndarray, info: DeviceInfo, refurbisher_grade: str | None = None,
-             heatmaps: bool = False) -> dict[str, Any]:
+             heatmaps: bool = False) -> GradeResult:
         """Everything after the vision model, for one device (features: front, back)."""
         policy = self.policy
         if refurbisher_grade is not None:
             policy.rank(refurbisher_grade)  # unknown grade -> ValueError naming it
         probs = {"screen": _softmax(screen_logits / self.temperatures["screen"]),
                  "shell": _softmax(shell_logits / self.temperatures["shell"])}
-        failed = info.failed_checks
-        p_policy = policy_distribution(policy, probs["screen"], probs["shell"], failed,
-                                       info.battery_health_pct)
-        p = self.fusion.apply(p_policy)
-        best = int(p.argmax())
-        grade = policy.grades[best]
-        parts = {}
+        failed, battery = info.failed_checks, info.battery_health_pct
+        p = grade_distribution(policy, self.fusion, probs, failed, battery)
+        risk = self.risk.predict(info, risk_grades(policy, best_grade(policy, p),
+                                                   refurbisher_grade), policy)
+        boxes, maps = self._damage(photos, probs, features, heatmaps)
+        return assemble_grade(policy, p, probs, failed_checks=failed,
+                              battery_health_pct=battery, return_risk=risk,
+                              bundle_version=self.manifest.bundle_version,
+                              refurbisher_grade=refurbisher_grade, damage_boxes=boxes,
+                              heatmaps=maps)
+
+    def _damage(self, photos: list[Photo], probs: dict[str, np.ndarray], features: np.ndarray,
+                heatmaps: bool) -> tuple[dict[str, Box | None], dict[str, str]]:
+        """Per part: the damage box of the predicted condition (none when flawless) and, with
+        ``heatmaps``, its heatmap over the photo (base64 PNG)."""
+        boxes: dict[str, Box | None] = {}
+        maps: dict[str, str] = {}
         for k, (part, _view) in enumerate(PARTS):
             cls = int(probs[part].argmax())
-            parts[part] = {"condition": CONDITIONS[part][cls],
-                           "probability": float(probs[part][cls]),
-                           "probabilities": dict(zip(CONDITIONS[part],
-                                                     map(float, probs[part]), strict=True))}
             cam = cam_from_features(features[k], self.head_weights[part], cls)
-            parts[part]["damage_box"] = damage_box(cam) if cls > 0 else None
+            boxes[part] = damage_box(cam) if cls > 0 else None
             if heatmaps:
-                parts[part]["heatmap_png"] = base64.b64encode(
-                    overlay_png(photos[k].image, cam)).decode()
-        caps = policy.caps(parts["screen"]["condition"], parts["shell"]["condition"], failed,
-                           info.battery_health_pct)
-        reasons = []
-        for cap in caps:
-            item: dict[str, Any] = {"rule": cap.rule, "detail": cap.detail, "caps_at": cap.grade,
-                                    "decides": cap.grade == grade}
-            if cap.rule in parts:
-                item["probability"] = parts[cap.rule]["probability"]
-            reasons.append(item)
-        risk = self.risk.predict(info, sorted({grade, *([refurbisher_grade] if refurbisher_grade
-                                                        else [])}, key=policy.rank), policy)
-        out: dict[str, Any] = {
-            "grade": grade,
-            "confidence": float(p[best]),
-            "grade_probabilities": dict(zip(policy.grades, map(float, p), strict=True)),
-            "sellable": policy.sellable(grade),
-            "parts": parts,
-            "functional": {"failed_checks": failed,
-                           "battery_health_pct": info.battery_health_pct},
-            "reasons": reasons,
-            "return_risk": risk,
-            "bundle_version": self.manifest["bundle_version"],
-        }
-        if refurbisher_grade is not None:
-            out["refurbisher_grade"] = refurbisher_grade
-            out["gap"] = policy.gap(refurbisher_grade, grade)
-            out["decision"] = str(policy.decide(refurbisher_grade, grade))
-        return out
+                maps[part] = base64.b64encode(overlay_png(photos[k].image, cam)).decode()
+        return boxes, maps
 
     def info(self) -> dict[str, Any]:
         m = self.manifest
-        return {"bundle_version": m["bundle_version"], "demo": m.get("demo", False),
-                "photograde_version": m["photograde_version"], "created_at": m["created_at"],
-                "backbone": m["vision"]["backbone"], "input_size": m["vision"]["input_size"],
+        return {"bundle_version": m.bundle_version, "demo": m.demo,
+                "photograde_version": m.photograde_version, "created_at": m.created_at,
+                "backbone": m.vision.backbone, "input_size": m.vision.input_size,
                 "vision_file": self.vision_file, "execution_provider": self.provider,
                 "threads": self.threads, "grades": list(self.policy.grades),
                 "grading": self.policy.name}
-
-
-def verify_bundle(bundle: str | Path) -> dict[str, Any]:
-    """Re-check every hash and run the embedded samples; raises BundleError on any mismatch."""
-    manifest = load_manifest(bundle, verify_hashes=True)
-    bundle = Path(bundle)
-    sess = ort.InferenceSession(str(bundle / manifest["vision"]["file"]),
-                                providers=["CPUExecutionProvider"])
-    with np.load(bundle / "samples.npz") as s:
-        got = sess.run(["screen_logits", "shell_logits"], {"image": s["image"]})
-        diff = max(float(np.abs(got[0] - s["screen_logits"]).max()),
-                   float(np.abs(got[1] - s["shell_logits"]).max()))
-        n = len(s["image"])
-    if diff > PARITY_TOL:
-        raise BundleError(f"{bundle}: embedded samples differ from their expected outputs by "
-                          f"{diff:.2e} (tolerance {PARITY_TOL:.0e})")
-    return {"bundle_version": manifest["bundle_version"], "files": len(manifest["files"]),
-            "samples": n, "max_abs_diff": diff, "ok": True}
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:

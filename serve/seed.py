@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fusion.grade import GradeResult
 from fusion.policy import GradingPolicy
 from serve.db import Database
 from serve.evaluations import TRANSITIONS, build_evaluation, find_idempotent, store_photos
@@ -37,7 +38,7 @@ from training.manifest import ManifestRow, load_manifest
 if TYPE_CHECKING:
     from serve.runtime import Grader
 
-GradeRow = Callable[[ManifestRow], dict[str, Any]]
+GradeRow = Callable[[ManifestRow], GradeResult]
 SEED_TEXT = "Seeded history (synthetic): the grade was checked again on the device."
 
 
@@ -63,7 +64,7 @@ def seed_history(db: Database, photos: PhotoStore, manifest_path: str | Path, *,
         if grader is None:
             raise ValueError("seed_history needs a grader or a grade_row callable: it stores "
                              "the model's predictions, never the manifest's true grades")
-        def grade_row(row: ManifestRow) -> dict[str, Any]:
+        def grade_row(row: ManifestRow) -> GradeResult:
             return grader.grade(row.front_path, row.back_path, row.device_info(),
                                 row.refurbisher_grade)
     policy = policy or (grader.policy if grader is not None else None)

@@ -93,8 +93,8 @@ def mount_ui(app: FastAPI, wf: Workflow) -> None:
 
 def _base(wf: Workflow, who: Principal | None) -> dict[str, Any]:
     g = wf.svc.grader
-    return {"who": who, "demo": bool(g and g.manifest.get("demo")),
-            "bundle_version": g.manifest["bundle_version"] if g else None}
+    return {"who": who, "demo": bool(g and g.manifest.demo),
+            "bundle_version": g.manifest.bundle_version if g else None}
 
 
 async def same_origin(request: Request) -> None:

@@ -52,6 +52,7 @@ from serve.db import Database
 from serve.models import DECISIONS, ROLES, STATUSES, Photo, Refurbisher
 from serve.photostore import PhotoStore, sha256
 from serve.problems import Problem
+from serve.responses import EvaluationOut, EvaluationPage
 from serve.settings import Settings
 from tabular.schema import parse_device_info
 from vision.conditions import CONDITIONS
@@ -214,7 +215,7 @@ async def submit_evaluation(
     body = evals.to_dict(ev)
     maps = None
     if created and heatmaps:
-        maps = {p: v.get("heatmap_png") for p, v in result["parts"].items()}
+        maps = {p: v.heatmap_png for p, v in result.parts.items() if v.heatmap_png}
         body["heatmaps"] = maps
     return body, created, maps
 
@@ -231,7 +232,7 @@ def _router(wf: Workflow) -> APIRouter:
     anyone = Depends(wf.require(*ROLES))
     limit_bytes = int(wf.settings.max_upload_mb * 1024 * 1024)
 
-    @r.post("/evaluations", status_code=201, tags=["evaluations"],
+    @r.post("/evaluations", status_code=201, tags=["evaluations"], response_model=EvaluationOut,
             summary="Grade, decide and store one evaluation (idempotent)")
     async def create_evaluation(
         who: Annotated[Principal, submitter],
@@ -262,7 +263,8 @@ def _router(wf: Workflow) -> APIRouter:
         return JSONResponse(body, status_code=201,
                             headers={"Location": f"/v1/evaluations/{body['id']}"})
 
-    @r.get("/evaluations", tags=["evaluations"], summary="Evaluations, newest first")
+    @r.get("/evaluations", tags=["evaluations"], summary="Evaluations, newest first",
+           response_model=EvaluationPage)
     def list_evaluations(
         who: Annotated[Principal, reader],
         status: Annotated[Literal[STATUSES] | None, Query()] = None,  # type: ignore[valid-type]
@@ -277,7 +279,8 @@ def _router(wf: Workflow) -> APIRouter:
                                       refurbisher_id=refurbisher_id, since=_utc(since),
                                       until=_utc(until), limit=limit, offset=offset)
 
-    @r.get("/evaluations/{evaluation_id}", tags=["evaluations"], summary="One evaluation")
+    @r.get("/evaluations/{evaluation_id}", tags=["evaluations"], summary="One evaluation",
+           response_model=EvaluationOut)
     def get_evaluation(who: Annotated[Principal, reader],
                        evaluation_id: EvaluationId) -> dict[str, Any]:
         return evals.load(wf.db, who, evaluation_id)
@@ -299,19 +302,21 @@ def _router(wf: Workflow) -> APIRouter:
                                      "ETag": f'"{photo.sha256}"'})
 
     @r.post("/evaluations/{evaluation_id}/accept-suggestion", tags=["evaluations"],
-            summary="Accept the model's grade (suggestion)")
+            summary="Accept the model's grade (suggestion)", response_model=EvaluationOut)
     def accept_suggestion(who: Annotated[Principal, refurbisher],
                           evaluation_id: EvaluationId) -> dict[str, Any]:
         return evals.act(wf.db, who, evaluation_id, "accept-suggestion")
 
     @r.post("/evaluations/{evaluation_id}/keep-grade", tags=["evaluations"],
-            summary="Keep the refurbisher's grade (suggestion; flagged as kept)")
+            summary="Keep the refurbisher's grade (suggestion; flagged as kept)",
+            response_model=EvaluationOut)
     def keep_grade(who: Annotated[Principal, refurbisher],
                    evaluation_id: EvaluationId) -> dict[str, Any]:
         return evals.act(wf.db, who, evaluation_id, "keep-grade")
 
     @r.post("/evaluations/{evaluation_id}/justification", status_code=201, tags=["evaluations"],
-            summary="Justify a grade far from the model's: text and extra photos")
+            summary="Justify a grade far from the model's: text and extra photos",
+            response_model=EvaluationOut)
     async def justification(
         who: Annotated[Principal, refurbisher], evaluation_id: EvaluationId,
         text: Annotated[str, Form(max_length=4000, description="why the grade is right")],
@@ -339,14 +344,16 @@ def _router(wf: Workflow) -> APIRouter:
                                        text.strip(), data)
 
     @r.post("/evaluations/{evaluation_id}/approve", tags=["reviews"],
-            summary="Approve a justified grade (final grade: the refurbisher's)")
+            summary="Approve a justified grade (final grade: the refurbisher's)",
+            response_model=EvaluationOut)
     def approve(who: Annotated[Principal, reviewer], evaluation_id: EvaluationId,
                 body: ApproveBody | None = None) -> dict[str, Any]:
         return evals.act(wf.db, who, evaluation_id, "approve",
                          comment=body.comment if body else None)
 
     @r.post("/evaluations/{evaluation_id}/override", tags=["reviews"],
-            summary="Override a justified grade with the reviewer's")
+            summary="Override a justified grade with the reviewer's",
+            response_model=EvaluationOut)
     def override(who: Annotated[Principal, reviewer], evaluation_id: EvaluationId,
                  body: OverrideBody) -> dict[str, Any]:
         grades = wf.policy.grades

@@ -14,10 +14,12 @@ import onnx
 import pytest
 from PIL import Image
 
+from fusion.bundle import BundleError, verify_bundle
+from fusion.bundle import load_manifest as load_manifest_of_bundle
 from fusion.model import FusionModel, policy_distribution
 from fusion.policy import load_policy
 from serve.cli import main
-from serve.runtime import BundleError, Grader, verify_bundle
+from serve.runtime import Grader
 from tabular.schema import CHECKS, parse_device_info
 from training.manifest import load_manifest
 
@@ -82,10 +84,31 @@ def test_verify_and_tampering(bundle, tmp_path, capsys):
         Grader(tmp_path)
 
 
+def _manifest(**extra) -> dict:
+    return {"bundle_version": "v", "photograde_version": "0", "created_at": "2026-01-01",
+            "vision": {"backbone": "b", "input_size": 64, "preprocess": {}, "classes": {},
+                       "temperatures": {}},
+            "tabular": {}, "fusion": {}, "files": {},
+            "grading": {"scale": {}, "policy": {}, "decision": {}}, **extra}
+
+
+def test_bundle_format_is_checked(tmp_path):
+    (tmp_path / "manifest.json").write_text(json.dumps(_manifest(bundle_format=999)))
+    with pytest.raises(BundleError, match=r"bundle format 999 is not supported"):
+        load_manifest_of_bundle(tmp_path)
+    assert main(["bundle", "verify", str(tmp_path)]) == 2
+    (tmp_path / "manifest.json").write_text(json.dumps(_manifest(later_key=1)))
+    m = load_manifest_of_bundle(tmp_path)  # written before bundle_format existed: format 1
+    assert m.bundle_format == 1 and m.model_extra == {"later_key": 1}
+    (tmp_path / "manifest.json").write_text(json.dumps(_manifest(files={"gone.onnx": "0"})))
+    with pytest.raises(BundleError, match=r"gone\.onnx is missing"):
+        load_manifest_of_bundle(tmp_path)
+
+
 def test_grade_one_device(grader, synth_dir):
     row = load_manifest(synth_dir / "manifest.csv").rows[0]
     out = grader.grade(row.front_path, row.back_path, parse_device_info(INFO), "good",
-                       heatmaps=True)
+                       heatmaps=True).model_dump(mode="json")  # as clients see it
     assert out["grade"] in grader.policy.grades
     assert sum(out["grade_probabilities"].values()) == pytest.approx(1, abs=1e-6)
     assert out["confidence"] == max(out["grade_probabilities"].values())
@@ -97,7 +120,7 @@ def test_grade_one_device(grader, synth_dir):
     assert Image.open(io.BytesIO(base64.b64decode(png))).format == "PNG"
     assert set(out["return_risk"]) >= {out["grade"], "good"}
     failed = parse_device_info({**INFO, "checks": {**INFO["checks"], "wifi": False}})
-    out = grader.grade(row.front_path, row.back_path, failed)
+    out = grader.grade(row.front_path, row.back_path, failed).model_dump(mode="json")
     assert out["grade"] == "broken" and not out["sellable"]
     assert any(r["rule"] == "failed_checks" and r["decides"] for r in out["reasons"])
 
@@ -158,6 +181,6 @@ def test_runtime_never_imports_torch(bundle, synth_dir):
         f"parse_device_info({json.dumps(INFO)!r}), heatmaps=True)\n"
         "bad = [m for m in ('torch', 'torchvision', 'timm', 'sklearn') if m in sys.modules]\n"
         "assert not bad, bad\n"
-        "print(out['grade'])\n")
+        "print(out.grade)\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]

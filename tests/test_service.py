@@ -127,6 +127,20 @@ def test_model_health_ready_metrics(server, photos):
     assert httpx.get(server.url + "/openapi.json").json()["paths"]["/v1/grade"]
 
 
+def test_grade_answers_are_typed_in_openapi_and_keep_their_shape(server, photos):
+    spec = httpx.get(server.url + "/openapi.json").json()
+    assert {"GradeResult", "GradeResponse", "BatchResponse", "EvaluationOut",
+            "Prediction"} <= set(spec["components"]["schemas"])
+    ok = spec["paths"]["/v1/grade"]["post"]["responses"]["200"]["content"]
+    assert ok["application/json"]["schema"]["$ref"].endswith("/GradeResponse")
+    body = _post(server.url, *photos).json()
+    assert list(body) == ["request_id", "grade", "confidence", "grade_probabilities",
+                          "sellable", "parts", "functional", "reasons", "return_risk",
+                          "bundle_version"]  # no refurbisher grade: no decision fields
+    assert list(body["parts"]["screen"]) == ["condition", "probability", "probabilities",
+                                             "damage_box"]
+
+
 @pytest.mark.parametrize("fmt", ["PNG", "WEBP", "HEIC", "CMYK", "I;16", "RGBA", "EXIF"])
 def test_photo_formats(server, photos, fmt):
     im = Image.open(io.BytesIO(photos[0]))

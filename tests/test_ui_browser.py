@@ -288,12 +288,12 @@ def test_dashboards(site, as_role):
 def test_demo_banner(site, as_role):
     page = as_role("platform")
     grader = site.grader
-    grader.manifest["demo"] = True  # as a bundle exported with demo=True
+    grader.manifest.demo = True  # as a bundle exported with demo=True
     try:
         page.goto(site.url + "/ui/platform")
         assert "DEMO MODEL" in page.inner_text("#demo-banner")
     finally:
-        grader.manifest["demo"] = False
+        grader.manifest.demo = False
 
 
 def test_a_form_posted_from_a_sibling_subdomain_is_refused(site, browser):

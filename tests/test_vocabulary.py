@@ -86,6 +86,13 @@ def test_decisions_follow_the_gap():
         p.decide("mint", "good")
 
 
+def test_stored_decisions_are_the_policys():
+    from serve.models import DECISIONS
+
+    assert DECISIONS == ("validated", "suggestion", "justification_required")
+    assert all(type(d) is str for d in DECISIONS)  # plain strings for SQL CHECK constraints
+
+
 def test_ctia_example_scale():
     p = load_policy("ctia")
     assert p.grades == ("A", "B", "C", "D", "E")

@@ -28,6 +28,7 @@ from serve.db import Database, alembic_config
 from serve.models import ApiKey, Base, Evaluation, Photo, ReturnReport
 from serve.photostore import PhotoStore, sha256
 from serve.problems import Problem
+from serve.responses import EvaluationOut
 from serve.seed import seed_history
 from tabular.schema import parse_device_info
 
@@ -60,7 +61,7 @@ def _evaluation(grader, pair, refurbisher_grade, refurbisher_id="R001", key=None
 
 
 def _grade_for(grader, pair, gap):
-    predicted = grader.grade(pair[0], pair[1], parse_device_info(INFO))["grade"]
+    predicted = grader.grade(pair[0], pair[1], parse_device_info(INFO)).grade
     g = list(grader.policy.grades)
     i = g.index(predicted)
     return g[i + gap] if i + gap < len(g) else g[i - gap]
@@ -214,6 +215,20 @@ def test_justification_review_and_returns(db, tmp_path, grader, pairs):
         assert s.scalar(select(func.count()).select_from(ReturnReport)) == 3
 
 
+def test_evaluation_json_is_what_its_response_model_writes(db, tmp_path, grader, pairs):
+    store = PhotoStore(tmp_path / "photos")
+    ev, result = _evaluation(grader, pairs[4], _grade_for(grader, pairs[4], 2))
+    evals.save_evaluation(db, store, ev, *pairs[4])
+    assert ev.prediction == result.prediction().model_dump(mode="json")
+    out = evals.justify(db, store, Principal(None, "refurbisher", "R001"), ev.id,
+                        "the back is fine, see photo", [pairs[5][1]])
+    out = evals.act(db, Principal(None, "reviewer"), ev.id, "override", grade="fair")
+    for stored in (out, evals.load(db, Principal(None, "platform"), ev.id)):
+        typed = EvaluationOut.model_validate(stored).model_dump(mode="json")
+        assert typed == stored and list(typed) == list(stored)
+        assert list(typed["prediction"]) == list(stored["prediction"])
+
+
 def test_seed_history_stores_the_models_predictions_and_fills_dashboards(db, tmp_path,
                                                                          grader, synth_dir):
     store = PhotoStore(tmp_path / "photos")
@@ -232,7 +247,7 @@ def test_seed_history_stores_the_models_predictions_and_fills_dashboards(db, tmp
         for ev in stored[:5]:
             row = rows[ev.device_ref]
             expected = grader.grade(row.front_path, row.back_path, row.device_info(),
-                                    row.refurbisher_grade)
+                                    row.refurbisher_grade).model_dump(mode="json")
             assert ev.predicted_grade == expected["grade"]
             assert ev.confidence == pytest.approx(expected["confidence"])
             assert store.get(ev.front_sha256) == row.front_path.read_bytes()

@@ -1,14 +1,9 @@
 """``photograde export``: one versioned bundle directory for torch-free serving.
 
-    BUNDLE/vision.onnx        the condition model (dynamic batch): screen and shell logits
-                              and the last feature map (for damage heatmaps)
-    BUNDLE/vision.int8.onnx   with --int8: statically quantised, calibrated on training photos
-    BUNDLE/tabular.onnx       the return-risk model, BUNDLE/tabular.json its signature
-    BUNDLE/fusion.json        the fusion parameters and the grading config
-    BUNDLE/samples.npz        sample inputs with their expected outputs (for `bundle verify`)
-    BUNDLE/heads.npz          the heads' weights, to turn feature maps into heatmaps
-    BUNDLE/manifest.json      versions, preprocessing, classes, grading, temperatures, data
-                              summary, metrics, and the sha256 of every file
+The bundle's files and manifest are the contract of :mod:`fusion.bundle`: the fp32 vision
+model (and, with --int8, an int8 one calibrated on training photos), the return-risk model,
+the fusion parameters with the grading config, sample inputs with their expected outputs, the
+heads' weights for heatmaps, and ``manifest.json`` with the sha256 of every file.
 
 Export checks parity between torch and ONNX Runtime on the sample inputs (max |difference| of
 the logits <= 1e-4 and the same argmax) and fails loudly otherwise.
@@ -17,7 +12,6 @@ the logits <= 1e-4 and the same argmax) and fails loudly otherwise.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
 import math
@@ -31,7 +25,24 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from serve.runtime import sha256
+from fusion.bundle import (
+    BUNDLE_FORMAT,
+    FUSION_FILE,
+    HEADS_FILE,
+    PARITY_TOL,
+    TABULAR_FILE,
+    TABULAR_META_FILE,
+    VISION_FILE,
+    VISION_INPUT,
+    VISION_INT8_FILE,
+    VISION_OUTPUTS,
+    BundleManifest,
+    bundle_version,
+    hash_files,
+    save_heads,
+    save_samples,
+    write_manifest,
+)
 from training.image_cache import load_images
 from training.manifest import load_manifest
 from training.metrics import head_metrics
@@ -44,10 +55,7 @@ from vision.preprocess import PreprocessConfig, normalize, preprocess
 
 log = logging.getLogger("photograde.export")
 
-BUNDLE_FORMAT = 1
-PARITY_TOL = 1e-4
 INT8_CALIBRATION = 128  # training photos used to calibrate int8 activations
-OUTPUTS = ("screen_logits", "shell_logits", "features")
 
 
 class ExportError(PhotogradeError):
@@ -105,8 +113,8 @@ def export_onnx(model: ConditionModel, path: Path, opset: int = 17) -> None:
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
         torch.onnx.export(
             _Exported(model), (torch.zeros(2, 3, size, size),), str(path), dynamo=False,
-            input_names=["image"], output_names=list(OUTPUTS), opset_version=opset,
-            dynamic_axes={n: {0: "batch"} for n in ("image", *OUTPUTS)})
+            input_names=[VISION_INPUT], output_names=list(VISION_OUTPUTS), opset_version=opset,
+            dynamic_axes={n: {0: "batch"} for n in (VISION_INPUT, *VISION_OUTPUTS)})
     model.eval()  # the exporter leaves the module in training mode
 
 
@@ -121,7 +129,7 @@ def check_parity(model: ConditionModel, onnx_path: Path, x: np.ndarray) -> float
     """Max |torch - onnxruntime| over both heads' logits; raises ExportError past tolerance."""
     with torch.no_grad():
         ref = [t.numpy() for t in model.eval()(torch.from_numpy(x))]
-    got = session(onnx_path).run(list(OUTPUTS[:2]), {"image": x})
+    got = session(onnx_path).run(list(VISION_OUTPUTS[:2]), {VISION_INPUT: x})
     diff = max(float(np.abs(a - b).max()) for a, b in zip(ref, got, strict=True))
     same = all((a.argmax(1) == b.argmax(1)).all() for a, b in zip(ref, got, strict=True))
     if diff > PARITY_TOL or not same:
@@ -166,7 +174,7 @@ def quantize_int8(fp32: Path, out: Path, calib: np.ndarray) -> list[str]:
             return len(calib)
 
         def set_range(self, start_index: int, end_index: int) -> None:
-            self.batches = iter([{"image": calib[i:i + 1]} for i in range(start_index,
+            self.batches = iter([{VISION_INPUT: calib[i:i + 1]} for i in range(start_index,
                                                                           end_index)])
 
         def get_next(self):
@@ -191,7 +199,7 @@ def quantize_int8(fp32: Path, out: Path, calib: np.ndarray) -> list[str]:
 def _macro_f1(sess: ort.InferenceSession, images: list[np.ndarray], pre: PreprocessConfig,
               parts: list[str], allowed: np.ndarray) -> dict[str, float]:
     logits = np.concatenate([
-        np.stack(sess.run(list(OUTPUTS[:2]), {"image": np.stack(
+        np.stack(sess.run(list(VISION_OUTPUTS[:2]), {VISION_INPUT: np.stack(
             [normalize(im, pre) for im in images[i:i + 16]])}), 1)
         for i in range(0, len(images), 16)])
     out = {}
@@ -204,19 +212,50 @@ def _macro_f1(sess: ort.InferenceSession, images: list[np.ndarray], pre: Preproc
 
 
 def _latency_ms(sess: ort.InferenceSession, x: np.ndarray, repeat: int = 20) -> float:
-    sess.run(None, {"image": x})
+    sess.run(None, {VISION_INPUT: x})
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
-        sess.run(None, {"image": x})
+        sess.run(None, {VISION_INPUT: x})
         times.append(time.perf_counter() - t0)
     return float(np.median(times) * 1000)
+
+
+def _manifest(out: Path, vision_run: str | Path, config: dict[str, Any],
+              pre: PreprocessConfig, temps: dict[str, float], diff: float,
+              int8_info: dict[str, Any] | None, fusion: dict[str, Any],
+              demo: bool) -> BundleManifest:
+    """The manifest of the files now in ``out`` (the last step of the export)."""
+    vision_summary = json.loads((Path(vision_run) / "summary.json").read_text()) \
+        if (Path(vision_run) / "summary.json").is_file() else {}
+    files = hash_files(out)
+    created = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    return BundleManifest.model_validate({
+        "bundle_format": BUNDLE_FORMAT,
+        "bundle_version": bundle_version(files, created),
+        "photograde_version": _version(),
+        "created_at": created.isoformat(),
+        "demo": demo,
+        "vision": {"file": VISION_FILE, "backbone": config["backbone"],
+                   "input_size": pre.img_size, "preprocess": pre.to_dict(),
+                   "inputs": [VISION_INPUT], "outputs": list(VISION_OUTPUTS),
+                   "classes": config["classes"], "temperatures": temps,
+                   "head_weights": HEADS_FILE, "parity_max_abs_diff": diff, "int8": int8_info,
+                   "weights_source": config["weights_source"],
+                   "training_data": config["data"], "metrics": vision_summary.get("val")},
+        "tabular": json.loads((out / TABULAR_META_FILE).read_text()),
+        "fusion": {"file": FUSION_FILE, "metrics": fusion.get("metrics")},
+        "grading": fusion["grading"],
+        "versions": {"torch": torch.__version__, "onnxruntime": ort.__version__,
+                     "onnx": version("onnx")},
+        "files": files,
+    })
 
 
 def export_bundle(vision_run: str | Path, tabular_run: str | Path, fusion_run: str | Path,
                   out: str | Path, *, int8: bool = False, cache_dir: str | None = None,
                   n_samples: int = 4, overwrite: bool = False, demo: bool = False,
-                  int8_eval: str | Path | None = None) -> dict[str, Any]:
+                  int8_eval: str | Path | None = None) -> BundleManifest:
     """Write the bundle; returns its manifest. ``demo``: a bundle trained on synthetic data
     only, flagged in its manifest (the UI shows a banner). ``int8_eval``: a held-out manifest
     on which to compare int8 with fp32 (default: the run's validation photos)."""
@@ -227,20 +266,20 @@ def export_bundle(vision_run: str | Path, tabular_run: str | Path, fusion_run: s
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     tabular_run, fusion_run = Path(tabular_run), Path(fusion_run)
-    for path in (tabular_run / "tabular.onnx", tabular_run / "tabular.json",
-                 fusion_run / "fusion.json"):
+    for path in (tabular_run / TABULAR_FILE, tabular_run / TABULAR_META_FILE,
+                 fusion_run / FUSION_FILE):
         if not path.is_file():
             raise ExportError(f"{path} not found (train it first: photograde train "
                               f"{'tabular' if 'tabular' in path.name else 'fusion'})")
     model, config, temps = load_run(vision_run)
     pre = model.preprocess
 
-    export_onnx(model, out / "vision.onnx")
+    export_onnx(model, out / VISION_FILE)
     train_s, val_s = _run_samples(config)
     sample_x = np.stack([preprocess(s.path, pre) for s in val_s[:n_samples]])
-    diff = check_parity(model, out / "vision.onnx", sample_x)
-    log.info("vision.onnx: parity max |torch - onnxruntime| = %.2e", diff)
-    expected = session(out / "vision.onnx").run(list(OUTPUTS[:2]), {"image": sample_x})
+    diff = check_parity(model, out / VISION_FILE, sample_x)
+    log.info("%s: parity max |torch - onnxruntime| = %.2e", VISION_FILE, diff)
+    expected = session(out / VISION_FILE).run(list(VISION_OUTPUTS[:2]), {VISION_INPUT: sample_x})
 
     int8_info: dict[str, Any] | None = None
     if int8:
@@ -248,17 +287,17 @@ def export_bundle(vision_run: str | Path, tabular_run: str | Path, fusion_run: s
         calib = load_images([s.path for s in calib_s], pre.img_size, cache_dir, progress=False)
         calib_x = np.stack([normalize(im, pre) for im in calib])
         log.info("int8: calibrating on %d training photos", len(calib_x))
-        kept = quantize_int8(out / "vision.onnx", out / "vision.int8.onnx", calib_x)
+        kept = quantize_int8(out / VISION_FILE, out / VISION_INT8_FILE, calib_x)
         eval_s = samples_from([load_manifest(int8_eval)]) if int8_eval else val_s
         parts = [s.part for s in eval_s]
         allowed = np.array([s.allowed for s in eval_s])
         images = load_images([s.path for s in eval_s], pre.img_size, cache_dir)
-        fp, q = session(out / "vision.onnx", 1), session(out / "vision.int8.onnx", 1)
+        fp, q = session(out / VISION_FILE, 1), session(out / VISION_INT8_FILE, 1)
         f1_fp = _macro_f1(fp, images, pre, parts, allowed)
         f1_q = _macro_f1(q, images, pre, parts, allowed)
         one = np.stack([normalize(im, pre) for im in images[:2]])
         t_fp, t_q = _latency_ms(fp, one), _latency_ms(q, one)
-        int8_info = {"file": "vision.int8.onnx", "calibration_photos": len(calib_x),
+        int8_info = {"file": VISION_INT8_FILE, "calibration_photos": len(calib_x),
                      "float_nodes": kept,
                      "evaluated_on": str(int8_eval) if int8_eval else "validation split",
                      "evaluation_photos": len(images), "macro_f1_fp32": f1_fp,
@@ -270,41 +309,13 @@ def export_bundle(vision_run: str | Path, tabular_run: str | Path, fusion_run: s
                  {k: round(v, 4) for k, v in f1_fp.items()},
                  {k: round(v, 4) for k, v in f1_q.items()}, t_fp, t_q, t_fp / t_q)
 
-    shutil.copy(tabular_run / "tabular.onnx", out / "tabular.onnx")
-    shutil.copy(tabular_run / "tabular.json", out / "tabular.json")
-    fusion = json.loads((fusion_run / "fusion.json").read_text())
-    shutil.copy(fusion_run / "fusion.json", out / "fusion.json")
-    np.savez_compressed(out / "samples.npz", image=sample_x, screen_logits=expected[0],
-                        shell_logits=expected[1])
-    np.savez(out / "heads.npz", **{p: model.head(p).weight.detach().numpy()
-                                   for p in ("screen", "shell")})  # for damage heatmaps
-
-    vision_summary = json.loads((Path(vision_run) / "summary.json").read_text()) \
-        if (Path(vision_run) / "summary.json").is_file() else {}
-    files = sorted(p.name for p in out.iterdir() if p.is_file())
-    digest = hashlib.sha256("".join(sha256(out / f) for f in files).encode()).hexdigest()[:12]
-    created = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    manifest = {
-        "bundle_format": BUNDLE_FORMAT,
-        "bundle_version": f"{created:%Y%m%d-%H%M%S}-{digest}",
-        "photograde_version": _version(),
-        "created_at": created.isoformat(),
-        "demo": demo,
-        "vision": {"file": "vision.onnx", "backbone": config["backbone"],
-                   "input_size": pre.img_size, "preprocess": pre.to_dict(),
-                   "inputs": ["image"], "outputs": list(OUTPUTS),
-                   "classes": config["classes"], "temperatures": temps,
-                   "head_weights": "heads.npz",
-                   "parity_max_abs_diff": diff, "int8": int8_info,
-                   "weights_source": config["weights_source"],
-                   "training_data": config["data"], "metrics": vision_summary.get("val")},
-        "tabular": json.loads((out / "tabular.json").read_text()),
-        "fusion": {"file": "fusion.json", "metrics": fusion.get("metrics")},
-        "grading": fusion["grading"],
-        "versions": {"torch": torch.__version__, "onnxruntime": ort.__version__,
-                     "onnx": version("onnx")},
-        "files": {f: sha256(out / f) for f in files},
-    }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    log.info("bundle %s written to %s", manifest["bundle_version"], out)
+    for name in (TABULAR_FILE, TABULAR_META_FILE):
+        shutil.copy(tabular_run / name, out / name)
+    fusion = json.loads((fusion_run / FUSION_FILE).read_text())
+    shutil.copy(fusion_run / FUSION_FILE, out / FUSION_FILE)
+    save_samples(out, sample_x, expected[0], expected[1])
+    save_heads(out, {p: model.head(p).weight.detach().numpy() for p in ("screen", "shell")})
+    manifest = _manifest(out, vision_run, config, pre, temps, diff, int8_info, fusion, demo)
+    write_manifest(out, manifest)
+    log.info("bundle %s written to %s", manifest.bundle_version, out)
     return manifest
