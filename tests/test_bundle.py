@@ -16,7 +16,7 @@ from PIL import Image
 
 from fusion.model import FusionModel, policy_distribution
 from fusion.policy import load_policy
-from serve.cli import main
+from photograde.cli import main
 from serve.runtime import BundleError, Grader, verify_bundle
 from tabular.schema import CHECKS, parse_device_info
 from training.manifest import load_manifest

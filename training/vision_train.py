@@ -77,8 +77,8 @@ class TrainConfig:
     warmup_frac: float = 0.05
     accum_steps: int = _option(1, "gradient accumulation")
     patience: int = _option(4, "early stopping, in epochs")
-    val_fraction: float = _option(0.15, "validation split of the training data (without "
-                                  "--val-manifest)")
+    val_fraction: float = _option(0.15, "share of the training photos held out for "
+                                  "validation")
     freeze_backbone: bool = _option(False, "baseline: linear probe on frozen pretrained "
                                     "features")
     freeze_stages: int = _option(3, "keep the stem and this many early backbone stages frozen "
