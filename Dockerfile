@@ -19,6 +19,7 @@ COPY tabular tabular
 COPY fusion fusion
 COPY serve serve
 COPY training training
+COPY photograde photograde
 RUN pip install --no-cache-dir build==1.2.2 \
  && python -m build --wheel --outdir /dist
 

@@ -25,6 +25,10 @@ class ConfigError(PhotogradeError):
     """A grading config is invalid; the message names the bad key."""
 
 
+class GradeError(PhotogradeError):
+    """A grade is not on the grading config's scale."""
+
+
 class Decision(StrEnum):
     VALIDATED = "validated"
     SUGGESTION = "suggestion"
@@ -56,11 +60,11 @@ class GradingPolicy:
 
     # -- scale --------------------------------------------------------------------------
     def rank(self, grade: str) -> int:
-        """0 for the best grade; raises ValueError naming an unknown grade."""
+        """0 for the best grade; raises GradeError naming an unknown grade."""
         try:
             return self.grades.index(grade)
         except ValueError:
-            raise ValueError(
+            raise GradeError(
                 f"unknown grade {grade!r}; this scale ({self.name}) has {', '.join(self.grades)}"
             ) from None
 

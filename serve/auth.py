@@ -34,9 +34,14 @@ from sqlalchemy import select
 from serve.db import Database
 from serve.models import ROLES, ApiKey, Refurbisher, utcnow
 from serve.problems import Problem
+from vision.errors import PhotogradeError
 
 KEY_RE = re.compile(r"^pgk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
 REFURBISHER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class ApiKeyError(PhotogradeError):
+    """An API key request that cannot be met (unknown role, refurbisher id, key id)."""
 
 
 @dataclass(frozen=True)
@@ -83,14 +88,14 @@ def create_key(db: Database, role: str, refurbisher_id: str | None = None,
     A ``refurbisher`` key needs ``refurbisher_id`` (the refurbisher is created if new); other
     roles take none."""
     if role not in ROLES:
-        raise ValueError(f"role: unknown role {role!r}; expected one of {', '.join(ROLES)}")
+        raise ApiKeyError(f"role: unknown role {role!r}; expected one of {', '.join(ROLES)}")
     if role == "refurbisher" and not refurbisher_id:
-        raise ValueError("refurbisher: a refurbisher key needs --refurbisher ID")
+        raise ApiKeyError("refurbisher: a refurbisher key needs --refurbisher ID")
     if role != "refurbisher" and refurbisher_id:
-        raise ValueError(f"refurbisher: a {role} key is not bound to a refurbisher")
+        raise ApiKeyError(f"refurbisher: a {role} key is not bound to a refurbisher")
     if refurbisher_id and not REFURBISHER_ID_RE.match(refurbisher_id):
-        raise ValueError(f"refurbisher: invalid id {refurbisher_id!r} (1 to 64 letters, digits, "
-                         "'.', '_' or '-')")
+        raise ApiKeyError(f"refurbisher: invalid id {refurbisher_id!r} (1 to 64 letters, "
+                          "digits, '.', '_' or '-')")
     key_id = secrets.token_hex(6)
     key = f"pgk_{key_id}_{secrets.token_urlsafe(32)}"
     with db.write() as s:

@@ -8,10 +8,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict, TomlConfigSettingsSource
+
+from vision.errors import PhotogradeError
+
+
+class SettingsError(PhotogradeError):
+    """A setting (argument, environment variable or settings file) is invalid."""
 
 
 class Settings(BaseSettings):
@@ -61,6 +67,17 @@ class Settings(BaseSettings):
         path = os.environ.get("PHOTOGRADE_SETTINGS_FILE")
         if path:
             if not Path(path).is_file():
-                raise ValueError(f"PHOTOGRADE_SETTINGS_FILE={path}: file not found")
+                raise SettingsError(f"PHOTOGRADE_SETTINGS_FILE={path}: file not found")
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings with ``overrides`` (the command line's) over the environment and the settings
+    file; an invalid value raises SettingsError with pydantic's message."""
+    try:
+        return Settings(**overrides)
+    except SettingsError:
+        raise
+    except ValueError as e:  # pydantic's ValidationError, a settings file's TOMLDecodeError
+        raise SettingsError(str(e)) from None

@@ -36,7 +36,7 @@ from tabular.features import (
     tabular_features,
     to_onnx_inputs,
 )
-from training.manifest import ManifestRow, load_manifest
+from training.manifest import DatasetError, ManifestRow, load_manifest
 
 log = logging.getLogger("photograde.tabular")
 
@@ -55,7 +55,7 @@ def labelled_rows(manifests: list[str | Path], policy: GradingPolicy) -> list[Ma
             if r.returned is not None and r.refurbisher_grade is not None]
     if not rows:
         names = ", ".join(map(str, manifests))
-        raise ValueError(
+        raise DatasetError(
             f"no row with both 'returned' and 'refurbisher_grade' in {names}: the return-risk "
             "model needs the columns returned (true/false, returned within 30 days) and "
             "refurbisher_grade (the grade the device was listed at)")
@@ -145,15 +145,15 @@ def train_tabular(manifests: list[str | Path], out_dir: str | Path, *,
     from sklearn.model_selection import train_test_split
 
     if not manifests:
-        raise ValueError("no manifest given")
+        raise DatasetError("no manifest given")
     policy = load_policy(grading)
     rows = labelled_rows(manifests, policy)
     y = np.array([r.returned for r in rows], dtype=np.int64)
     n_pos = int(y.sum())
     if len(rows) < MIN_ROWS or min(n_pos, len(y) - n_pos) < 2:
-        raise ValueError(f"too few labelled rows to train the return-risk model: {len(rows)} rows, "
-                         f"{n_pos} returned (need {MIN_ROWS} rows and at least 2 returned and 2 "
-                         "kept)")
+        raise DatasetError(f"too few labelled rows to train the return-risk model: {len(rows)} "
+                           f"rows, {n_pos} returned (need {MIN_ROWS} rows and at least 2 returned "
+                           "and 2 kept)")
     features = [tabular_features(r, r.refurbisher_grade, policy) for r in rows]
     gaps = [policy.rank(r.grade) - policy.rank(r.refurbisher_grade) if r.grade else None
             for r in rows]

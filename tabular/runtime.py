@@ -13,8 +13,13 @@ import onnxruntime as ort
 from fusion.policy import GradingPolicy
 from tabular.features import FEATURE_NAMES, tabular_features, to_onnx_inputs
 from tabular.schema import DeviceInfo, parse_device_info
+from vision.errors import PhotogradeError
 
 ONNX_FILE, META_FILE = "tabular.onnx", "tabular.json"
+
+
+class TabularModelError(PhotogradeError):
+    """A return-risk model's files are missing or do not fit this version or grading scale."""
 
 
 class ReturnRiskModel:
@@ -23,8 +28,9 @@ class ReturnRiskModel:
     def __init__(self, onnx_path: str | Path, meta: Mapping[str, Any], threads: int | None = 1):
         names = list(meta.get("feature_names", []))
         if names != list(FEATURE_NAMES):
-            raise ValueError(f"{onnx_path}: the model was trained with other features "
-                             f"({', '.join(names)}); retrain it with this version")
+            raise TabularModelError(f"{onnx_path}: the model was trained with other "
+                                    f"features ({', '.join(names)}); retrain it with this "
+                                    "version")
         self.meta = dict(meta)
         self.grades: tuple[str, ...] = tuple(meta["scale"]["grades"])
         self.proba_output: str = meta["outputs"]["probabilities"]
@@ -36,7 +42,8 @@ class ReturnRiskModel:
                                             providers=["CPUExecutionProvider"])
         inputs = [i.name for i in self.session.get_inputs()]
         if inputs != list(FEATURE_NAMES):
-            raise ValueError(f"{onnx_path}: ONNX inputs {inputs} do not match the features")
+            raise TabularModelError(f"{onnx_path}: ONNX inputs {inputs} do not match the "
+                                    "features")
 
     @classmethod
     def from_dir(cls, path: str | Path, threads: int | None = 1) -> ReturnRiskModel:
@@ -44,8 +51,8 @@ class ReturnRiskModel:
         path = Path(path)
         for name in (ONNX_FILE, META_FILE):
             if not (path / name).is_file():
-                raise FileNotFoundError(f"{path / name} not found (made by photograde train "
-                                        "tabular)")
+                raise TabularModelError(f"{path / name} not found (made by photograde "
+                                        "train tabular)")
         return cls(path / ONNX_FILE, json.loads((path / META_FILE).read_text()), threads)
 
     def predict_features(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
@@ -57,8 +64,9 @@ class ReturnRiskModel:
                 policy: GradingPolicy) -> dict[str, float]:
         """The risk if the device were listed at each of ``announced_grades``."""
         if tuple(policy.grades) != self.grades:
-            raise ValueError(f"the model was trained on the scale {', '.join(self.grades)}, "
-                             f"not {policy.name} ({', '.join(policy.grades)})")
+            raise TabularModelError(f"the model was trained on the scale "
+                                    f"{', '.join(self.grades)}, not {policy.name} "
+                                    f"({', '.join(policy.grades)})")
         if not isinstance(info, DeviceInfo):
             info = parse_device_info(dict(info))
         if not announced_grades:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, create_model
 
+from vision.errors import PhotogradeError
+
 #: The functional checks of the form, in form order, with their labels (true = works).
 CHECK_LABELS: dict[str, str] = {
     "power_charging": "Power on/off and charging",
@@ -55,6 +57,10 @@ class DeviceInfo(BaseModel):
         return [name for name in CHECKS if not getattr(self.checks, name)]
 
 
+class ChecklistError(PhotogradeError):
+    """Device info (facts and checks) is not valid; the message names each bad field."""
+
+
 def describe_errors(err: ValidationError) -> list[str]:
     """Readable one-line messages for a pydantic error, each naming the field."""
     out = []
@@ -68,10 +74,11 @@ def describe_errors(err: ValidationError) -> list[str]:
 
 
 def parse_device_info(data: str | bytes | dict) -> DeviceInfo:
-    """Validate device info from JSON text or a dict; raises ValueError naming each bad field."""
+    """Validate device info from JSON text or a dict; raises ChecklistError naming each bad
+    field."""
     try:
         if isinstance(data, dict):
             return DeviceInfo.model_validate(data)
         return DeviceInfo.model_validate_json(data)
     except ValidationError as err:
-        raise ValueError("invalid device info: " + "; ".join(describe_errors(err))) from None
+        raise ChecklistError("invalid device info: " + "; ".join(describe_errors(err))) from None

@@ -18,7 +18,7 @@ from fusion.bundle import BundleError, verify_bundle
 from fusion.bundle import load_manifest as load_manifest_of_bundle
 from fusion.model import FusionModel, policy_distribution
 from fusion.policy import load_policy
-from serve.cli import main
+from photograde.cli import main
 from serve.runtime import Grader
 from tabular.schema import CHECKS, parse_device_info
 from training.manifest import load_manifest

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from serve.cli import main
+from photograde.cli import main
 from tests.conftest import REAL_SCREENS
 from training.import_folder import import_folder, parse_mapping
 from training.manifest import load_manifest

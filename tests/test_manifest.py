@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from serve.cli import main
+from photograde.cli import main
 from training.manifest import ManifestError, load_manifest, read_manifest
 
 
@@ -129,6 +129,6 @@ def test_synthetic_manifest_round_trips(synth_dir):
 
 
 def test_console_script_runs(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "serve.cli", "manifest", "check",
+    out = subprocess.run([sys.executable, "-m", "photograde.cli", "manifest", "check",
                           str(tmp_path / "absent.csv")], capture_output=True, text=True)
     assert out.returncode == 1 and "file not found" in out.stderr

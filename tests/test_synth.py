@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from fusion.policy import load_policy
-from serve.cli import main
+from photograde.cli import main
 from tabular.schema import CHECKS
 from training.manifest import load_manifest
 from training.synth.generate import generate, render_device, sample_rows

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from fusion.policy import load_policy
-from serve.cli import main
+from photograde.cli import main
 from tabular.features import (
     FEATURE_NAMES,
     STRING_FEATURES,

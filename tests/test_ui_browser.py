@@ -21,13 +21,13 @@ import pytest
 import uvicorn
 from workflow_support import INFO, grade_at_gap, small_photos
 
+from photograde.demo import busiest_refurbisher
+from photograde.seed import seed_history
 from serve.app import create_app
 from serve.auth import create_key
 from serve.db import Database
-from serve.demo import busiest_refurbisher
 from serve.photostore import PhotoStore
 from serve.runtime import Grader
-from serve.seed import seed_history
 from serve.settings import Settings
 from vision.conditions import CONDITIONS
 

@@ -179,7 +179,7 @@ def test_explain_overlay(run: Path, synth_dir: Path, tmp_path: Path) -> None:
 
 def test_cli_evaluate_and_explain(run: Path, synth_dir: Path, cache: str, tmp_path: Path,
                                   capsys: pytest.CaptureFixture[str]) -> None:
-    from serve.cli import main
+    from photograde.cli import main
 
     rc = main(["evaluate", "vision", "--run", str(run), "--manifest",
                str(synth_dir / "manifest.csv"), "--out", str(tmp_path / "rep"), "--quiet",
@@ -200,7 +200,7 @@ def test_cli_evaluate_and_explain(run: Path, synth_dir: Path, cache: str, tmp_pa
 
 def test_cli_missing_run_is_a_clear_error(synth_dir: Path, tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
-    from serve.cli import main
+    from photograde.cli import main
 
     missing = tmp_path / "no-such-run"
     rc = main(["evaluate", "vision", "--run", str(missing), "--manifest",

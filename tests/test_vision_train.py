@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from serve.cli import main
+from photograde.cli import main
 from training.manifest import load_manifest, write_manifest
 from training.vision_data import (
     PhotoDataset,
@@ -174,7 +174,7 @@ def test_torchrun_two_processes_gloo(synth_dir, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PHOTOGRADE_OFFLINE": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "serve.cli", "train", "vision", "--manifest", str(synth_dir / "manifest.csv"),
+         "-m", "photograde.cli", "train", "vision", "--manifest", str(synth_dir / "manifest.csv"),
          "--out", str(out), "--img-size", "64", "--epochs", "2", "--batch-size", "4",
          "--workers", "0", "--device", "cpu", "--cache-dir", str(tmp_path / "cache"),
          "--quiet"], capture_output=True, text=True, env=env, timeout=600)

@@ -37,7 +37,7 @@ def _free_port() -> int:
 
 
 class ServerProcess:
-    """``python -m serve.cli serve`` in its own process, configured by the environment."""
+    """``python -m photograde.cli serve`` in its own process, configured by the environment."""
 
     def __init__(self, bundle: Path, env: dict[str, str], log: Path):
         self.bundle, self.env, self.log = bundle, env, log
@@ -46,7 +46,7 @@ class ServerProcess:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "serve.cli", "serve", "--bundle", str(self.bundle),
+            [sys.executable, "-m", "photograde.cli", "serve", "--bundle", str(self.bundle),
              "--port", str(self.port), "--threads", "1"],
             env=self.env, stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 120

@@ -13,6 +13,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import func, inspect, select
 from workflow_support import DB_KINDS, INFO, database_url, small_photos
 
+from photograde.seed import seed_history
 from serve import evaluations as evals
 from serve.auth import (
     Principal,
@@ -29,7 +30,6 @@ from serve.models import ApiKey, Base, Evaluation, Photo, ReturnReport
 from serve.photostore import PhotoStore, sha256
 from serve.problems import Problem
 from serve.responses import EvaluationOut
-from serve.seed import seed_history
 from tabular.schema import parse_device_info
 
 
@@ -305,7 +305,7 @@ def test_rate_limiter_token_bucket():
 
 
 def test_cli_keys_create_list_revoke(tmp_path, capsys, monkeypatch):
-    from serve.cli import main
+    from photograde.cli import main
 
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     monkeypatch.setenv("PHOTOGRADE_DATABASE_URL", url)

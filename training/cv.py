@@ -25,7 +25,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from training.image_cache import load_images
-from training.manifest import load_manifest, write_manifest
+from training.manifest import DatasetError, load_manifest, write_manifest
 from training.metrics import cracked_truth, softmax
 from training.vision_data import Sample, samples_from
 from training.vision_run import load_run, predict_logits
@@ -79,7 +79,7 @@ def cross_validate(manifest: str | Path, out: str | Path, base: TrainConfig, fol
     samples = samples_from([load_manifest(manifest)])
     parts = {s.part for s in samples}
     if len(parts) != 1:
-        raise ValueError(f"{manifest}: cross-validation needs a single-view manifest "
+        raise DatasetError(f"{manifest}: cross-validation needs a single-view manifest "
                          f"(found photos for {', '.join(sorted(parts))})")
     part = parts.pop()
     allowed = np.array([s.allowed for s in samples], bool)
@@ -87,7 +87,7 @@ def cross_validate(manifest: str | Path, out: str | Path, base: TrainConfig, fol
     keep = truth >= 0
     samples, truth = [s for s, k in zip(samples, keep, strict=True) if k], truth[keep]
     if len(set(truth)) < 2:
-        raise ValueError(f"{manifest}: needs both cracked and not-cracked photos")
+        raise DatasetError(f"{manifest}: needs both cracked and not-cracked photos")
     skf = StratifiedKFold(folds, shuffle=True, random_state=base.seed)
     splits = list(skf.split(np.zeros(len(truth)), truth))
     result: dict[str, Any] = {"manifest": str(manifest), "part": part, "folds": folds,

@@ -15,8 +15,13 @@ import torch
 from training.metrics import softmax
 from training.vision_run import load_run
 from vision.conditions import CONDITIONS
+from vision.errors import PhotogradeError
 from vision.heatmap import cam_from_features, damage_box, overlay_png
 from vision.preprocess import open_image, preprocess
+
+
+class ExplainError(PhotogradeError):
+    """The photo, part or class to explain is not usable."""
 
 
 @torch.no_grad()
@@ -29,17 +34,20 @@ def explain(run_dir: str | Path, image_path: str | Path, part: str, out_png: str
     None), "image", "out"}``.
     """
     if part not in CONDITIONS:
-        raise ValueError(f"unknown part {part!r}; expected one of {', '.join(CONDITIONS)}")
+        raise ExplainError(f"unknown part {part!r}; expected one of {', '.join(CONDITIONS)}")
     classes = CONDITIONS[part]
     if class_name is not None and class_name not in classes:
-        raise ValueError(f"unknown {part} class {class_name!r}; expected one of "
-                         f"{', '.join(classes)}")
+        raise ExplainError(f"unknown {part} class {class_name!r}; expected one of "
+                           f"{', '.join(classes)}")
     model, _, temps = load_run(run_dir)
-    x = torch.from_numpy(preprocess(image_path, model.preprocess))[None]
+    try:
+        x = torch.from_numpy(preprocess(image_path, model.preprocess))[None]
+    except OSError as e:  # a missing or unreadable --image
+        raise ExplainError(str(e)) from e
     fmap = model.forward_features_map(x)
     if fmap.ndim != 4:
-        raise ValueError(f"backbone {model.backbone_name} has no spatial feature map "
-                         f"(shape {tuple(fmap.shape)}): no CAM")
+        raise ExplainError(f"backbone {model.backbone_name} has no spatial feature map "
+                           f"(shape {tuple(fmap.shape)}): no CAM")
     screen, shell = model.heads_from_features(fmap)
     logits = (screen if part == "screen" else shell).float().numpy()
     probs = softmax(logits, temps[part])[0]

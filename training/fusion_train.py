@@ -20,7 +20,7 @@ from sklearn.model_selection import KFold
 from fusion.model import fit_fusion, policy_distribution
 from fusion.policy import load_policy
 from training.image_cache import load_images
-from training.manifest import ManifestRow, load_manifest
+from training.manifest import DatasetError, ManifestRow, load_manifest
 from training.metrics import softmax
 from training.vision_data import samples_from, split
 from training.vision_run import load_run, predict_logits
@@ -78,8 +78,9 @@ def train_fusion(manifests: list[str], vision_run: str | Path, tabular_run: str 
     _, vision_config, _ = load_run(vision_run)
     rows, dropped = held_out_rows(manifests, vision_config, policy)
     if len(rows) < 10:
-        raise ValueError(f"only {len(rows)} usable rows (need a grade, both photos and devices "
-                         f"the vision run did not train on; {dropped} were its training devices)")
+        raise DatasetError(f"only {len(rows)} usable rows (need a grade, both photos and "
+                           f"devices the vision run did not train on; {dropped} were its "
+                           "training devices)")
     screen, shell = vision_probabilities(vision_run, rows, cache_dir)
     p_policy = np.stack([policy_distribution(policy, s, h, r.failed_checks,
                                              r.battery_health_pct)

@@ -8,8 +8,13 @@ from pathlib import Path
 
 from training.manifest import write_manifest
 from vision.conditions import CONDITIONS, PART_VIEW, format_condition_set, parse_condition_set
+from vision.errors import PhotogradeError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".bmp", ".tif", ".tiff"}
+
+
+class ImportFolderError(PhotogradeError):
+    """The folder or the label mapping cannot be imported."""
 
 
 def parse_mapping(items: list[str], part: str) -> dict[str, str]:
@@ -18,10 +23,10 @@ def parse_mapping(items: list[str], part: str) -> dict[str, str]:
     for item in items:
         folder, sep, labels = item.partition("=")
         if not sep or not folder.strip():
-            raise ValueError(f"bad mapping {item!r}: expected FOLDER=LABEL[|LABEL...]")
+            raise ImportFolderError(f"bad mapping {item!r}: expected FOLDER=LABEL[|LABEL...]")
         allowed = parse_condition_set(labels, part)
         if allowed is None:
-            raise ValueError(f"bad mapping {item!r}: no label after '='")
+            raise ImportFolderError(f"bad mapping {item!r}: no label after '='")
         out[folder.strip()] = format_condition_set(allowed, part)
     return out
 
@@ -34,21 +39,22 @@ def import_folder(src: str | Path, out: str | Path, mapping: dict[str, str] | No
     """
     src, out = Path(src).resolve(), Path(out).resolve()
     if not src.is_dir():
-        raise ValueError(f"{src}: not a folder")
+        raise ImportFolderError(f"{src}: not a folder")
     if part not in CONDITIONS:
-        raise ValueError(f"unknown part {part!r}; expected one of {', '.join(CONDITIONS)}")
+        raise ImportFolderError(f"unknown part {part!r}; expected one of {', '.join(CONDITIONS)}")
     mapping = mapping or {}
     folders = sorted(p for p in src.iterdir() if p.is_dir())
     if not folders:
-        raise ValueError(f"{src}: no sub-folders (expected one sub-folder per label)")
+        raise ImportFolderError(f"{src}: no sub-folders (expected one sub-folder per label)")
     unknown = [f.name for f in folders if f.name not in mapping and f.name not in CONDITIONS[part]]
     if unknown:
-        raise ValueError(
+        raise ImportFolderError(
             f"sub-folder(s) {', '.join(unknown)} are not {part} conditions "
             f"({', '.join(CONDITIONS[part])}); map them, e.g. --map {unknown[0]}=flawless")
     missing = sorted(set(mapping) - {f.name for f in folders})
     if missing:
-        raise ValueError(f"--map names folder(s) not found under {src}: {', '.join(missing)}")
+        raise ImportFolderError(f"--map names folder(s) not found under {src}: "
+                                f"{', '.join(missing)}")
     view, column = PART_VIEW[part], f"{part}_condition"
     rows, counts = [], {}
     for folder in folders:
@@ -63,5 +69,5 @@ def import_folder(src: str | Path, out: str | Path, mapping: dict[str, str] | No
                 column: label,
             })
     if not rows:
-        raise ValueError(f"{src}: no images found ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        raise ImportFolderError(f"{src}: no images found ({', '.join(sorted(IMAGE_SUFFIXES))})")
     return write_manifest(out, rows, ("device_id", f"{view}_path", column)), counts

@@ -40,6 +40,10 @@ class ManifestError(PhotogradeError):
         super().__init__(f"{path}: {len(errors)} problem(s):\n  {shown}")
 
 
+class DatasetError(PhotogradeError):
+    """Valid manifests, but not enough usable rows (labels, views, columns) for the task."""
+
+
 @dataclass
 class ManifestRow:
     """One device. Paths are absolute; None means unknown or absent."""

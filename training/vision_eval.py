@@ -19,10 +19,10 @@ import numpy as np
 
 from fusion.policy import load_policy
 from training.image_cache import load_images
-from training.manifest import load_manifest
+from training.manifest import DatasetError, load_manifest
 from training.metrics import cracked_truth, ece, head_metrics, partial_nll, softmax
 from training.vision_data import PARTS, Sample, samples_from
-from training.vision_run import load_run, predict_logits
+from training.vision_run import RunError, load_run, predict_logits
 from vision.conditions import CONDITIONS
 
 ECE_BINS = 15
@@ -39,10 +39,10 @@ def evaluate_vision(run_dir: str | Path, manifests: list[str | Path], out_dir: s
     Returns the metrics dict written to ``metrics.json`` (NaN kept as float NaN here).
     """
     if not manifests:
-        raise ValueError("--manifest is required (one or more)")
+        raise DatasetError("--manifest is required (one or more)")
     run_dir, out = Path(run_dir), Path(out_dir)
     if not run_dir.is_dir():
-        raise FileNotFoundError(f"run directory {run_dir} does not exist")
+        raise RunError(f"run directory {run_dir} does not exist")
     if device == "auto":
         import torch
 
@@ -51,7 +51,8 @@ def evaluate_vision(run_dir: str | Path, manifests: list[str | Path], out_dir: s
     policy = load_policy(grading)
     samples = samples_from([load_manifest(m, policy) for m in manifests])
     if not samples:
-        raise ValueError("no labelled photos in the manifest(s) (every condition cell is empty?)")
+        raise DatasetError("no labelled photos in the manifest(s) (every condition cell is "
+                           "empty?)")
     images = load_images([s.path for s in samples], config["img_size"],
                          Path(cache_dir) if cache_dir else None, progress=progress)
     parts = [s.part for s in samples]

@@ -18,10 +18,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from vision.errors import PhotogradeError
 from vision.model import ConditionModel, build_model
 from vision.preprocess import PreprocessConfig
 
 PARTS = ("screen", "shell")
+
+
+class RunError(PhotogradeError):
+    """A vision run directory is missing or holds no finished run."""
 
 
 def model_from_config(config: dict[str, Any]) -> ConditionModel:
@@ -44,8 +49,8 @@ def load_run(run_dir: str | Path, checkpoint: str = "best.pt"
     run_dir = Path(run_dir)
     path = run_dir / checkpoint
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: is {run_dir} a vision run directory "
-                                f"(photograde train vision --out {run_dir})?")
+        raise RunError(f"{path} not found: is {run_dir} a vision run directory "
+                       f"(photograde train vision --out {run_dir})?")
     state = torch.load(path, map_location="cpu", weights_only=True)
     model = model_from_config(state["config"])
     model.load_state_dict(state["model"])

@@ -29,7 +29,7 @@ from tqdm import tqdm
 from fusion.policy import load_policy
 from training.augment import single_threaded_opencv, train_augmentation
 from training.image_cache import load_images
-from training.manifest import load_manifest
+from training.manifest import DatasetError, load_manifest
 from training.metrics import fit_temperature, head_metrics, partial_nll, selection_score
 from training.vision_data import (
     PARTS,
@@ -42,56 +42,80 @@ from training.vision_data import (
 )
 from training.vision_run import load_run, predict_logits
 from vision.conditions import CONDITIONS
+from vision.errors import PhotogradeError
 from vision.model import ConditionModel, build_model, freeze_backbone, freeze_early_stages
+from vision.weights import DEFAULT_BACKBONE
 
 log = logging.getLogger("photograde.train")
 
 
+class TrainConfigError(PhotogradeError):
+    """Training options that cannot work (bad values, or a run directory that does not fit)."""
+
+
+def _option(default: Any, help: str, **cli: Any) -> Any:
+    """A field that is also an option of ``train vision`` and ``cv vision``: the option is
+    ``--field-name`` (or ``flag``, a switch that turns a true field off), with this default
+    and help; ``type`` and ``metavar`` go to argparse (see :mod:`training.cli`)."""
+    return field(default=default, metadata={"help": help, **cli})
+
+
 @dataclass
 class TrainConfig:
+    """Training options: the fields made with :func:`_option` are the command's options."""
+
     manifests: list[str]
     out: str
     val_manifests: list[str] = field(default_factory=list)
-    backbone: str = "tf_efficientnet_lite0"
-    img_size: int = 224
-    epochs: int = 10
-    batch_size: int = 32
-    lr: float = 1e-3  # heads; the backbone gets lr * backbone_lr_mult
-    backbone_lr_mult: float = 0.3
+    backbone: str = _option(DEFAULT_BACKBONE, "any timm model name")
+    img_size: int = _option(224, "input size in pixels (square)")
+    epochs: int = _option(10, "training epochs")
+    batch_size: int = _option(32, "photos per batch (per process)")
+    lr: float = _option(1e-3, "heads' learning rate")
+    backbone_lr_mult: float = _option(0.3, "backbone learning rate = lr x this")
     weight_decay: float = 1e-4
     warmup_frac: float = 0.05
-    accum_steps: int = 1
-    patience: int = 4
-    val_fraction: float = 0.15
-    freeze_backbone: bool = False  # linear probe on frozen pretrained features
-    freeze_stages: int = 3  # stem + this many early stages stay frozen (CPU speed)
-    head_epochs: int = 0  # staged fine-tuning: heads only for this many epochs first
-    pretrained: bool = True
-    weights: str | None = None
-    init_from: str | None = None  # a finished run (or its .pt): start from its whole model
+    accum_steps: int = _option(1, "gradient accumulation")
+    patience: int = _option(4, "early stopping, in epochs")
+    val_fraction: float = _option(0.15, "share of the training photos held out for "
+                                  "validation")
+    freeze_backbone: bool = _option(False, "baseline: linear probe on frozen pretrained "
+                                    "features")
+    freeze_stages: int = _option(3, "keep the stem and this many early backbone stages frozen "
+                                 "(0: fine-tune everything)")
+    head_epochs: int = _option(0, "staged fine-tuning: train the heads alone for this many "
+                               "epochs first")
+    pretrained: bool = _option(True, "train from scratch", flag="--no-pretrained")
+    weights: str | None = _option(None, "backbone weights (safetensors or state dict)",
+                                  type=Path)
+    init_from: str | None = _option(None, "start from a finished run's model (backbone and "
+                                    "heads), e.g. to fine-tune it at a larger --img-size",
+                                    type=Path, metavar="RUN_DIR")
     drop_rate: float = 0.2
-    device: str = "auto"
-    amp: bool = True
-    seed: int = 0
-    workers: int = -1  # -1: automatic
-    cache_dir: str | None = None
+    device: str = _option("auto", "auto, cpu, cuda, cuda:N")
+    amp: bool = _option(True, "no mixed precision (default: on for CUDA and bf16-capable "
+                        "CPUs)", flag="--no-amp")
+    seed: int = _option(0, "random seed (validation split, initialisation, augmentation)")
+    workers: int = _option(-1, "DataLoader workers (-1: auto)")
+    cache_dir: str | None = _option(None, "decoded-image cache (default: $PHOTOGRADE_CACHE "
+                                    "or ~/.cache/photograde/images)", type=Path)
     grading: str | None = None
     resume: bool = False
-    progress: bool = True
+    progress: bool = _option(True, "no progress bars", flag="--quiet")
 
     def check(self) -> None:
         if not self.manifests:
-            raise ValueError("--manifest is required (one or more)")
+            raise TrainConfigError("--manifest is required (one or more)")
         for name in ("epochs", "batch_size", "accum_steps", "img_size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+                raise TrainConfigError(f"--{name.replace('_', '-')} must be at least 1")
         if not 0 <= self.val_fraction < 1:
-            raise ValueError("--val-fraction must be in [0, 1)")
+            raise TrainConfigError("--val-fraction must be in [0, 1)")
         if self.lr <= 0:
-            raise ValueError("--lr must be positive")
+            raise TrainConfigError("--lr must be positive")
         if self.init_from and self.weights:
-            raise ValueError("--init-from and --weights exclude each other: --init-from "
-                             "already sets every weight")
+            raise TrainConfigError("--init-from and --weights exclude each other: --init-from "
+                                   "already sets every weight")
 
 
 # -- distributed helpers ------------------------------------------------------------------
@@ -123,7 +147,7 @@ def resolve_device(name: str, local_rank: int = 0) -> str:
     if name == "auto":
         return f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available on this machine")
+        raise TrainConfigError(f"--device {name}: CUDA is not available on this machine")
     if name == "cuda":
         return f"cuda:{local_rank}"
     return name
@@ -212,18 +236,18 @@ def init_from_run(model: ConditionModel, path: str | Path, backbone: str) -> str
     path = Path(path)
     ckpt = path / "best.pt" if path.is_dir() else path
     if not ckpt.is_file():
-        raise ValueError(f"--init-from: {ckpt} not found (pass a vision run directory or "
-                         f"its best.pt)")
+        raise TrainConfigError(f"--init-from: {ckpt} not found (pass a vision run directory or "
+                               f"its best.pt)")
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
-        raise ValueError(f"--init-from: {ckpt} is not a photograde vision checkpoint")
+        raise TrainConfigError(f"--init-from: {ckpt} is not a photograde vision checkpoint")
     theirs = state["config"]
     if theirs["backbone"] != backbone:
-        raise ValueError(f"--init-from: {ckpt} was trained with backbone "
-                         f"{theirs['backbone']!r}, not {backbone!r}")
+        raise TrainConfigError(f"--init-from: {ckpt} was trained with backbone "
+                               f"{theirs['backbone']!r}, not {backbone!r}")
     if theirs.get("classes") != {p: list(CONDITIONS[p]) for p in PARTS}:
-        raise ValueError(f"--init-from: {ckpt} has other condition classes "
-                         f"({theirs.get('classes')})")
+        raise TrainConfigError(f"--init-from: {ckpt} has other condition classes "
+                               f"({theirs.get('classes')})")
     model.load_state_dict(state["model"])
     log.info("initialised from %s (trained at %d px)", ckpt, theirs["img_size"])
     return f"{theirs.get('weights_source', 'unknown')} -> {ckpt}"
@@ -239,18 +263,18 @@ def train_vision(cfg: TrainConfig) -> dict[str, Any]:
     last = out / "last.pt"
     resume_state = None
     if last.is_file() and not cfg.resume:
-        raise ValueError(f"{out} already holds a run: pass --resume to continue it, or choose "
-                         f"another --out")
+        raise TrainConfigError(f"{out} already holds a run: pass --resume to continue it, or "
+                               f"choose another --out")
     if cfg.resume and not last.is_file():
-        raise ValueError(f"--resume: no checkpoint {last} to resume from")
+        raise TrainConfigError(f"--resume: no checkpoint {last} to resume from")
     if cfg.resume:
         resume_state = torch.load(last, map_location="cpu", weights_only=False)
         saved = resume_state["train_config"]
         for key in ("manifests", "val_manifests", "backbone", "img_size", "seed",
                     "val_fraction", "batch_size", "accum_steps"):
             if saved[key] != getattr(cfg, key):
-                raise ValueError(f"--resume: {key} differs from the run in {out} "
-                                 f"({saved[key]!r} there, {getattr(cfg, key)!r} now)")
+                raise TrainConfigError(f"--resume: {key} differs from the run in {out} "
+                                       f"({saved[key]!r} there, {getattr(cfg, key)!r} now)")
     if main:
         out.mkdir(parents=True, exist_ok=True)
 
@@ -261,7 +285,7 @@ def train_vision(cfg: TrainConfig) -> dict[str, Any]:
     else:
         train_s, val_s = split(train_s, cfg.val_fraction, cfg.seed)
     if not train_s:
-        raise ValueError("no labelled photos to train on (every condition cell is empty?)")
+        raise DatasetError("no labelled photos to train on (every condition cell is empty?)")
     if not val_s:
         log.warning("no validation photos (dataset too small for --val-fraction %s): "
                     "validating on the training photos", cfg.val_fraction)

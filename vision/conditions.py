@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from vision.errors import PhotogradeError
+
 Part = Literal["screen", "shell"]
 
 SCREEN_CONDITIONS: tuple[str, ...] = ("flawless", "light_scratches", "heavy_scratches", "cracked")
@@ -17,11 +19,15 @@ NOT_CRACKED: dict[str, frozenset[str]] = {
 }
 
 
+class ConditionError(PhotogradeError):
+    """A condition label is not one of the part's conditions."""
+
+
 def parse_condition_set(text: str, part: str) -> frozenset[str] | None:
     """Parse a condition cell: one condition, a coarse label ``a|b|c``, or empty (unknown).
 
     Returns the set of allowed conditions, or None when the cell is empty.
-    Raises ValueError naming the unknown label(s).
+    Raises ConditionError naming the unknown label(s).
     """
     classes = CONDITIONS[part]
     text = text.strip()
@@ -30,7 +36,7 @@ def parse_condition_set(text: str, part: str) -> frozenset[str] | None:
     labels = [t.strip() for t in text.split("|")]
     unknown = [t for t in labels if t not in classes]
     if unknown:
-        raise ValueError(
+        raise ConditionError(
             f"unknown {part} condition {', '.join(map(repr, unknown))}; "
             f"expected one of {', '.join(classes)} (or several joined by '|')"
         )

@@ -42,6 +42,10 @@ class WeightsError(PhotogradeError):
     """Pretrained weights were requested but could not be found or do not fit the model."""
 
 
+class BackboneError(PhotogradeError):
+    """The backbone is not a timm model name."""
+
+
 def _offline_env() -> bool:
     return any(
         os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
@@ -53,7 +57,7 @@ def _check_name(name: str) -> None:
     if not timm.is_model(name):
         close = difflib.get_close_matches(name, timm.list_models(), n=5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"unknown timm backbone {name!r}{hint}")
+        raise BackboneError(f"unknown timm backbone {name!r}{hint}")
 
 
 def _classifier_keys(model: torch.nn.Module) -> set[str]:

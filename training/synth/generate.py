@@ -16,9 +16,14 @@ from training.manifest import write_manifest
 from training.synth.devices import sample_device, sample_refurbishers
 from training.synth.phone import PhoneLook, render_back, render_front
 from training.synth.scene import encode_jpeg, photograph
+from vision.errors import PhotogradeError
 
 #: The reference day for ``listed_at``, fixed so that a seed always gives the same manifest.
 REFERENCE_DAY = dt.date(2026, 11, 1)
+
+
+class SynthError(PhotogradeError):
+    """Synthetic-data options out of range."""
 
 
 def _photo_size(rng: np.random.Generator, size: int) -> tuple[int, int]:
@@ -65,9 +70,9 @@ def generate(n: int, out: str | Path, seed: int = 0, size: int = 1500,
              progress: bool = True) -> Path:
     """Write ``n`` devices (two JPEGs each) and ``manifest.csv`` under ``out``."""
     if n < 1:
-        raise ValueError("--devices must be at least 1")
+        raise SynthError("--devices must be at least 1")
     if size < 64:
-        raise ValueError("--size must be at least 64 pixels")
+        raise SynthError("--size must be at least 64 pixels")
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
     policy = policy or load_policy()

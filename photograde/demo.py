@@ -17,10 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from fusion.bundle import BundleManifest
-from serve.settings import Settings
+from serve.models import ROLES
+from serve.settings import Settings, load_settings
+from vision.errors import PhotogradeError
 
 DEMO_REFURBISHER = "demo-refurbisher"
-KEY_ROLES = ("refurbisher", "platform", "reviewer", "admin")
+
+
+class DemoError(PhotogradeError):
+    """The demo cannot be set up (no bundle and no training extra to build one)."""
 
 
 def _step(text: str) -> float:
@@ -33,14 +38,15 @@ def build_demo_bundle(work: Path, out: Path, *, train_devices: int = 200,
                       epochs: int = 3) -> BundleManifest:
     """Synthetic data -> vision, tabular, fusion -> an ONNX bundle flagged ``demo``."""
     if importlib.util.find_spec("torch") is None:
-        raise ValueError(f"demo: {out} does not exist and building the demo bundle needs the "
-                         "training extra (torch is not installed): pip install -e '.[train]' "
-                         "(scripts/bootstrap does), or pass --dir with an existing bundle")
+        raise DemoError(f"demo: {out} does not exist and building the demo bundle needs the "
+                        "training extra (torch is not installed): pip install -e '.[train]' "
+                        "(scripts/bootstrap does), or pass --dir with an existing bundle")
     from tabular.model import train_tabular
     from training.export import export_bundle
     from training.fusion_train import train_fusion
     from training.synth.generate import default_workers, generate
     from training.vision_train import TrainConfig, train_vision
+    from vision.weights import DEFAULT_BACKBONE
 
     start = time.perf_counter()
     cache = str(work / "cache")
@@ -53,7 +59,7 @@ def build_demo_bundle(work: Path, out: Path, *, train_devices: int = 200,
     held_out = generate(holdout_devices, work / "holdout", seed=1, size=size, workers=workers,
                         progress=False)
     t = _step(f"    done in {time.perf_counter() - t:.0f} s; 3/5 vision model "
-              f"(tf_efficientnet_lite0, {img_size} px, {epochs} epochs)")
+              f"({DEFAULT_BACKBONE}, {img_size} px, {epochs} epochs)")
     train_vision(TrainConfig(manifests=[str(train)], out=str(work / "vision"),
                              img_size=img_size, epochs=epochs, batch_size=16,
                              cache_dir=cache, progress=False))
@@ -90,7 +96,7 @@ def demo_keys(db: Any, path: Path) -> dict[str, str]:
     keys: dict[str, str] = {}
     if path.is_file():
         keys = json.loads(path.read_text())
-    for role in KEY_ROLES:
+    for role in ROLES:
         key = keys.get(role)
         if key:
             try:
@@ -110,10 +116,10 @@ def demo_keys(db: Any, path: Path) -> dict[str, str]:
 def prepare(directory: Path, history_devices: int = 120) -> tuple[Settings, dict[str, str]]:
     """Bundle, database, photos, seeded history and keys in ``directory``."""
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    from photograde.seed import seed_history
     from serve.db import Database
     from serve.photostore import PhotoStore
     from serve.runtime import Grader
-    from serve.seed import seed_history
 
     directory.mkdir(parents=True, exist_ok=True)
     bundle = directory / "bundle"
@@ -122,8 +128,8 @@ def prepare(directory: Path, history_devices: int = 120) -> tuple[Settings, dict
     else:
         _step(f"using the bundle in {bundle}")
     db_path = directory / "photograde.db"
-    settings = Settings(bundle=bundle, database_url=f"sqlite:///{db_path.resolve()}",
-                        photo_dir=directory / "photos")
+    settings = load_settings(bundle=bundle, database_url=f"sqlite:///{db_path.resolve()}",
+                             photo_dir=directory / "photos")
     fresh = not db_path.exists()
     db = Database(settings.database_url)
     db.migrate()

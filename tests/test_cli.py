@@ -1,0 +1,125 @@
+"""The command line: every sub-command is registered, options come from their config, and only
+a PhotogradeError is reported as the user's error."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from photograde.cli import CommandParser, build_parser, main
+from vision.errors import PhotogradeError
+
+COMMANDS = {
+    "manifest check", "synth", "import-folder", "train vision", "train tabular", "train fusion",
+    "cv vision", "evaluate vision", "explain", "export", "predict", "serve", "demo",
+    "bundle verify", "keys create", "keys list", "keys revoke", "db upgrade", "db seed",
+}
+TRAIN_OPTIONS = {  # shared by train vision and cv vision
+    "--backbone", "--img-size", "--epochs", "--batch-size", "--accum-steps", "--lr",
+    "--backbone-lr-mult", "--val-fraction", "--patience", "--freeze-backbone", "--freeze-stages",
+    "--head-epochs", "--weights", "--init-from", "--no-pretrained", "--device", "--no-amp",
+    "--seed", "--workers", "--cache-dir", "--quiet",
+}
+
+
+def _commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
+              ) -> dict[str, argparse.ArgumentParser]:
+    """Every leaf sub-command, by its words."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        return {" ".join(path): parser}
+    out = {}
+    for name, child in subs[0].choices.items():
+        out.update(_commands(child, (*path, name)))
+    return out
+
+
+def test_every_sub_command_is_registered_with_a_handler_and_its_options():
+    commands = _commands(build_parser())
+    assert set(commands) == COMMANDS
+    for name, parser in commands.items():
+        assert isinstance(parser, CommandParser), name
+        assert callable(parser.get_default("func")), name
+        assert "usage: photograde " + name in parser.format_help(), name  # populates it
+
+
+def test_building_the_command_line_imports_no_training_module():
+    code = ("import sys\n"
+            "from photograde.cli import build_parser\n"
+            "p = build_parser()\n"
+            "p.parse_args(['predict', '--bundle', 'b', '--front', 'f', '--back', 'b',"
+            " '--device-info', 'd'])\n"
+            "p.parse_args(['serve', '--port', '8001'])\n"
+            "p.parse_args(['bundle', 'verify', 'b'])\n"
+            "heavy = ('torch', 'timm', 'sklearn', 'training.vision_train', 'training.export')\n"
+            "bad = [m for m in heavy if m in sys.modules]\n"
+            "assert not bad, bad\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_train_vision_options_are_the_train_config_fields():
+    pytest.importorskip("torch")
+    from training.cli import train_config
+    from training.vision_train import TrainConfig
+    from vision.weights import DEFAULT_BACKBONE
+
+    parser = build_parser()
+    args = parser.parse_args(["train", "vision", "--manifest", "m.csv", "--out", "run"])
+    assert train_config(args) == TrainConfig(manifests=["m.csv"], out="run")
+    assert args.backbone == DEFAULT_BACKBONE
+    args = parser.parse_args([
+        "train", "vision", "--manifest", "a.csv", "--manifest", "b.csv", "--out", "run",
+        "--val-manifest", "v.csv", "--resume", "--no-pretrained", "--no-amp", "--quiet",
+        "--freeze-backbone", "--weights", "w.safetensors", "--cache-dir", "cache/",
+        "--img-size", "320", "--lr", "0.01", "--device", "cpu", "--grading", "ctia"])
+    cfg = train_config(args)
+    assert (cfg.manifests, cfg.val_manifests) == (["a.csv", "b.csv"], ["v.csv"])
+    assert (cfg.pretrained, cfg.amp, cfg.progress) == (False, False, False)
+    assert cfg.freeze_backbone and cfg.resume
+    assert (cfg.weights, cfg.cache_dir, cfg.init_from) == ("w.safetensors", "cache", None)
+    assert (cfg.img_size, cfg.lr, cfg.device, cfg.grading) == (320, 0.01, "cpu", "ctia")
+    cv = parser.parse_args(["cv", "vision", "--manifest", "m.csv", "--out", "cv"])
+    assert train_config(cv, manifests=["m.csv"]) == TrainConfig(manifests=["m.csv"], out="cv")
+    commands = _commands(parser)
+    assert _options(commands["train vision"]) == TRAIN_OPTIONS | {
+        "-h", "--help", "--manifest", "--out", "--val-manifest", "--resume", "--grading"}
+    assert _options(commands["cv vision"]) == TRAIN_OPTIONS | {
+        "-h", "--help", "--manifest", "--out", "--folds", "--extra-manifest", "--no-probe",
+        "--probe-only", "--grading"}
+
+
+def _options(parser: CommandParser) -> set[str]:
+    parser.populate()
+    return {s for a in parser._actions for s in a.option_strings}
+
+
+def test_a_photograde_error_is_the_users_a_bug_keeps_its_traceback(monkeypatch, capsys):
+    import serve.cli
+
+    def fails(error: Exception):
+        def run(args: argparse.Namespace) -> int:
+            raise error
+        return run
+
+    monkeypatch.setattr(serve.cli, "_bundle_verify", fails(PhotogradeError("no such bundle")))
+    assert main(["bundle", "verify", "b"]) == 2
+    assert capsys.readouterr().err == "photograde: error: no such bundle\n"
+    for bug in (RuntimeError("a bug"), ValueError("a bare ValueError is a bug too"),
+                FileNotFoundError("neither is this")):
+        monkeypatch.setattr(serve.cli, "_bundle_verify", fails(bug))
+        with pytest.raises(type(bug), match=str(bug)):
+            main(["bundle", "verify", "b"])
+
+
+def test_invalid_settings_are_a_user_error(monkeypatch, tmp_path: Path, capsys):
+    monkeypatch.setenv("PHOTOGRADE_PORT", "not-a-port")
+    assert main(["db", "upgrade", "--database-url", f"sqlite:///{tmp_path / 'x.db'}"]) == 2
+    assert "port" in capsys.readouterr().err
+    monkeypatch.setenv("PHOTOGRADE_SETTINGS_FILE", str(tmp_path / "absent.toml"))
+    assert main(["keys", "list"]) == 2
+    assert "PHOTOGRADE_SETTINGS_FILE" in capsys.readouterr().err
