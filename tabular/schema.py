@@ -28,6 +28,10 @@ CHECK_LABELS: dict[str, str] = {
 }
 CHECKS: tuple[str, ...] = tuple(CHECK_LABELS)
 FACTS: tuple[str, ...] = ("brand", "model", "storage_gb", "unlocked", "battery_health_pct")
+#: Why a listed device came back (a return or a claim): the reasons the service accepts.
+RETURN_REASONS: tuple[str, ...] = (
+    "cosmetic_worse_than_described", "functional_fault", "battery", "changed_mind",
+    "not_as_described", "damaged_in_transit", "other")
 
 _STRICT = ConfigDict(extra="forbid", strict=True)
 
@@ -58,7 +62,15 @@ class DeviceInfo(BaseModel):
 
 
 class ChecklistError(PhotogradeError):
-    """Device info (facts and checks) is not valid; the message names each bad field."""
+    """Device info (facts and checks) is not valid; the message names each bad field
+    (``errors``: one message per field)."""
+
+    def __init__(self, errors: list[str]):
+        self.errors = list(errors)
+        super().__init__("invalid device info: " + "; ".join(self.errors))
+
+    def __reduce__(self):  # picklable (worker processes): rebuilt from ``errors``
+        return type(self), (self.errors,)
 
 
 def describe_errors(err: ValidationError) -> list[str]:
@@ -81,4 +93,4 @@ def parse_device_info(data: str | bytes | dict) -> DeviceInfo:
             return DeviceInfo.model_validate(data)
         return DeviceInfo.model_validate_json(data)
     except ValidationError as err:
-        raise ChecklistError("invalid device info: " + "; ".join(describe_errors(err))) from None
+        raise ChecklistError(describe_errors(err)) from None

@@ -41,6 +41,14 @@ class ImageError(PhotogradeError):
     """The upload is not a usable image (not an image, corrupt, truncated or too large)."""
 
 
+class ImageTooLarge(ImageError):
+    """The image has more pixels than allowed (a decompression bomb, or just too big)."""
+
+
+class NotAnImage(ImageError):
+    """The data is not an image, or not in an accepted format."""
+
+
 def register_heif() -> None:
     """Register pillow-heif's HEIC/HEIF opener with Pillow (idempotent)."""
     global _heif_registered
@@ -99,10 +107,10 @@ def _grey_to_rgb(arr: np.ndarray) -> Image.Image:
     return Image.fromarray(grey).convert("RGB")
 
 
-def _bomb_error(e: Exception, max_pixels: int) -> ImageError:
+def _bomb_error(e: Exception, max_pixels: int) -> ImageTooLarge:
     pil_limit = Image.MAX_IMAGE_PIXELS
     limit = max_pixels if pil_limit is None else min(max_pixels, 2 * pil_limit)
-    return ImageError(f"image too large: exceeds the limit of {limit} pixels ({e})")
+    return ImageTooLarge(f"image too large: exceeds the limit of {limit} pixels ({e})")
 
 
 def open_image(
@@ -112,7 +120,8 @@ def open_image(
 
     The pixel count is checked from the header, before anything is decoded. With ``draft_size``,
     JPEGs are decoded with DCT scaling (1/2, 1/4 or 1/8) to a size whose shorter side is still
-    at least ``draft_size``. Raises :class:`ImageError` for anything that is not a usable image;
+    at least ``draft_size``. Raises :class:`ImageError` for anything that is not a usable image
+    (:class:`NotAnImage`, :class:`ImageTooLarge` or the base class for a corrupt one);
     a missing path raises ``FileNotFoundError``.
 
     Pillow's own decompression-bomb limit (``2 * Image.MAX_IMAGE_PIXELS``) also applies and is
@@ -131,17 +140,18 @@ def open_image(
     except (FileNotFoundError, IsADirectoryError, PermissionError):
         raise
     except Image.UnidentifiedImageError as e:
-        raise ImageError(
+        raise NotAnImage(
             f"not an image (or not a supported format: {', '.join(_formats())})"
         ) from e
     except Exception as e:
-        raise ImageError(f"not an image: {type(e).__name__}: {e}") from e
+        raise NotAnImage(f"not an image: {type(e).__name__}: {e}") from e
     with im:
         w, h = im.size
         if w <= 0 or h <= 0:
             raise ImageError(f"empty image: {w} x {h} pixels")
         if w * h > max_pixels:
-            raise ImageError(f"image too large: {w} x {h} pixels exceeds the limit of {max_pixels}")
+            raise ImageTooLarge(
+                f"image too large: {w} x {h} pixels exceeds the limit of {max_pixels}")
         if draft_size and im.format in ("JPEG", "MPO"):
             # draft picks the largest 1/s (s in 8, 4, 2, 1) with s <= min(W // d, H // d), so
             # requesting a d x d square keeps the shorter side (hence both sides) >= d, whatever
