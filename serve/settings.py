@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict, TomlConfigSettingsSource
 
+from tabular.schema import RETURN_REASONS
 from vision.errors import PhotogradeError
 
 
@@ -40,7 +41,7 @@ class Settings(BaseSettings):
                             "bombs")
     max_batch_devices: int = Field(32, ge=1, description="devices per /v1/grade/batch call")
     decode_threads: int = Field(0, ge=0, description="photo decoding threads (0: CPU quota)")
-    # -- refurbisher workflow: storage, auth, decisions (serve/workflow_api.py) -------------
+    # -- refurbisher workflow: storage, auth, decisions (serve/workflow.py) -----------------
     database_url: str = Field("sqlite:///./photograde.db", description="SQLAlchemy URL: a "
                               "SQLite file, postgresql+psycopg://..., or sqlite:// (memory)")
     photo_dir: Path = Field(Path("photos"), description="content-addressed photo store")
@@ -56,9 +57,12 @@ class Settings(BaseSettings):
     justification_min_chars: int = Field(10, ge=1, description="justification text length")
     justification_max_photos: int = Field(6, ge=1, description="photos per justification")
     return_reasons: list[str] = Field(
-        ["cosmetic_worse_than_described", "functional_fault", "battery", "changed_mind",
-         "not_as_described", "damaged_in_transit", "other"], min_length=1,
-        description="reasons accepted by POST /v1/returns")
+        list(RETURN_REASONS), min_length=1, description="reasons accepted by POST /v1/returns")
+
+    @property
+    def max_upload_bytes(self) -> int:
+        """``max_upload_mb`` in bytes: the size limit of one photo."""
+        return int(self.max_upload_mb * 1024 * 1024)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings,
