@@ -33,7 +33,7 @@ from sqlalchemy import select
 
 from serve.db import Database
 from serve.models import ROLES, ApiKey, Refurbisher, utcnow
-from serve.problems import Problem
+from serve.problems import InvalidRefurbisherId, RateLimited, Unauthorized
 from vision.errors import PhotogradeError
 
 KEY_RE = re.compile(r"^pgk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
@@ -70,8 +70,8 @@ def hash_key(key: str) -> str:
 
 def check_refurbisher_id(value: str, field: str = "refurbisher_id") -> str:
     if not REFURBISHER_ID_RE.match(value):
-        raise Problem(422, "invalid-refurbisher-id", f"{field}: expected 1 to 64 letters, "
-                      f"digits, '.', '_' or '-', got {value!r}", field)
+        raise InvalidRefurbisherId(f"{field}: expected 1 to 64 letters, digits, '.', '_' or "
+                                   f"'-', got {value!r}", field)
     return value
 
 
@@ -135,11 +135,11 @@ def key_from_headers(authorization: str | None, x_api_key: str | None) -> str | 
 
 
 def authenticate(db: Database, key: str | None) -> Principal:
-    """The principal of a key; raises a 401 problem for a missing, unknown or revoked key."""
+    """The principal of a key; raises Unauthorized for a missing, unknown or revoked key."""
     headers = {"WWW-Authenticate": 'Bearer realm="photograde"'}
     if not key:
-        raise Problem(401, "unauthorized", "an API key is required: send 'Authorization: "
-                      "Bearer <key>' or 'X-API-Key: <key>'", headers=headers)
+        raise Unauthorized("an API key is required: send 'Authorization: Bearer <key>' or "
+                           "'X-API-Key: <key>'", headers=headers)
     match = KEY_RE.match(key)
     row = None
     if match:
@@ -147,9 +147,9 @@ def authenticate(db: Database, key: str | None) -> Principal:
             row = s.get(ApiKey, match.group(1))
     digest = hash_key(key)
     if row is None or not hmac.compare_digest(row.secret_sha256, digest):
-        raise Problem(401, "unauthorized", "unknown API key", headers=headers)
+        raise Unauthorized("unknown API key", headers=headers)
     if row.revoked_at is not None:
-        raise Problem(401, "unauthorized", f"API key {row.id} was revoked", headers=headers)
+        raise Unauthorized(f"API key {row.id} was revoked", headers=headers)
     return Principal(row.id, row.role, row.refurbisher_id, row.name)
 
 
@@ -182,7 +182,7 @@ class RateLimiter:
         wait = self.take(key)
         if wait > 0:
             retry = max(1, math.ceil(wait))
-            raise Problem(429, "rate-limited", f"too many requests for API key {key}: limit "
-                          f"{self.rate * 60:g} per minute; retry in {retry} s",
-                          headers={"Retry-After": str(retry)})
+            raise RateLimited(f"too many requests for API key {key}: limit {self.rate * 60:g} "
+                              f"per minute; retry in {retry} s",
+                              headers={"Retry-After": str(retry)})
 

@@ -51,7 +51,13 @@ from serve.models import (
     utcnow,
 )
 from serve.photostore import PhotoStore, media_type, sha256
-from serve.problems import Problem
+from serve.problems import (
+    AlreadyReturned,
+    IdempotencyKeyReused,
+    InvalidTransition,
+    NotFound,
+    NotListed,
+)
 
 INITIAL = {"validated": ("listed", "validated"),
            "suggestion": ("awaiting_refurbisher", None),
@@ -193,24 +199,27 @@ def save_evaluation(db: Database, store: PhotoStore, evaluation: Evaluation, fro
         return replay_check(found, evaluation.request_sha256), False
 
 
+def key_reused(key: str | None) -> IdempotencyKeyReused:
+    return IdempotencyKeyReused(f"Idempotency-Key {key!r} was already used for a different "
+                                "request", "Idempotency-Key")
+
+
 def replay_check(found: Evaluation, request_sha256: str) -> Evaluation:
     if found.request_sha256 != request_sha256:
-        raise Problem(422, "idempotency-key-reused", f"Idempotency-Key {found.idempotency_key!r}"
-                      " was already used for a different request", "Idempotency-Key")
+        raise key_reused(found.idempotency_key)
     return found
 
 
 def get_visible(s: Session, principal: Principal, evaluation_id: str) -> Evaluation:
-    """The evaluation, or 404 when it does not exist or belongs to another refurbisher."""
+    """The evaluation; NotFound when it does not exist or belongs to another refurbisher."""
     ev = s.get(Evaluation, evaluation_id) if len(evaluation_id) <= 64 else None
     if ev is None or not principal.sees_refurbisher(ev.refurbisher_id):
-        raise Problem(404, "not-found", f"evaluation {evaluation_id!r} not found",
-                      "evaluation_id")
+        raise NotFound(f"evaluation {evaluation_id!r} not found", "evaluation_id")
     return ev
 
 
 def _advance(s: Session, ev: Evaluation, action: str, **values: Any) -> None:
-    """Move ``ev`` along ``action`` or answer 409 with its current status."""
+    """Move ``ev`` along ``action``, or raise InvalidTransition with its current status."""
     needed, to, resolution = TRANSITIONS[action]
     if ev.status == needed:
         now = utcnow()
@@ -223,9 +232,13 @@ def _advance(s: Session, ev: Evaluation, action: str, **values: Any) -> None:
             s.refresh(ev)
             return
         s.refresh(ev)
-    raise Problem(409, "invalid-transition", f"evaluation {ev.id} is {ev.status}; {action} "
-                  f"needs {needed}", "status", current_status=ev.status,
-                  next_actions=next_actions(ev.status))
+    raise invalid_transition(ev, action)
+
+
+def invalid_transition(ev: Evaluation, action: str) -> InvalidTransition:
+    return InvalidTransition(f"evaluation {ev.id} is {ev.status}; {action} needs "
+                             f"{TRANSITIONS[action][0]}", "status", current_status=ev.status,
+                             next_actions=next_actions(ev.status))
 
 
 def next_actions(status: str) -> list[str]:
@@ -253,14 +266,11 @@ def act(db: Database, principal: Principal, evaluation_id: str, action: str,
 
 def check_transition(db: Database, principal: Principal, evaluation_id: str,
                      action: str) -> None:
-    """404 or 409 before any upload is processed."""
+    """NotFound or InvalidTransition before any upload is processed."""
     with db.read() as s:
         ev = get_visible(s, principal, evaluation_id)
-        needed = TRANSITIONS[action][0]
-        if ev.status != needed:
-            raise Problem(409, "invalid-transition", f"evaluation {ev.id} is {ev.status}; "
-                          f"{action} needs {needed}", "status", current_status=ev.status,
-                          next_actions=next_actions(ev.status))
+        if ev.status != TRANSITIONS[action][0]:
+            raise invalid_transition(ev, action)
 
 
 def justify(db: Database, store: PhotoStore, principal: Principal, evaluation_id: str,
@@ -294,8 +304,7 @@ def report_return(db: Database, principal: Principal, *, evaluation_id: str, kin
 
     def replay(found: ReturnReport) -> ReturnReport:
         if {k: getattr(found, k) for k in fields} != fields:
-            raise Problem(422, "idempotency-key-reused", f"Idempotency-Key {idempotency_key!r}"
-                          " was already used for a different request", "Idempotency-Key")
+            raise key_reused(idempotency_key)
         return found
 
     try:
@@ -307,15 +316,15 @@ def report_return(db: Database, principal: Principal, *, evaluation_id: str, kin
                     return replay(found), False
             ev = s.get(Evaluation, evaluation_id) if len(evaluation_id) <= 64 else None
             if ev is None or not principal.sees_refurbisher(ev.refurbisher_id):
-                raise Problem(404, "not-found", f"evaluation_id: evaluation {evaluation_id!r} "
-                              "not found", "evaluation_id")
+                raise NotFound(f"evaluation_id: evaluation {evaluation_id!r} not found",
+                               "evaluation_id")
             if ev.status != "listed":
-                raise Problem(409, "not-listed", f"evaluation {ev.id} is {ev.status}: only a "
-                              "listed device can be returned or claimed", "evaluation_id",
-                              current_status=ev.status)
+                raise NotListed(f"evaluation {ev.id} is {ev.status}: only a listed device can "
+                                "be returned or claimed", "evaluation_id",
+                                current_status=ev.status)
             if kind == "return" and any(r.kind == "return" for r in ev.returns):
-                raise Problem(409, "already-returned", f"evaluation {ev.id} already has a "
-                              "return", "evaluation_id", current_status=ev.status)
+                raise AlreadyReturned(f"evaluation {ev.id} already has a return",
+                                      "evaluation_id", current_status=ev.status)
             now = utcnow()
             row = ReturnReport(evaluation_id=ev.id, kind=kind, reason=reason, comment=comment,
                                occurred_at=occurred_at or now, idempotency_key=idempotency_key,
@@ -338,8 +347,7 @@ def list_evaluations(db: Database, principal: Principal, *, status: str | None =
     """A page of evaluations, newest first; a refurbisher key only ever sees its own."""
     if principal.role == "refurbisher":
         if refurbisher_id not in (None, principal.refurbisher_id):
-            raise Problem(404, "not-found", f"refurbisher {refurbisher_id!r} not found",
-                          "refurbisher_id")
+            raise NotFound(f"refurbisher {refurbisher_id!r} not found", "refurbisher_id")
         refurbisher_id = principal.refurbisher_id
     q = select(Evaluation)
     for column, value in ((Evaluation.status, status), (Evaluation.decision, decision),

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serve.metrics import Metrics
-from serve.problems import Problem
+from serve.problems import RequestTooLarge
 
 
 class BodyTooLarge(HTTPException):
@@ -76,10 +76,10 @@ class Observe:
         length, limit = headers.get("content-length"), self.limit_for(path)
         try:
             if length and length.isdigit() and int(length) > limit:
-                self.metrics.errors.labels("request-too-large").inc()
-                response = Problem(413, "request-too-large", f"request body of {length} bytes "
-                                   f"exceeds the limit of {limit} bytes").response(path,
-                                                                                   request_id)
+                problem = RequestTooLarge(f"request body of {length} bytes exceeds the limit "
+                                          f"of {limit} bytes")
+                self.metrics.errors.labels(problem.kind).inc()
+                response = problem.response(path, request_id)
                 await response(scope, receive, send_with_id)
             else:
                 if length is None:  # chunked: no size announced, count it as it arrives

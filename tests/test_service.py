@@ -18,7 +18,8 @@ import pytest
 import uvicorn
 from PIL import Image
 
-from serve.app import batching_enabled, create_app
+from serve.app import create_app
+from serve.grading import batching_enabled
 from serve.settings import Settings
 from tabular.schema import CHECKS
 from training.manifest import load_manifest

@@ -1,0 +1,82 @@
+"""FastAPI dependencies shared by the API's routers: the app's grading service and workflow,
+the settings, the calling key's role, path and header parameters, and reading uploads.
+
+    who: Submitter          a refurbisher or platform key (401, 403, 429 otherwise)
+    wf: WorkflowDep         the app's Workflow (storage, auth, settings)
+
+Route signatures are evaluated eagerly (no ``from __future__ import annotations``), as FastAPI
+reads the ``Annotated`` dependencies.
+"""
+
+from typing import Annotated
+
+from fastapi import Depends, Header, Path, Query, Request, UploadFile
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from serve.auth import OPEN, Principal
+from serve.grading import Service
+from serve.models import ROLES
+from serve.problems import Forbidden, PhotoTooLarge
+from serve.settings import Settings
+from serve.workflow import Workflow
+
+
+def get_service(request: Request) -> Service:
+    return request.app.state.service
+
+
+def get_workflow(request: Request) -> Workflow:
+    return request.app.state.workflow
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.workflow.settings
+
+
+ServiceDep = Annotated[Service, Depends(get_service)]
+WorkflowDep = Annotated[Workflow, Depends(get_workflow)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+_bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <key>")
+_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="X-API-Key: <key>")
+
+
+def require(*roles: str):
+    """A dependency: the calling key's principal, with one of ``roles`` (Unauthorized,
+    Forbidden, RateLimited otherwise); every route is open when auth is off."""
+    async def principal(
+        wf: WorkflowDep,
+        bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        header: Annotated[str | None, Depends(_header)],
+    ) -> Principal:
+        if not wf.settings.auth_required:
+            return OPEN
+        who = await wf.identify(header or (bearer.credentials if bearer else None))
+        if not who.has(*roles):
+            raise Forbidden(f"this route needs a {' or '.join(roles)} key; this key is a "
+                            f"{who.role} key")
+        return who
+    return Depends(principal)
+
+
+Submitter = Annotated[Principal, require("refurbisher", "platform")]
+Reader = Annotated[Principal, require("refurbisher", "platform", "reviewer")]
+RefurbisherKey = Annotated[Principal, require("refurbisher")]
+Reviewer = Annotated[Principal, require("reviewer")]
+Platform = Annotated[Principal, require("platform")]
+Staff = Annotated[Principal, require("platform", "reviewer")]
+Admin = Annotated[Principal, require("admin")]
+AnyKey = Annotated[Principal, require(*ROLES)]
+
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1,
+                                              max_length=255)]
+EvaluationId = Annotated[str, Path(min_length=1, max_length=64)]
+Days = Annotated[int, Query(ge=1, le=366, description="window: the last N days")]
+
+
+async def read_upload(upload: UploadFile, field: str, limit: int) -> bytes:
+    """An uploaded photo's bytes, refused (PhotoTooLarge) as soon as it passes ``limit``."""
+    data = await upload.read(limit + 1)
+    if len(data) > limit:
+        raise PhotoTooLarge(f"{field}: larger than the limit of {limit} bytes", field)
+    return data

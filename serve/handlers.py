@@ -1,0 +1,73 @@
+"""The API's exception handlers: every error is answered as problem+json (serve/problems.py).
+
+A domain error (:data:`~serve.problems.DOMAIN_ERRORS`) gets its status and type from the one
+mapping, :data:`~serve.problems.PROBLEM_TYPES`; a request that fails validation is an
+``invalid-request`` naming each field; Starlette's own HTTP errors (404 route, 405 method) keep
+their status; anything else is logged with its traceback and answered 500 ``internal-error``,
+with nothing of it in the body.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from serve.observe import BodyTooLarge
+from serve.problems import (
+    DOMAIN_ERRORS,
+    InvalidRequest,
+    ProblemDetails,
+    RequestTooLarge,
+    problem_of,
+)
+
+log = logging.getLogger("photograde.serve")
+
+
+def problem_response(request: Request, p: ProblemDetails) -> JSONResponse:
+    """Count the problem in the metrics and answer it."""
+    request.app.state.service.metrics.errors.labels(p.kind).inc()
+    return p.response(request.url.path, getattr(request.state, "request_id", None))
+
+
+async def on_domain_error(request: Request, exc: Exception) -> JSONResponse:
+    return problem_response(request, problem_of(exc))
+
+
+async def on_validation(request: Request, err: RequestValidationError) -> JSONResponse:
+    errors = []
+    for e in err.errors():
+        loc = [str(x) for x in e["loc"] if x not in ("body", "query", "form")]
+        errors.append({"field": ".".join(loc) or "body", "reason": e["msg"]})
+    detail = "; ".join(f"{e['field']}: {e['reason']}" for e in errors)
+    return await on_domain_error(request, InvalidRequest(
+        detail, errors[0]["field"] if errors else None, errors=errors))
+
+
+async def on_body_too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:
+    return await on_domain_error(request, RequestTooLarge(exc.detail))
+
+
+async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    return problem_response(request, ProblemDetails(
+        exc.status_code, "http-error", str(exc.detail), headers=getattr(exc, "headers", None)
+        or {}))
+
+
+async def on_error(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error on %s", request.url.path)
+    return problem_response(request, problem_of(exc))
+
+
+def install_handlers(app: FastAPI) -> None:
+    """Answer every error of ``app`` as problem+json."""
+    for cls in DOMAIN_ERRORS:
+        app.add_exception_handler(cls, on_domain_error)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(BodyTooLarge, on_body_too_large)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_error)

@@ -1,0 +1,139 @@
+"""Evaluations: submit (idempotent), list, read, photos, and the refurbisher's answers.
+
+    POST /v1/evaluations                              refurbisher, platform
+    GET  /v1/evaluations[?status&decision&refurbisher_id&since&until&limit&offset]
+                                                      refurbisher (own), platform, reviewer
+    GET  /v1/evaluations/{id}                         refurbisher (own), platform, reviewer
+    GET  /v1/evaluations/{id}/photos/{name}           refurbisher (own), platform, reviewer
+    POST /v1/evaluations/{id}/accept-suggestion       refurbisher (own)
+    POST /v1/evaluations/{id}/keep-grade              refurbisher (own)
+    POST /v1/evaluations/{id}/justification           refurbisher (own)
+
+Another refurbisher's evaluation answers 404, exactly like one that does not exist.
+``POST /v1/evaluations`` is idempotent with an ``Idempotency-Key`` header: a retry with the same
+key and content returns the stored evaluation (200, ``Idempotent-Replayed: true``); the same key
+with different content is a 422.
+"""
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, File, Form, Path, Query, UploadFile
+from fastapi.responses import FileResponse, JSONResponse
+
+from serve import evaluations as evals
+from serve import workflow
+from serve.deps import (
+    EvaluationId,
+    IdempotencyKey,
+    Reader,
+    RefurbisherKey,
+    Submitter,
+    WorkflowDep,
+    read_upload,
+)
+from serve.models import DECISIONS, STATUSES
+from serve.problems import NotFound
+from serve.responses import EvaluationOut, EvaluationPage
+
+router = APIRouter(prefix="/v1", tags=["evaluations"])
+Status = Literal[STATUSES]  # type: ignore[valid-type]
+DecisionName = Literal[DECISIONS]  # type: ignore[valid-type]
+
+
+@router.post("/evaluations", status_code=201, response_model=EvaluationOut,
+             summary="Grade, decide and store one evaluation (idempotent)")
+async def create_evaluation(
+    who: Submitter,
+    wf: WorkflowDep,
+    front: Annotated[UploadFile, File(description="front photo")],
+    back: Annotated[UploadFile, File(description="back photo")],
+    device: Annotated[str, Form(description="device facts and checks, JSON")],
+    refurbisher_grade: Annotated[str, Form(description="the refurbisher's grade")],
+    idempotency_key: IdempotencyKey = None,
+    refurbisher_id: Annotated[str | None, Form(description="required for a platform key; "
+                                               "a refurbisher key submits for itself")] = None,
+    device_ref: Annotated[str | None, Form(max_length=128, description="the platform's "
+                                           "id of the device or listing")] = None,
+    screen_condition: Annotated[str | None, Form(description="declared")] = None,
+    shell_condition: Annotated[str | None, Form(description="declared")] = None,
+    heatmaps: Annotated[bool, Form(description="damage heatmaps in this answer")] = False,
+) -> JSONResponse:
+    limit = wf.settings.max_upload_bytes
+    front_b = await read_upload(front, "front", limit)
+    back_b = await read_upload(back, "back", limit)
+    body, created, _ = await workflow.submit_evaluation(
+        wf, who, front=front_b, back=back_b, device=device,
+        refurbisher_grade=refurbisher_grade, idempotency_key=idempotency_key,
+        refurbisher_id=refurbisher_id, device_ref=device_ref,
+        screen_condition=screen_condition, shell_condition=shell_condition, heatmaps=heatmaps)
+    if not created:
+        return JSONResponse(body, headers={"Idempotent-Replayed": "true"})
+    return JSONResponse(body, status_code=201,
+                        headers={"Location": f"/v1/evaluations/{body['id']}"})
+
+
+@router.get("/evaluations", summary="Evaluations, newest first", response_model=EvaluationPage)
+def list_evaluations(
+    who: Reader,
+    wf: WorkflowDep,
+    status: Annotated[Status | None, Query()] = None,
+    decision: Annotated[DecisionName | None, Query()] = None,
+    refurbisher_id: Annotated[str | None, Query(max_length=64)] = None,
+    since: Annotated[dt.datetime | None, Query(description="created at or after")] = None,
+    until: Annotated[dt.datetime | None, Query(description="created before")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    return evals.list_evaluations(wf.db, who, status=status, decision=decision,
+                                  refurbisher_id=refurbisher_id, since=workflow.utc(since),
+                                  until=workflow.utc(until), limit=limit, offset=offset)
+
+
+@router.get("/evaluations/{evaluation_id}", summary="One evaluation",
+            response_model=EvaluationOut)
+def get_evaluation(who: Reader, wf: WorkflowDep, evaluation_id: EvaluationId) -> dict[str, Any]:
+    return evals.load(wf.db, who, evaluation_id)
+
+
+@router.get("/evaluations/{evaluation_id}/photos/{name}", response_class=FileResponse,
+            summary="A photo of the evaluation: front, back or justification-N")
+def get_photo(who: Reader, wf: WorkflowDep, evaluation_id: EvaluationId,
+              name: Annotated[str, Path(max_length=32)]) -> FileResponse:
+    photo = workflow.photo(wf, who, evaluation_id, name)
+    if photo is None:
+        raise NotFound(f"name: evaluation {evaluation_id} has no photo {name!r} (front, back, "
+                       "justification-N)", "name")
+    return FileResponse(wf.photos.path(photo.sha256), media_type=photo.media_type,
+                        headers={"Cache-Control": "private, max-age=31536000, immutable",
+                                 "ETag": f'"{photo.sha256}"'})
+
+
+@router.post("/evaluations/{evaluation_id}/accept-suggestion", response_model=EvaluationOut,
+             summary="Accept the model's grade (suggestion)")
+def accept_suggestion(who: RefurbisherKey, wf: WorkflowDep,
+                      evaluation_id: EvaluationId) -> dict[str, Any]:
+    return workflow.act(wf, who, evaluation_id, "accept-suggestion")
+
+
+@router.post("/evaluations/{evaluation_id}/keep-grade", response_model=EvaluationOut,
+             summary="Keep the refurbisher's grade (suggestion; flagged as kept)")
+def keep_grade(who: RefurbisherKey, wf: WorkflowDep,
+               evaluation_id: EvaluationId) -> dict[str, Any]:
+    return workflow.act(wf, who, evaluation_id, "keep-grade")
+
+
+@router.post("/evaluations/{evaluation_id}/justification", status_code=201,
+             response_model=EvaluationOut,
+             summary="Justify a grade far from the model's: text and extra photos")
+async def justification(
+    who: RefurbisherKey, wf: WorkflowDep, evaluation_id: EvaluationId,
+    text: Annotated[str, Form(max_length=4000, description="why the grade is right")],
+    photos: Annotated[list[UploadFile], File(description="at least one extra photo")],
+) -> dict[str, Any]:
+    limit = wf.settings.max_upload_bytes
+
+    async def read(upload: UploadFile, i: int) -> bytes:
+        return await read_upload(upload, f"photos[{i}]", limit)
+
+    return await workflow.justify(wf, who, evaluation_id, text, photos, read)

@@ -1,0 +1,104 @@
+"""Grading without storage: ``POST /v1/grade`` (multipart photos), ``POST /v1/grade/batch``
+(base64 photos, one result or problem per device) and ``GET /v1/model``."""
+
+import asyncio
+import base64
+import binascii
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from pydantic import BaseModel, Field, ValidationError
+
+from serve.deps import ServiceDep, SettingsDep, read_upload, require
+from serve.grading import Service, parse_device
+from serve.problems import BatchTooLarge, InvalidBase64, InvalidRequest, Problem, problem_of
+from serve.responses import BatchItem, BatchProblem, BatchResponse, GradeResponse
+from tabular.schema import describe_errors
+
+router = APIRouter()
+
+
+class BatchDevice(BaseModel):
+    id: str = Field(min_length=1, max_length=128)
+    front: str = Field(description="front photo, base64")
+    back: str = Field(description="back photo, base64")
+    device: dict[str, Any]
+    refurbisher_grade: str | None = None
+
+
+class BatchRequest(BaseModel):
+    devices: list[BatchDevice] = Field(min_length=1)
+
+
+@router.post("/v1/grade", summary="Grade one device from its photos and checklist",
+             dependencies=[require("refurbisher", "platform")])
+async def grade(
+    request: Request,
+    svc: ServiceDep,
+    settings: SettingsDep,
+    front: Annotated[UploadFile, File(description="front photo (JPEG, PNG, WebP, HEIC)")],
+    back: Annotated[UploadFile, File(description="back photo")],
+    device: Annotated[str, Form(description="device facts and checks, JSON")],
+    refurbisher_grade: Annotated[str | None, Form()] = None,
+    heatmaps: Annotated[bool, Form(description="include damage heatmaps (PNG)")] = False,
+) -> GradeResponse:
+    info = parse_device(device)
+    limit = settings.max_upload_bytes
+    front_b, back_b = await read_upload(front, "front", limit), await read_upload(back, "back",
+                                                                                  limit)
+    result = await svc.grade(front_b, back_b, info, refurbisher_grade or None, heatmaps)
+    return GradeResponse(request_id=request.state.request_id, **dict(result))
+
+
+def _batch_request(body: bytes) -> BatchRequest:
+    try:
+        return BatchRequest.model_validate_json(body)
+    except ValidationError as e:
+        errors = describe_errors(e)
+        raise InvalidRequest("; ".join(errors[:10]), errors[0].split(":")[0]) from None
+
+
+async def _grade_one(svc: Service, i: int, item: BatchDevice) -> BatchItem:
+    """One device of a batch: its result, or the problem that stopped it (an overloaded
+    queue stops the whole batch)."""
+    prefix = f"devices[{i}]."
+    try:
+        info = parse_device(item.device, f"{prefix}device")
+        photos = []
+        for name in ("front", "back"):
+            try:
+                photos.append(base64.b64decode(getattr(item, name), validate=True))
+            except (binascii.Error, ValueError):
+                raise InvalidBase64(f"{prefix}{name}: not valid base64",
+                                    f"{prefix}{name}") from None
+        result = await svc.grade(photos[0], photos[1], info, item.refurbisher_grade, False,
+                                 prefix)
+        return BatchItem(id=item.id, ok=True, result=result)
+    except Problem as e:
+        p = problem_of(e)
+        if p.status == 503:
+            raise
+        svc.metrics.errors.labels(p.kind).inc()
+        return BatchItem(id=item.id, ok=False, problem=BatchProblem(
+            status=p.status, type=p.kind, detail=p.detail, field=p.field))
+
+
+@router.post("/v1/grade/batch", summary="Grade many devices in one call (base64 photos)",
+             dependencies=[require("refurbisher", "platform")])
+async def grade_batch(request: Request, svc: ServiceDep, settings: SettingsDep) -> BatchResponse:
+    body = _batch_request(await request.body())
+    if len(body.devices) > settings.max_batch_devices:
+        raise BatchTooLarge(f"devices: {len(body.devices)} exceeds the limit of "
+                            f"{settings.max_batch_devices}", "devices")
+    results = await asyncio.gather(*(_grade_one(svc, i, d) for i, d in enumerate(body.devices)))
+    return BatchResponse(request_id=request.state.request_id, results=list(results))
+
+
+@router.get("/v1/model", summary="Bundle metadata, execution provider, thread settings")
+async def model(svc: ServiceDep, settings: SettingsDep) -> dict[str, Any]:
+    return {**svc.loaded.info(),
+            "batching": {"enabled": svc.batching, "setting": settings.batching,
+                         "max_batch_size": settings.max_batch_size,
+                         "max_wait_ms": settings.max_wait_ms, "queue_size": settings.queue_size},
+            "limits": {"max_upload_mb": settings.max_upload_mb,
+                       "max_pixels": settings.max_pixels}}

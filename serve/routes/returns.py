@@ -1,0 +1,42 @@
+"""Returns and claims on listed devices, reported by the platform.
+
+    POST /v1/returns                                  platform
+
+Idempotent with an ``Idempotency-Key`` header, like ``POST /v1/evaluations``.
+"""
+
+import datetime as dt
+from typing import Literal
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from pydantic import Field
+
+from serve import evaluations as evals
+from serve import workflow
+from serve.deps import IdempotencyKey, Platform, WorkflowDep
+from serve.models import RETURN_KINDS
+from serve.routes.bodies import StrictBody
+
+router = APIRouter(prefix="/v1", tags=["returns"])
+
+
+class ReturnBody(StrictBody):
+    evaluation_id: str = Field(min_length=1, max_length=64)
+    kind: Literal[RETURN_KINDS] = "return"  # type: ignore[valid-type]
+    reason: str = Field(min_length=1, max_length=64)
+    comment: str | None = Field(None, max_length=4000)
+    occurred_at: dt.datetime | None = Field(None, description="default: now; ISO 8601, UTC "
+                                            "when no offset is given")
+
+
+@router.post("/returns", status_code=201,
+             summary="Report a return or a claim on a listed device (idempotent)")
+def report_return(who: Platform, wf: WorkflowDep, body: ReturnBody,
+                  idempotency_key: IdempotencyKey = None) -> JSONResponse:
+    row, created = workflow.report_return(
+        wf, who, evaluation_id=body.evaluation_id, kind=body.kind, reason=body.reason,
+        comment=body.comment, occurred_at=body.occurred_at, idempotency_key=idempotency_key)
+    if not created:
+        return JSONResponse(evals.return_dict(row), headers={"Idempotent-Replayed": "true"})
+    return JSONResponse(evals.return_dict(row), status_code=201)

@@ -1,0 +1,40 @@
+"""Reviews of justified grades: a reviewer approves the refurbisher's grade or overrides it.
+
+    POST /v1/evaluations/{id}/approve                 reviewer
+    POST /v1/evaluations/{id}/override                reviewer
+"""
+
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import Field
+
+from serve import workflow
+from serve.deps import EvaluationId, Reviewer, WorkflowDep
+from serve.responses import EvaluationOut
+from serve.routes.bodies import StrictBody
+
+router = APIRouter(prefix="/v1", tags=["reviews"])
+
+
+class ApproveBody(StrictBody):
+    comment: str | None = Field(None, max_length=4000)
+
+
+class OverrideBody(StrictBody):
+    grade: str = Field(description="the reviewer's grade (final)")
+    comment: str | None = Field(None, max_length=4000)
+
+
+@router.post("/evaluations/{evaluation_id}/approve", response_model=EvaluationOut,
+             summary="Approve a justified grade (final grade: the refurbisher's)")
+def approve(who: Reviewer, wf: WorkflowDep, evaluation_id: EvaluationId,
+            body: ApproveBody | None = None) -> dict[str, Any]:
+    return workflow.approve(wf, who, evaluation_id, body.comment if body else None)
+
+
+@router.post("/evaluations/{evaluation_id}/override", response_model=EvaluationOut,
+             summary="Override a justified grade with the reviewer's")
+def override(who: Reviewer, wf: WorkflowDep, evaluation_id: EvaluationId,
+             body: OverrideBody) -> dict[str, Any]:
+    return workflow.override(wf, who, evaluation_id, body.grade, body.comment)

@@ -1,0 +1,117 @@
+"""Evaluations in the UI: the list, one evaluation (outcome and why), the refurbisher's answers
+(accept, keep, justify), its photos and damage heatmaps. Actions go through the workflow's
+service functions, as the API's do."""
+
+import asyncio
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from starlette.datastructures import UploadFile
+
+from serve import evaluations as evals
+from serve import workflow
+from serve.auth import Principal
+from serve.deps import WorkflowDep
+from serve.problems import NotFound, Problem
+from serve.ui.form import photo_bytes
+from serve.ui.heatmaps import heatmap_png
+from serve.ui.pages import LABELS, Heatmaps, Reader, RefurbisherKey, page, readable
+from tabular.schema import CHECK_LABELS
+from vision.conditions import CONDITIONS
+
+router = APIRouter(prefix="/ui")
+
+
+def list_page(request: Request, who: Principal, title: str, **filters: str) -> HTMLResponse:
+    found = evals.list_evaluations(request.app.state.workflow.db, who, limit=50, **filters)
+    return page(request, "list.html", who, title=title, items=found["items"],
+                total=found["total"])
+
+
+def evaluation_page(request: Request, who: Principal, evaluation_id: str,
+                    error: str | None = None, text: str = "") -> HTMLResponse:
+    wf = request.app.state.workflow
+    ev = evals.load(wf.db, who, evaluation_id)
+    return page(request, "evaluation.html", who, 422 if error else 200, ev=ev,
+                label=LABELS[ev["decision"]], error=error, text=text,
+                grades=list(wf.policy.grades), checks=CHECK_LABELS,
+                min_chars=wf.settings.justification_min_chars)
+
+
+def back_to(evaluation_id: str) -> RedirectResponse:
+    return RedirectResponse(f"/ui/evaluations/{evaluation_id}", status_code=303)
+
+
+@router.get("/evaluations")
+def evaluation_list(request: Request, who: Reader) -> HTMLResponse:
+    return list_page(request, who, "Recent evaluations")
+
+
+@router.get("/evaluations/{evaluation_id}")
+def evaluation(request: Request, evaluation_id: str, who: Reader) -> HTMLResponse:
+    return evaluation_page(request, who, evaluation_id)
+
+
+@router.post("/evaluations/{evaluation_id}/accept-suggestion")
+def accept(evaluation_id: str, who: RefurbisherKey, wf: WorkflowDep) -> Response:
+    workflow.act(wf, who, evaluation_id, "accept-suggestion")
+    return back_to(evaluation_id)
+
+
+@router.post("/evaluations/{evaluation_id}/keep-grade")
+def keep(evaluation_id: str, who: RefurbisherKey, wf: WorkflowDep) -> Response:
+    workflow.act(wf, who, evaluation_id, "keep-grade")
+    return back_to(evaluation_id)
+
+
+@router.post("/evaluations/{evaluation_id}/justification")
+async def justify(request: Request, evaluation_id: str, who: RefurbisherKey,
+                  wf: WorkflowDep) -> Response:
+    form = await request.form()
+    text = str(form.get("text") or "").strip()
+    uploads = [f for f in form.getlist("photos") if isinstance(f, UploadFile) and f.filename]
+    limit = wf.settings.max_upload_bytes
+
+    async def read(upload: UploadFile, i: int) -> bytes:
+        return await photo_bytes(upload, f"Additional photo {i + 1}", limit)
+
+    try:
+        await workflow.justify(wf, who, evaluation_id, text, uploads, read)
+    except Problem as p:
+        if p.status in (401, 404, 409, 429):
+            raise
+        return await run_in_threadpool(evaluation_page, request, who, evaluation_id,
+                                       readable(p), text)
+    return back_to(evaluation_id)
+
+
+@router.get("/evaluations/{evaluation_id}/photos/{name}")
+def photo(evaluation_id: str, name: str, who: Reader, wf: WorkflowDep) -> FileResponse:
+    row = workflow.photo(wf, who, evaluation_id, name)
+    if row is None:
+        raise NotFound(f"no photo {name!r} for this evaluation")
+    return FileResponse(wf.photos.path(row.sha256), media_type=row.media_type,
+                        headers={"Cache-Control": "private, max-age=86400"})
+
+
+@router.get("/evaluations/{evaluation_id}/heatmaps/{part}.png")
+async def heatmap(evaluation_id: str, part: str, who: Reader, wf: WorkflowDep,
+                  cache: Heatmaps) -> Response:
+    if part not in CONDITIONS:
+        raise NotFound(f"no part {part!r} (screen, shell)")
+
+    def digest() -> str:
+        with wf.db.read() as s:
+            ev = evals.get_visible(s, who, evaluation_id)
+            return ev.front_sha256 if part == "screen" else ev.back_sha256
+
+    sha = await run_in_threadpool(digest)
+    png = cache.get((evaluation_id, part))
+    if png is None:
+        grader = wf.svc.loaded
+        data = await asyncio.to_thread(wf.photos.path(sha).read_bytes)
+        png = await asyncio.to_thread(heatmap_png, grader, data, part)
+        cache.put((evaluation_id, part), png)
+    return Response(png, media_type="image/png",
+                    headers={"Cache-Control": "private, max-age=86400"})
