@@ -12,6 +12,8 @@ SCREEN_CONDITIONS: tuple[str, ...] = ("flawless", "light_scratches", "heavy_scra
 SHELL_CONDITIONS: tuple[str, ...] = ("flawless", "light_wear", "heavy_wear", "cracked")
 
 CONDITIONS: dict[str, tuple[str, ...]] = {"screen": SCREEN_CONDITIONS, "shell": SHELL_CONDITIONS}
+#: The parts a photo can show, in head order (the model's first head is the screen's).
+PARTS: tuple[str, ...] = tuple(CONDITIONS)
 #: Which photo shows which part.
 PART_VIEW: dict[str, str] = {"screen": "front", "shell": "back"}
 NOT_CRACKED: dict[str, frozenset[str]] = {

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fusion.policy import GradingPolicy
-from tabular.schema import CHECKS
+from tabular.schema import CHECKS, RETURN_REASONS
 from vision.conditions import SCREEN_CONDITIONS, SHELL_CONDITIONS
 
 Rng = np.random.Generator
@@ -26,8 +26,8 @@ CATALOGUE: dict[str, list[tuple[str, tuple[int, ...]]]] = {
 }
 SCREEN_P = (0.3, 0.22, 0.2, 0.28)
 SHELL_P = (0.3, 0.25, 0.22, 0.23)
-RETURN_REASONS = ("cosmetic_worse_than_described", "functional_fault", "battery",
-                  "changed_mind")
+#: The reasons drawn for a return that no modelled cause explains.
+RANDOM_RETURN_REASONS = RETURN_REASONS[:4]
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ def sample_device(rng: Rng, index: int, policy: GradingPolicy,
                 reason = "functional_fault" if checks != dict.fromkeys(CHECKS, True) else (
                     "battery" if battery < 80 else "cosmetic_worse_than_described")
             else:
-                reason = str(rng.choice(RETURN_REASONS))
+                reason = str(rng.choice(RANDOM_RETURN_REASONS))
     return {
         "device_id": f"synth-{index:06d}",
         "brand": brand, "model": model, "storage_gb": int(rng.choice(storages)),
