@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from fusion.policy import load_policy
 from photograde.cli import main
 from training.manifest import ManifestError, load_manifest, read_manifest
 
@@ -57,7 +58,7 @@ def test_every_bad_row_is_reported_with_its_line(tmp_path):
         "d8,a.jpg,,128,true,true,flawless,scratched,mint,101,yesterday\n"  # 9: four problems
         "d9,a.jpg\n"  # 10: wrong field count
     ))
-    manifest, errors = read_manifest(path)
+    manifest, errors = read_manifest(path, load_policy())
     assert manifest is None
     text = "\n".join(errors)
     for expected in [
@@ -76,7 +77,7 @@ def test_every_bad_row_is_reported_with_its_line(tmp_path):
         assert expected in text, f"{expected!r} not in:\n{text}"
     assert not any(e.startswith("line 2:") for e in errors)
     with pytest.raises(ManifestError) as err:
-        load_manifest(path)
+        load_manifest(path, load_policy())
     assert len(err.value.errors) == len(errors) == 11
 
 
@@ -102,11 +103,28 @@ def test_not_a_csv(tmp_path):
 
 
 def test_grades_are_checked_against_the_chosen_scale(tmp_path):
-    from fusion.policy import load_policy
-
     path = _write(tmp_path, "device_id,front_path,grade\nd1,a.jpg,B\n")
-    assert read_manifest(path)[1][0].startswith("line 2: grade: unknown grade 'B'")
+    assert read_manifest(path, load_policy())[1][0].startswith("line 2: grade: unknown grade 'B'")
     assert load_manifest(path, load_policy("ctia")).rows[0].grade == "B"
+
+
+def test_without_a_scale_grades_are_kept_as_written(tmp_path):
+    """A manifest does not depend on a grade scale: the code that uses the grades checks them."""
+    path = _write(tmp_path, "device_id,front_path,grade,refurbisher_grade\n"
+                            "d1,a.jpg, B ,mint\n")
+    row = load_manifest(path).rows[0]
+    assert (row.grade, row.refurbisher_grade) == ("B", "mint")
+    _, errors = read_manifest(path, load_policy("ctia"))
+    assert errors == ["line 2: refurbisher_grade: unknown grade 'mint'; this scale (ctia) has "
+                      "A, B, C, D, E"]
+
+
+def test_manifest_check_reports_grades_against_the_chosen_scale(tmp_path, capsys):
+    path = _write(tmp_path, "device_id,front_path,grade\nd1,a.jpg,A\nd2,b.jpg,good\n")
+    assert main(["manifest", "check", str(path)]) == 1
+    assert "line 2: grade: unknown grade 'A'" in capsys.readouterr().err
+    assert main(["manifest", "check", str(path), "--grading", "ctia"]) == 1
+    assert "line 3: grade: unknown grade 'good'" in capsys.readouterr().err
 
 
 def test_manifest_check_cli(tmp_path, capsys):

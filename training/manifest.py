@@ -3,6 +3,10 @@
 Only ``device_id`` and at least one photo column are required; every other column may be
 absent or empty (unknown). Condition cells may hold a coarse label ``a|b|c``. The loader checks
 every row and reports every problem with its line number, not only the first.
+
+A manifest does not depend on a grade scale: ``grade`` and ``refurbisher_grade`` are kept as
+written, and checked against a grading config only where one is given, by the code that uses
+the grades (tabular and fusion training, seeding, ``photograde manifest check --grading``).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fusion.policy import GradingPolicy, load_policy
+from fusion.policy import GradingPolicy
 from tabular.schema import CHECKS, DeviceInfo
 from vision.conditions import format_condition_set, parse_condition_set
 from vision.errors import PhotogradeError
@@ -151,7 +155,15 @@ def _parse_date(text: str) -> dt.date:
         raise ValueError(f"expected an ISO date (YYYY-MM-DD), got {text!r}") from None
 
 
-def _parse_row(cells: Mapping[str, str], line: int, base: Path, policy: GradingPolicy,
+def _parse_grade(text: str, policy: GradingPolicy | None) -> str:
+    """A grade as written; with a policy, raises ValueError unless the scale has it."""
+    grade = text.strip()
+    if policy is not None:
+        policy.rank(grade)
+    return grade
+
+
+def _parse_row(cells: Mapping[str, str], line: int, base: Path, policy: GradingPolicy | None,
                check_files: bool, errors: list[str]) -> ManifestRow | None:
     def bad(column: str, message: str) -> None:
         errors.append(f"line {line}: {column}: {message}")
@@ -182,8 +194,8 @@ def _parse_row(cells: Mapping[str, str], line: int, base: Path, policy: GradingP
         "listed_at": _parse_date,
         "screen_condition": lambda t: parse_condition_set(t, "screen"),
         "shell_condition": lambda t: parse_condition_set(t, "shell"),
-        "grade": lambda t: policy.grades[policy.rank(t.strip())],
-        "refurbisher_grade": lambda t: policy.grades[policy.rank(t.strip())],
+        "grade": lambda t: _parse_grade(t, policy),
+        "refurbisher_grade": lambda t: _parse_grade(t, policy),
         **{c: _parse_bool for c in CHECKS},
     }
     attr = {"screen_condition": "screen", "shell_condition": "shell"}
@@ -205,9 +217,10 @@ def _parse_row(cells: Mapping[str, str], line: int, base: Path, policy: GradingP
 
 def read_manifest(path: str | Path, policy: GradingPolicy | None = None,
                   check_files: bool = True) -> tuple[Manifest | None, list[str]]:
-    """Read and validate a manifest; returns (manifest or None, every problem found)."""
+    """Read and validate a manifest; returns (manifest or None, every problem found).
+
+    ``policy``: check the grades against its scale (None: grades are kept unchecked)."""
     path = Path(path)
-    policy = policy or load_policy()
     if not path.is_file():
         return None, [f"{path}: file not found"]
     errors: list[str] = []
@@ -263,7 +276,8 @@ def read_manifest(path: str | Path, policy: GradingPolicy | None = None,
 
 def load_manifest(path: str | Path, policy: GradingPolicy | None = None,
                   check_files: bool = True) -> Manifest:
-    """Load a valid manifest or raise :class:`ManifestError` listing every problem."""
+    """Load a valid manifest or raise :class:`ManifestError` listing every problem
+    (grades checked against ``policy``'s scale when one is given)."""
     manifest, errors = read_manifest(path, policy, check_files)
     if manifest is None:
         raise ManifestError(Path(path), errors)
