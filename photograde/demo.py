@@ -41,10 +41,10 @@ def build_demo_bundle(work: Path, out: Path, *, train_devices: int = 200,
         raise DemoError(f"demo: {out} does not exist and building the demo bundle needs the "
                         "training extra (torch is not installed): pip install -e '.[train]' "
                         "(scripts/bootstrap does), or pass --dir with an existing bundle")
-    from tabular.model import train_tabular
     from training.export import export_bundle
     from training.fusion_train import train_fusion
     from training.synth.generate import default_workers, generate
+    from training.tabular_train import train_tabular
     from training.vision_train import TrainConfig, train_vision
     from vision.weights import DEFAULT_BACKBONE
 

@@ -1,1 +1,2 @@
-"""Tabular: the functional checklist schema and (with the [train] extra) the tabular model."""
+"""Tabular: the functional checklist schema, the return-risk model's features and its
+ONNX runtime (training it is :mod:`training.tabular_train`)."""

@@ -26,10 +26,10 @@ def synth_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def bundle(synth_dir, tmp_path_factory) -> Path:
     """Tiny runs of all three models, exported with int8 (about a minute on 2 cores)."""
-    from tabular.model import train_tabular
     from training.export import export_bundle
     from training.fusion_train import train_fusion
     from training.synth.generate import generate
+    from training.tabular_train import train_tabular
     from training.vision_train import TrainConfig, train_vision
 
     base = tmp_path_factory.mktemp("bundle")

@@ -41,7 +41,7 @@ def _table_manifest(path: Path, n: int, seed: int, columns=COLUMNS) -> Path:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> tuple[Path, dict]:
-    from tabular.model import train_tabular
+    from training.tabular_train import train_tabular
 
     base = tmp_path_factory.mktemp("tabular")
     manifest = _table_manifest(base / "table.csv", 3000, seed=0)
@@ -156,7 +156,7 @@ def test_cli_trains_without_battery_column(tmp_path, capsys):
 
 
 def test_manifest_without_returns_is_a_clear_error(tmp_path, capsys):
-    from tabular.model import train_tabular
+    from training.tabular_train import train_tabular
 
     manifest = _table_manifest(tmp_path / "m.csv", 50, seed=4,
                                columns=[c for c in COLUMNS if c != "returned"])

@@ -186,7 +186,7 @@ def _train_vision(args: argparse.Namespace) -> int:
 
 
 def _train_tabular(args: argparse.Namespace) -> int:
-    from tabular.model import train_tabular
+    from training.tabular_train import train_tabular
 
     summary = train_tabular(args.manifest, args.out, grading=args.grading, seed=args.seed)
     print(json.dumps({"metrics": summary["metrics"], "data": summary["data"],

@@ -1,5 +1,6 @@
-"""The tabular model: return risk, P(returned within 30 days | device facts, checks, announced
-grade), trained with scikit-learn and exported to ONNX (training side only).
+"""``photograde train tabular``: the return-risk model, P(returned within 30 days | device
+facts, checks, announced grade), trained with scikit-learn and exported to ONNX. Serving it
+(numpy and ONNX Runtime only) is :mod:`tabular.runtime`.
 
 The functional state (failed checks, low battery) is *not* learned: the grading policy decides
 it exactly from the checklist (:func:`tabular.features.functional_state`), and a learned model
@@ -36,11 +37,12 @@ from tabular.features import (
     tabular_features,
     to_onnx_inputs,
 )
+from tabular.runtime import META_FILE, ONNX_FILE
 from training.manifest import DatasetError, ManifestRow, load_manifest
 
 log = logging.getLogger("photograde.tabular")
 
-ONNX_FILE, META_FILE, JOBLIB_FILE = "tabular.onnx", "tabular.json", "tabular.joblib"
+JOBLIB_FILE = "tabular.joblib"
 FORMAT = "photograde-tabular/1"
 PROBA_OUTPUT, LABEL_OUTPUT = "probabilities", "label"
 C_GRID = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
