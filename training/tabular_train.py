@@ -135,6 +135,33 @@ def _by_gap(gaps: list[int | None], y: np.ndarray, risk: np.ndarray | None = Non
     return out
 
 
+def held_out_metrics(y_test: np.ndarray, risk: np.ndarray, base: float,
+                     gaps: list[int | None]) -> dict[str, Any]:
+    """Scores of the predicted risk on the held-out rows (``base``: the training return rate)."""
+    from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
+
+    return {
+        "held_out_rows": len(y_test),
+        "roc_auc": (round(float(roc_auc_score(y_test, risk)), 4)
+                    if len(set(y_test.tolist())) == 2 else None),
+        "brier": round(float(brier_score_loss(y_test, risk)), 4),
+        "brier_base_rate": round(float(brier_score_loss(y_test, np.full(len(y_test), base))), 4),
+        "log_loss": round(float(log_loss(y_test, risk, labels=[0, 1])), 4),
+        "base_rate": round(float(y_test.mean()), 4),
+        "mean_risk": round(float(risk.mean()), 4),
+        "by_gap": _by_gap(gaps, y_test, risk),
+    }
+
+
+def check_parity(model_bytes: bytes, features: list[dict[str, Any]], proba: np.ndarray) -> float:
+    """Max |ONNX - scikit-learn| probability on ``features``; raises past :data:`PARITY_TOL`."""
+    parity = float(np.abs(_onnx_proba(model_bytes, features) - proba).max())
+    if not parity <= PARITY_TOL:
+        raise RuntimeError(f"ONNX export does not match scikit-learn: max |probability "
+                           f"difference| = {parity:.2e} > {PARITY_TOL:g} on the held-out rows")
+    return parity
+
+
 def train_tabular(manifests: list[str | Path], out_dir: str | Path, *,
                   grading: str | Path | None = None, seed: int = 0) -> dict[str, Any]:
     """Train the return-risk model on labelled manifest rows, export and verify it; returns the
@@ -143,7 +170,6 @@ def train_tabular(manifests: list[str | Path], out_dir: str | Path, *,
     import onnx
     import skl2onnx
     import sklearn
-    from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
     from sklearn.model_selection import train_test_split
 
     if not manifests:
@@ -165,30 +191,13 @@ def train_tabular(manifests: list[str | Path], out_dir: str | Path, *,
     best_c, cv_log_loss = _tune_c(X[idx_train], y[idx_train], seed)
     pipeline = build_pipeline(best_c, seed).fit(X[idx_train], y[idx_train])
 
-    test_features = [features[i] for i in idx_test]
-    y_test = y[idx_test]
     proba = pipeline.predict_proba(X[idx_test])
-    risk = proba[:, 1]
-    base = float(y[idx_train].mean())
-    metrics = {
-        "held_out_rows": len(idx_test),
-        "roc_auc": (round(float(roc_auc_score(y_test, risk)), 4)
-                    if len(set(y_test.tolist())) == 2 else None),
-        "brier": round(float(brier_score_loss(y_test, risk)), 4),
-        "brier_base_rate": round(float(brier_score_loss(y_test, np.full(len(y_test), base))), 4),
-        "log_loss": round(float(log_loss(y_test, risk, labels=[0, 1])), 4),
-        "base_rate": round(float(y_test.mean()), 4),
-        "mean_risk": round(float(risk.mean()), 4),
-        "by_gap": _by_gap([gaps[i] for i in idx_test], y_test, risk),
-    }
-
+    metrics = held_out_metrics(y[idx_test], proba[:, 1], float(y[idx_train].mean()),
+                               [gaps[i] for i in idx_test])
     model = export_onnx(pipeline)
     model_bytes = model.SerializeToString()
-    parity = float(np.abs(_onnx_proba(model_bytes, test_features) - proba).max())
-    if not parity <= PARITY_TOL:
-        raise RuntimeError(f"ONNX export does not match scikit-learn: max |probability "
-                           f"difference| = {parity:.2e} > {PARITY_TOL:g} on the held-out rows")
-    metrics["onnx_max_abs_diff"] = parity
+    metrics["onnx_max_abs_diff"] = check_parity(model_bytes, [features[i] for i in idx_test],
+                                                proba)
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
