@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader, RandomSampler
 
 from training.augment import single_threaded_opencv, train_augmentation
+from training.device import amp_dtype_for, auto_workers
 from training.image_cache import load_images
 from training.malloc import keep_freed_memory
 from training.manifest import load_manifest
@@ -28,12 +29,7 @@ from training.vision_data import (
     normalize_batch,
     samples_from,
 )
-from training.vision_train import (
-    _select_head,
-    amp_dtype_for,
-    auto_workers,
-    partial_label_loss,
-)
+from training.vision_loss import partial_label_loss, select_head
 from vision.model import build_model, freeze_early_stages
 
 
@@ -42,7 +38,7 @@ def step_fn(model, opt, device, amp):
         x = normalize_batch(x, model.preprocess, device)
         with torch.autocast(device.split(":")[0], dtype=amp, enabled=amp is not None):
             screen, shell = model(x)
-        loss = partial_label_loss(_select_head(screen, shell, part.to(device)),
+        loss = partial_label_loss(select_head(screen, shell, part.to(device)),
                                   allowed.to(device), w.to(device, torch.float32))
         loss.backward()
         opt.step()

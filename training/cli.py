@@ -18,14 +18,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vision.conditions import CONDITIONS
+from vision.conditions import PARTS
 
 if TYPE_CHECKING:
     from training.vision_train import TrainConfig
 
 Handler = Callable[[argparse.Namespace], int]
 Groups = dict[str, argparse._SubParsersAction]
-PARTS = tuple(CONDITIONS)
 CACHE_HELP = "decoded-image cache (default: $PHOTOGRADE_CACHE or ~/.cache/photograde/images)"
 DEFAULTS = argparse.ArgumentDefaultsHelpFormatter
 
@@ -287,7 +286,7 @@ def _evaluate_vision(args: argparse.Namespace) -> int:
     result = evaluate_vision(args.run, args.manifest, args.out, cache_dir=args.cache_dir,
                              batch_size=args.batch_size, device=args.device, worst=args.worst,
                              progress=not args.quiet, grading=args.grading)
-    for part in ("screen", "shell"):
+    for part in PARTS:
         if part in result:
             print(summary_line(part, result[part]))
     print(f"report: {Path(args.out) / 'report.md'}")

@@ -24,12 +24,13 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from training.device import resolve_device
 from training.image_cache import load_images
 from training.manifest import DatasetError, load_manifest, write_manifest
 from training.metrics import cracked_truth, softmax
 from training.vision_data import Sample, samples_from
-from training.vision_run import load_run, predict_logits
-from training.vision_train import TrainConfig, resolve_device, train_vision
+from training.vision_run import RunDir, load_run, predict_logits
+from training.vision_train import TrainConfig, train_vision
 from vision.conditions import CONDITIONS, format_condition_set
 from vision.model import build_model
 from vision.preprocess import normalize
@@ -119,7 +120,7 @@ def cross_validate(manifest: str | Path, out: str | Path, base: TrainConfig, fol
             _write_fold([samples[i] for i in test_idx], fold_dir / "test.csv")
             cfg = dataclasses.replace(base, manifests=[str(train_m), *(extra_manifests or [])],
                                       out=str(fold_dir / "run"), val_manifests=[],
-                                      resume=(fold_dir / "run" / "last.pt").is_file())
+                                      resume=RunDir(fold_dir / "run").has_checkpoint())
             train_vision(cfg)
             model, config, temps = load_run(cfg.out)
             test_s = [samples[i] for i in test_idx]

@@ -46,9 +46,9 @@ from fusion.bundle import (
 from training.image_cache import load_images
 from training.manifest import load_manifest
 from training.metrics import head_metrics
-from training.vision_data import Sample, samples_from, split
-from training.vision_run import load_run
-from vision.conditions import CONDITIONS
+from training.vision_data import samples_from
+from training.vision_run import load_run, run_samples
+from vision.conditions import CONDITIONS, PARTS
 from vision.errors import PhotogradeError
 from vision.model import ConditionModel
 from vision.preprocess import PreprocessConfig, normalize, preprocess
@@ -138,15 +138,6 @@ def check_parity(model: ConditionModel, onnx_path: Path, x: np.ndarray) -> float
     return diff
 
 
-def _run_samples(config: dict[str, Any]) -> tuple[list[Sample], list[Sample]]:
-    """The vision run's training and validation photos, split exactly as training split them."""
-    tc = config["train_config"]
-    train = samples_from([load_manifest(m) for m in tc["manifests"]])
-    if tc.get("val_manifests"):
-        return train, samples_from([load_manifest(m) for m in tc["val_manifests"]])
-    return split(train, tc["val_fraction"], tc["seed"])
-
-
 def quantize_int8(fp32: Path, out: Path, calib: np.ndarray) -> list[str]:
     """Static QDQ int8 quantisation (per-channel weights, entropy-calibrated activations on
     training photos); returns the nodes kept in float.
@@ -203,7 +194,7 @@ def _macro_f1(sess: ort.InferenceSession, images: list[np.ndarray], pre: Preproc
             [normalize(im, pre) for im in images[i:i + 16]])}), 1)
         for i in range(0, len(images), 16)])
     out = {}
-    for k, part in enumerate(("screen", "shell")):
+    for k, part in enumerate(PARTS):
         sel = np.array([p == part for p in parts])
         if sel.any():
             m = head_metrics(logits[sel, k], allowed[sel], CONDITIONS[part])
@@ -275,7 +266,7 @@ def export_bundle(vision_run: str | Path, tabular_run: str | Path, fusion_run: s
     pre = model.preprocess
 
     export_onnx(model, out / VISION_FILE)
-    train_s, val_s = _run_samples(config)
+    train_s, val_s = run_samples(vision_run, config)
     sample_x = np.stack([preprocess(s.path, pre) for s in val_s[:n_samples]])
     diff = check_parity(model, out / VISION_FILE, sample_x)
     log.info("%s: parity max |torch - onnxruntime| = %.2e", VISION_FILE, diff)
@@ -314,7 +305,7 @@ def export_bundle(vision_run: str | Path, tabular_run: str | Path, fusion_run: s
     fusion = json.loads((fusion_run / FUSION_FILE).read_text())
     shutil.copy(fusion_run / FUSION_FILE, out / FUSION_FILE)
     save_samples(out, sample_x, expected[0], expected[1])
-    save_heads(out, {p: model.head(p).weight.detach().numpy() for p in ("screen", "shell")})
+    save_heads(out, {p: model.head(p).weight.detach().numpy() for p in PARTS})
     manifest = _manifest(out, vision_run, config, pre, temps, diff, int8_info, fusion, demo)
     write_manifest(out, manifest)
     log.info("bundle %s written to %s", manifest.bundle_version, out)

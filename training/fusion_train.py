@@ -1,8 +1,8 @@
 """``photograde train fusion``: fit the fusion layer on labelled grades.
 
 Vision probabilities come from photos the vision model did not train on: when a manifest is
-one the vision run trained on, only the devices of that run's validation split are used (the
-same seeded split), so the fusion layer does not learn from over-confident training
+one the vision run trained on, only the devices of that run's validation split are used (read
+from the run directory), so the fusion layer does not learn from over-confident training
 predictions. The fit is scored by 5-fold cross-validation against the policy alone.
 """
 
@@ -22,15 +22,16 @@ from fusion.policy import load_policy
 from training.image_cache import load_images
 from training.manifest import DatasetError, ManifestRow, load_manifest
 from training.metrics import softmax
-from training.vision_data import samples_from, split
-from training.vision_run import load_run, predict_logits
+from training.vision_run import load_run, predict_logits, validation_devices
+from vision.conditions import PART_VIEW, PARTS
 
 log = logging.getLogger("photograde.fusion")
 
 
-def held_out_rows(manifests: list[str], vision_config: dict[str, Any],
+def held_out_rows(manifests: list[str], vision_run: str | Path, vision_config: dict[str, Any],
                   policy) -> tuple[list[ManifestRow], int]:
-    """Rows with a grade and both photos, minus the vision run's training devices."""
+    """Rows with a grade and both photos, minus the vision run's training devices (its
+    validation split is read from the run)."""
     tc = vision_config["train_config"]
     trained_on = {str(Path(m).resolve()) for m in tc["manifests"]}
     rows, dropped = [], 0
@@ -38,8 +39,7 @@ def held_out_rows(manifests: list[str], vision_config: dict[str, Any],
         manifest = load_manifest(m, policy)
         keep = {r.device_id for r in manifest.rows}
         if str(Path(m).resolve()) in trained_on and not tc.get("val_manifests"):
-            _, val = split(samples_from([manifest]), tc["val_fraction"], tc["seed"])
-            keep = {s.device_id for s in val}
+            keep = validation_devices(vision_run, vision_config, manifest)
         for r in manifest.rows:
             if r.device_id not in keep:
                 dropped += 1
@@ -54,7 +54,8 @@ def vision_probabilities(run_dir: str | Path, rows: list[ManifestRow], cache_dir
     model, config, temps = load_run(run_dir)
     size = config["img_size"]
     out = []
-    for part, view in (("screen", "front"), ("shell", "back")):
+    for part in PARTS:
+        view = PART_VIEW[part]
         images = load_images([r.photo(view) for r in rows], size, cache_dir, workers=2,
                              progress=False)
         logits = predict_logits(model, images, [part] * len(rows), device=device)
@@ -76,7 +77,7 @@ def train_fusion(manifests: list[str], vision_run: str | Path, tabular_run: str 
     out = Path(out)
     policy = load_policy(grading)
     _, vision_config, _ = load_run(vision_run)
-    rows, dropped = held_out_rows(manifests, vision_config, policy)
+    rows, dropped = held_out_rows(manifests, vision_run, vision_config, policy)
     if len(rows) < 10:
         raise DatasetError(f"only {len(rows)} usable rows (need a grade, both photos and "
                            f"devices the vision run did not train on; {dropped} were its "

@@ -25,12 +25,13 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from training.cv import _scores, _write_fold, probe_features
+from training.device import resolve_device
 from training.image_cache import load_images
 from training.manifest import load_manifest
 from training.metrics import cracked_truth, softmax
 from training.vision_data import Sample, samples_from
 from training.vision_run import load_run, predict_logits
-from training.vision_train import TrainConfig, resolve_device, train_vision
+from training.vision_train import TrainConfig, train_vision
 from vision.conditions import CONDITIONS
 from vision.errors import PhotogradeError
 

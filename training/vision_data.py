@@ -17,10 +17,8 @@ import torch
 from torch.utils.data import Dataset
 
 from training.manifest import Manifest
-from vision.conditions import CONDITIONS, PART_VIEW
+from vision.conditions import CONDITIONS, PART_VIEW, PARTS
 from vision.preprocess import PreprocessConfig
-
-PARTS = ("screen", "shell")
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,9 @@ from fusion.policy import load_policy
 from training.image_cache import load_images
 from training.manifest import DatasetError, load_manifest
 from training.metrics import cracked_truth, ece, head_metrics, partial_nll, softmax
-from training.vision_data import PARTS, Sample, samples_from
+from training.vision_data import Sample, samples_from
 from training.vision_run import RunError, load_run, predict_logits
-from vision.conditions import CONDITIONS
+from vision.conditions import CONDITIONS, PARTS
 
 ECE_BINS = 15
 THUMB = 200
@@ -48,7 +48,7 @@ def evaluate_vision(run_dir: str | Path, manifests: list[str | Path], out_dir: s
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
     model, config, temps = load_run(run_dir)
-    policy = load_policy(grading)
+    policy = load_policy(grading) if grading else None  # grades: checked only when asked
     samples = samples_from([load_manifest(m, policy) for m in manifests])
     if not samples:
         raise DatasetError("no labelled photos in the manifest(s) (every condition cell is "

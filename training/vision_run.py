@@ -1,16 +1,22 @@
-"""A vision run directory: its config, checkpoints and calibration; loading and inference.
+"""A vision run directory, written and read by this module only; loading and inference.
 
     RUN_DIR/config.json        training configuration (backbone, preprocessing, data, ...)
+    RUN_DIR/split.json         the validation split: the devices validated on, and how
     RUN_DIR/best.pt            the best model (by validation score): weights + config
     RUN_DIR/last.pt            full training state, for --resume
     RUN_DIR/log.jsonl          one line per epoch
     RUN_DIR/calibration.json   per-head temperatures fitted on validation data
+    RUN_DIR/summary.json       best validation score, epochs run, temperatures, metrics
+
+Export and fusion training read the validation split from ``split.json``; for a run written
+before that file existed they recompute the same seeded split from the run's config.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +24,112 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from training.manifest import Manifest, load_manifest
+from training.vision_data import Sample, samples_from, split
+from training.vision_train import TrainConfigError
+from vision.conditions import CONDITIONS, PARTS
 from vision.errors import PhotogradeError
 from vision.model import ConditionModel, build_model
 from vision.preprocess import PreprocessConfig
 
-PARTS = ("screen", "shell")
+log = logging.getLogger("photograde.train")
+
+CONFIG, SPLIT, BEST, LAST = "config.json", "split.json", "best.pt", "last.pt"
+LOG, CALIBRATION, SUMMARY = "log.jsonl", "calibration.json", "summary.json"
+SPLIT_FORMAT = "photograde-split/1"
 
 
 class RunError(PhotogradeError):
     """A vision run directory is missing or holds no finished run."""
+
+
+@dataclass(frozen=True)
+class ValidationSplit:
+    """Which devices a run validated on: a seeded split of its training manifests by device
+    (``method="device_split"``) or its ``--val-manifest`` (``"val_manifests"``)."""
+
+    method: str
+    seed: int
+    val_fraction: float
+    val_device_ids: tuple[str, ...]
+    val_photos: int
+    format: str = SPLIT_FORMAT
+
+    @classmethod
+    def of(cls, val: list[Sample], method: str, seed: int, val_fraction: float
+           ) -> ValidationSplit:
+        ids = tuple(dict.fromkeys(s.device_id for s in val))  # unique, in sample order
+        return cls(method, seed, val_fraction, ids, len(val))
+
+
+class RunDir:
+    """The files of one vision run directory (nothing is written on construction)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    def create(self) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    def _write_json(self, name: str, data: Any) -> None:
+        (self.path / name).write_text(json.dumps(data, indent=2))
+
+    def _read_json(self, name: str) -> Any | None:
+        path = self.path / name
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    # -- config, split, log, temperatures, summary ----------------------------------------
+    def write_config(self, config: dict[str, Any]) -> None:
+        self._write_json(CONFIG, config)
+
+    def read_config(self) -> dict[str, Any] | None:
+        return self._read_json(CONFIG)
+
+    def write_split(self, val_split: ValidationSplit) -> None:
+        self._write_json(SPLIT, asdict(val_split))
+
+    def read_split(self) -> ValidationSplit | None:
+        """The saved validation split; None for a run written before ``split.json``."""
+        data = self._read_json(SPLIT)
+        if data is None:
+            return None
+        if data.get("format") != SPLIT_FORMAT:
+            raise RunError(f"{self.path / SPLIT}: unknown format {data.get('format')!r} "
+                           f"(expected {SPLIT_FORMAT})")
+        return ValidationSplit(**{**data, "val_device_ids": tuple(data["val_device_ids"])})
+
+    def append_log(self, entry: dict[str, Any]) -> None:
+        with (self.path / LOG).open("a") as f:
+            f.write(json.dumps(entry) + "\n")
+
+    def write_temperatures(self, temps: dict[str, float]) -> None:
+        self._write_json(CALIBRATION, temps)
+
+    def read_temperatures(self) -> dict[str, float]:
+        """Per-head temperatures (1.0 for a head without one)."""
+        temps = self._read_json(CALIBRATION) or {}
+        return {p: float(temps.get(p, 1.0)) for p in PARTS}
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        self._write_json(SUMMARY, summary)
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def has_checkpoint(self) -> bool:
+        """Whether a training state (``last.pt``) is there to resume."""
+        return (self.path / LAST).is_file()
+
+    def save_best(self, model: torch.nn.Module, config: dict[str, Any]) -> None:
+        torch.save({"model": model.state_dict(), "config": config}, self.path / BEST)
+
+    def save_last(self, state: dict[str, Any]) -> None:
+        torch.save(state, self.path / LAST)
+
+    def load_last(self) -> dict[str, Any]:
+        """The full training state (model, optimiser, scheduler, history, ...)."""
+        return torch.load(self.path / LAST, map_location="cpu", weights_only=False)
 
 
 def model_from_config(config: dict[str, Any]) -> ConditionModel:
@@ -43,21 +146,69 @@ def model_from_config(config: dict[str, Any]) -> ConditionModel:
     return model
 
 
-def load_run(run_dir: str | Path, checkpoint: str = "best.pt"
+def load_run(run_dir: str | Path, checkpoint: str = BEST
              ) -> tuple[ConditionModel, dict[str, Any], dict[str, float]]:
     """(model in eval mode, config, temperatures) of a finished run."""
-    run_dir = Path(run_dir)
-    path = run_dir / checkpoint
+    run = RunDir(run_dir)
+    path = run / checkpoint
     if not path.is_file():
-        raise RunError(f"{path} not found: is {run_dir} a vision run directory "
-                       f"(photograde train vision --out {run_dir})?")
+        raise RunError(f"{path} not found: is {run.path} a vision run directory "
+                       f"(photograde train vision --out {run.path})?")
     state = torch.load(path, map_location="cpu", weights_only=True)
     model = model_from_config(state["config"])
     model.load_state_dict(state["model"])
     model.eval()
-    cal_path = run_dir / "calibration.json"
-    temps = json.loads(cal_path.read_text()) if cal_path.is_file() else {}
-    return model, state["config"], {p: float(temps.get(p, 1.0)) for p in PARTS}
+    return model, state["config"], run.read_temperatures()
+
+
+def init_from_run(model: ConditionModel, path: str | Path, backbone: str) -> str:
+    """Load a finished run's whole model (backbone and heads) into ``model``, e.g. to go on
+    training it at a larger input size; returns the weights source to record."""
+    path = Path(path)
+    ckpt = path / BEST if path.is_dir() else path
+    if not ckpt.is_file():
+        raise TrainConfigError(f"--init-from: {ckpt} not found (pass a vision run directory "
+                               f"or its {BEST})")
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+        raise TrainConfigError(f"--init-from: {ckpt} is not a photograde vision checkpoint")
+    theirs = state["config"]
+    if theirs["backbone"] != backbone:
+        raise TrainConfigError(f"--init-from: {ckpt} was trained with backbone "
+                               f"{theirs['backbone']!r}, not {backbone!r}")
+    if theirs.get("classes") != {p: list(CONDITIONS[p]) for p in PARTS}:
+        raise TrainConfigError(f"--init-from: {ckpt} has other condition classes "
+                               f"({theirs.get('classes')})")
+    model.load_state_dict(state["model"])
+    log.info("initialised from %s (trained at %d px)", ckpt, theirs["img_size"])
+    return f"{theirs.get('weights_source', 'unknown')} -> {ckpt}"
+
+
+# -- the validation split, read back --------------------------------------------------------
+def run_samples(run_dir: str | Path, config: dict[str, Any]
+                ) -> tuple[list[Sample], list[Sample]]:
+    """The run's training and validation photos, split exactly as training split them."""
+    tc = config["train_config"]
+    train = samples_from([load_manifest(m) for m in tc["manifests"]])
+    if tc.get("val_manifests"):
+        return train, samples_from([load_manifest(m) for m in tc["val_manifests"]])
+    saved = RunDir(run_dir).read_split()
+    if saved is None:  # a run from before split.json: the same seeded split, recomputed
+        return split(train, tc["val_fraction"], tc["seed"])
+    val_ids = set(saved.val_device_ids)
+    return ([s for s in train if s.device_id not in val_ids],
+            [s for s in train if s.device_id in val_ids])
+
+
+def validation_devices(run_dir: str | Path, config: dict[str, Any],
+                       manifest: Manifest) -> set[str]:
+    """The devices of ``manifest`` (one the run trained on) in the run's validation split."""
+    saved = RunDir(run_dir).read_split()
+    if saved is None:  # a run from before split.json: the same seeded split, recomputed
+        tc = config["train_config"]
+        _, val = split(samples_from([manifest]), tc["val_fraction"], tc["seed"])
+        return {s.device_id for s in val}
+    return {r.device_id for r in manifest.rows} & set(saved.val_device_ids)
 
 
 @torch.no_grad()
