@@ -184,3 +184,46 @@ def test_runtime_never_imports_torch(bundle, synth_dir):
         "print(out.grade)\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def _ctia_table(path: Path, n: int = 600) -> str:
+    """A table-only CTIA manifest (returns and announced grades) for the return-risk model."""
+    from training.manifest import write_manifest
+    from training.synth.generate import sample_rows
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (8, 8), (90, 90, 90)).save(path.parent / "tiny.jpg")
+    rows = [dict(r, front_path="tiny.jpg") for r in sample_rows(n, 5, load_policy("ctia"))]
+    return str(write_manifest(path, rows))
+
+
+def test_ctia_scale_round_trip(tmp_path, capsys):
+    """A CTIA-graded dataset through synth, the three trainings (--grading ctia), export (which
+    takes no --grading: manifests carry no scale) and predict on the A-E scale."""
+    data, cache = tmp_path / "synth", str(tmp_path / "cache")
+    v, t, f, b = (str(tmp_path / name) for name in ("v", "t", "f", "b"))
+    ctia = ["--grading", "ctia"]
+    assert main(["synth", "--devices", "40", "--out", str(data), "--size", "128", "--seed", "3",
+                 "--workers", "1", "--quiet", *ctia]) == 0
+    manifest = str(data / "manifest.csv")
+    assert main(["train", "vision", "--manifest", manifest, "--out", v, "--val-fraction", "0.5",
+                 "--img-size", "64", "--epochs", "1", "--batch-size", "8", "--workers", "0",
+                 "--cache-dir", cache, "--quiet", *ctia]) == 0
+    assert main(["train", "tabular", "--manifest", _ctia_table(tmp_path / "table" / "m.csv"),
+                 "--out", t, *ctia]) == 0
+    assert main(["train", "fusion", "--manifest", manifest, "--vision", v, "--tabular", t,
+                 "--out", f, "--cache-dir", cache, *ctia]) == 0
+    held_out = json.loads((Path(v) / "split.json").read_text())["val_device_ids"]
+    assert json.loads((Path(f) / "fusion.json").read_text())["metrics"]["rows"] == len(held_out)
+    assert main(["export", "--vision", v, "--tabular", t, "--fusion", f, "--out", b,
+                 "--cache-dir", cache]) == 0
+    assert json.loads((Path(b) / "manifest.json").read_text())["grading"]["scale"]["name"] == "ctia"
+    capsys.readouterr()
+    row = load_manifest(manifest, load_policy("ctia")).rows[0]
+    info = tmp_path / "device.json"
+    info.write_text(json.dumps(INFO))
+    assert main(["predict", "--bundle", b, "--front", str(row.front_path), "--back",
+                 str(row.back_path), "--device-info", str(info), "--refurbisher-grade", "A"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert list(out["grade_probabilities"]) == ["A", "B", "C", "D", "E"]
+    assert out["grade"] in "ABCDE" and out["refurbisher_grade"] == "A"
