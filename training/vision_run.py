@@ -85,9 +85,6 @@ class RunDir:
     def write_config(self, config: dict[str, Any]) -> None:
         self._write_json(CONFIG, config)
 
-    def read_config(self) -> dict[str, Any] | None:
-        return self._read_json(CONFIG)
-
     def write_split(self, val_split: ValidationSplit) -> None:
         self._write_json(SPLIT, asdict(val_split))
 
