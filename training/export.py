@@ -47,7 +47,7 @@ from training.image_cache import load_images
 from training.manifest import load_manifest
 from training.metrics import head_metrics
 from training.vision_data import samples_from
-from training.vision_run import load_run, run_samples
+from training.vision_run import RunDir, load_run, run_samples
 from vision.conditions import CONDITIONS, PARTS
 from vision.errors import PhotogradeError
 from vision.model import ConditionModel
@@ -217,8 +217,7 @@ def _manifest(out: Path, vision_run: str | Path, config: dict[str, Any],
               int8_info: dict[str, Any] | None, fusion: dict[str, Any],
               demo: bool) -> BundleManifest:
     """The manifest of the files now in ``out`` (the last step of the export)."""
-    vision_summary = json.loads((Path(vision_run) / "summary.json").read_text()) \
-        if (Path(vision_run) / "summary.json").is_file() else {}
+    vision_summary = RunDir(vision_run).read_summary()
     files = hash_files(out)
     created = dt.datetime.now(dt.UTC).replace(microsecond=0)
     return BundleManifest.model_validate({

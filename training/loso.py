@@ -30,7 +30,7 @@ from training.image_cache import load_images
 from training.manifest import load_manifest
 from training.metrics import cracked_truth, softmax
 from training.vision_data import Sample, samples_from
-from training.vision_run import load_run, predict_logits
+from training.vision_run import RunDir, load_run, predict_logits
 from training.vision_train import TrainConfig, train_vision
 from vision.conditions import CONDITIONS
 from vision.errors import PhotogradeError
@@ -69,7 +69,7 @@ def _finetune(samples: list[Sample], train: np.ndarray, test: np.ndarray, part: 
     """P(cracked) on the held-out photos, plain and with mirror-image test-time augmentation."""
     train_m = _write_fold([samples[i] for i in train], out / "train.csv")
     cfg = dataclasses.replace(base, manifests=[str(train_m), *extra], out=str(out / "run"),
-                              val_manifests=[], resume=(out / "run" / "last.pt").is_file())
+                              val_manifests=[], resume=RunDir(out / "run").has_checkpoint())
     train_vision(cfg)
     model, config, temps = load_run(cfg.out)
     images = load_images([samples[i].path for i in test], config["img_size"], base.cache_dir,

@@ -113,6 +113,10 @@ class RunDir:
     def write_summary(self, summary: dict[str, Any]) -> None:
         self._write_json(SUMMARY, summary)
 
+    def read_summary(self) -> dict[str, Any]:
+        """The finished run's summary (empty when training did not finish)."""
+        return self._read_json(SUMMARY) or {}
+
     # -- checkpoints ------------------------------------------------------------------------
     def has_checkpoint(self) -> bool:
         """Whether a training state (``last.pt``) is there to resume."""
