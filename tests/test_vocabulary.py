@@ -149,3 +149,14 @@ def _toml(d: dict) -> str:
     for k, v in d.items():
         emit(k, v)
     return "\n".join(lines) + "\n"
+
+
+def test_parts_and_return_reasons_are_defined_once():
+    from serve.settings import Settings
+    from tabular.schema import RETURN_REASONS
+    from training.synth.devices import RANDOM_RETURN_REASONS
+    from vision.conditions import CONDITIONS, PART_VIEW, PARTS
+
+    assert PARTS == ("screen", "shell") == tuple(CONDITIONS) == tuple(PART_VIEW)
+    assert Settings().return_reasons == list(RETURN_REASONS)
+    assert set(RANDOM_RETURN_REASONS) <= set(RETURN_REASONS)
