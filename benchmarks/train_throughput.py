@@ -22,12 +22,12 @@ from training.device import amp_dtype_for, auto_workers
 from training.image_cache import load_images
 from training.malloc import keep_freed_memory
 from training.manifest import load_manifest
+from training.samples import samples_from
 from training.synth.generate import generate
 from training.vision_data import (
     PhotoDataset,
     balanced_weights,
     normalize_batch,
-    samples_from,
 )
 from training.vision_loss import partial_label_loss, select_head
 from vision.model import build_model, freeze_early_stages

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from vision.errors import PhotogradeError
 
 BUNDLE_FORMAT = 1
+BASE_MODEL = "photograde-base"  # the model shipped in models/photograde-base
 MANIFEST_FILE = "manifest.json"
 VISION_FILE = "vision.onnx"
 VISION_INT8_FILE = "vision.int8.onnx"
@@ -115,11 +116,17 @@ class GradingInfo(_Section):
 class BundleManifest(_Section):
     """``manifest.json``."""
 
+    @property
+    def kind(self) -> str:
+        """``demo`` (synthetic demo build), ``base`` (the shipped base model) or ``custom``."""
+        return "demo" if self.demo else "base" if self.model_name == BASE_MODEL else "custom"
+
     bundle_format: int = BUNDLE_FORMAT
     bundle_version: str
     photograde_version: str
     created_at: str
     demo: bool = False
+    model_name: str | None = None  # e.g. photograde-base; None: a custom bundle
     vision: VisionInfo
     tabular: TabularInfo
     fusion: FusionInfo

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from photograde import model_commands
 from serve import cli as serve_cli
 from training import cli as training_cli
 from vision.errors import PhotogradeError
@@ -66,6 +67,10 @@ def _demo_options(p: argparse.ArgumentParser) -> None:
 
     defaults = Settings.model_fields
     p.add_argument("--dir", type=Path, default=Path("demo"), help="default ./demo")
+    p.add_argument("--bundle", type=Path, help="serve this bundle (default: the shipped base "
+                   "model, models/photograde-base)")
+    p.add_argument("--train", action="store_true", help="build (once) and serve a demo model "
+                   "trained on synthetic photos, to see the whole pipeline (a few minutes)")
     p.add_argument("--host", default=defaults["host"].default)
     p.add_argument("--port", type=int, default=defaults["port"].default)
 
@@ -73,7 +78,7 @@ def _demo_options(p: argparse.ArgumentParser) -> None:
 def _demo(args: argparse.Namespace) -> int:
     from photograde.demo import run_demo
 
-    return run_demo(args.dir, args.host, args.port)
+    return run_demo(args.dir, args.host, args.port, bundle=args.bundle, train=args.train)
 
 
 def _db_seed_options(p: argparse.ArgumentParser) -> None:
@@ -105,10 +110,10 @@ def build_parser() -> CommandParser:
     parser = CommandParser(prog="photograde", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    training_cli.register(sub)
+    model_commands.register(training_cli.register(sub))
     groups = serve_cli.register(sub)
-    sub.add_parser("demo", help="build a demo bundle and history if needed, then serve the API "
-                   "and the UI with one demo key per role",
+    sub.add_parser("demo", help="serve the API and the UI with the shipped model (or a demo "
+                   "build with --train), a seeded history and one demo key per role",
                    populate=_demo_options).set_defaults(func=_demo)
     groups["db"].add_parser("seed", help="demo history from a synthetic manifest, graded by "
                             "the bundle's models",

@@ -1,7 +1,8 @@
 """``photograde demo``: a working service with nothing configured.
 
-In ``DIR`` (default ``./demo``): builds a small demo bundle from synthetic data when
-``DIR/bundle`` is missing (needs the ``[train]`` extra), creates ``DIR/photograde.db`` and
+Serves the shipped base model (``models/photograde-base``), or ``--bundle B``, or with
+``--train`` a small demo bundle built from synthetic data in ``DIR/bundle`` when missing (needs
+the ``[train]`` extra). In ``DIR`` (default ``./demo``) it creates ``DIR/photograde.db`` and
 ``DIR/photos`` seeded with a synthetic history, creates one API key per role (kept in
 ``DIR/demo-keys.json``, mode 600, reused on later runs) and serves the API and the UI.
 """
@@ -18,7 +19,7 @@ from typing import Any
 
 from fusion.bundle import BundleManifest
 from serve.models import ROLES
-from serve.settings import Settings, load_settings
+from serve.settings import SHIPPED_BUNDLE, Settings, load_settings
 from vision.errors import PhotogradeError
 
 DEMO_REFURBISHER = "demo-refurbisher"
@@ -113,7 +114,28 @@ def demo_keys(db: Any, path: Path) -> dict[str, str]:
     return keys
 
 
-def prepare(directory: Path, history_devices: int = 120) -> tuple[Settings, dict[str, str]]:
+def demo_bundle(directory: Path, bundle: Path | None, train: bool) -> Path:
+    """The bundle to serve: ``--bundle``, else the demo build (``--train``, built in
+    ``directory/bundle`` when missing), else the shipped base model."""
+    if train:
+        built = directory / "bundle"
+        if not (built / "manifest.json").is_file():
+            build_demo_bundle(directory / "build", built)
+        else:
+            _step(f"using the demo build in {built}")
+        return built
+    if bundle is None:
+        bundle = SHIPPED_BUNDLE
+        if not (bundle / "manifest.json").is_file():
+            raise DemoError(f"demo: the shipped model {bundle} is missing (a partial checkout?): "
+                            "pass --train to build a demo model from synthetic photos, or "
+                            "--bundle with a bundle directory")
+    _step(f"serving the bundle in {bundle}")
+    return bundle
+
+
+def prepare(directory: Path, history_devices: int = 120, *, bundle: Path | None = None,
+            train: bool = False) -> tuple[Settings, dict[str, str]]:
     """Bundle, database, photos, seeded history and keys in ``directory``."""
     logging.getLogger("alembic").setLevel(logging.WARNING)
     from photograde.seed import seed_history
@@ -122,11 +144,7 @@ def prepare(directory: Path, history_devices: int = 120) -> tuple[Settings, dict
     from serve.runtime import Grader
 
     directory.mkdir(parents=True, exist_ok=True)
-    bundle = directory / "bundle"
-    if not (bundle / "manifest.json").is_file():
-        build_demo_bundle(directory / "build", bundle)
-    else:
-        _step(f"using the bundle in {bundle}")
+    bundle = demo_bundle(directory, bundle, train)
     db_path = directory / "photograde.db"
     settings = load_settings(bundle=bundle, database_url=f"sqlite:///{db_path.resolve()}",
                              photo_dir=directory / "photos")
@@ -149,13 +167,14 @@ def prepare(directory: Path, history_devices: int = 120) -> tuple[Settings, dict
     return settings, keys
 
 
-def run_demo(directory: Path, host: str, port: int) -> int:
+def run_demo(directory: Path, host: str, port: int, *, bundle: Path | None = None,
+             train: bool = False) -> int:
     logging.getLogger("alembic").setLevel(logging.WARNING)  # before its import-time chatter
     import uvicorn
 
     from serve.app import create_app
 
-    settings, keys = prepare(directory)
+    settings, keys = prepare(directory, bundle=bundle, train=train)
     settings = settings.model_copy(update={"host": host, "port": port})
     url = f"http://{host}:{port}/ui"
     print(f"\nphotograde demo: open {url}\nDemo API keys (paste one on the login page; also in "

@@ -173,6 +173,7 @@ class Grader:
     def info(self) -> dict[str, Any]:
         m = self.manifest
         return {"bundle_version": m.bundle_version, "demo": m.demo,
+                "model_name": m.model_name, "model_kind": m.kind,
                 "photograde_version": m.photograde_version, "created_at": m.created_at,
                 "backbone": m.vision.backbone, "input_size": m.vision.input_size,
                 "vision_file": self.vision_file, "execution_provider": self.provider,

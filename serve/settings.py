@@ -13,9 +13,13 @@ from typing import Any, Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict, TomlConfigSettingsSource
 
+from fusion.bundle import BASE_MODEL
 from tabular.schema import RETURN_REASONS
 from vision.errors import PhotogradeError
 
+# The base model shipped with the project (a source checkout or an editable install has it;
+# the Docker image copies it to /models/bundle).
+SHIPPED_BUNDLE = Path(__file__).resolve().parents[1] / "models" / BASE_MODEL
 
 class SettingsError(PhotogradeError):
     """A setting (argument, environment variable or settings file) is invalid."""
@@ -24,7 +28,8 @@ class SettingsError(PhotogradeError):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PHOTOGRADE_", extra="forbid")
 
-    bundle: Path = Field(Path("bundle"), description="model bundle directory")
+    bundle: Path = Field(SHIPPED_BUNDLE, description="model bundle directory (default: the "
+                         "shipped base model, models/photograde-base)")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     workers: int = Field(1, ge=1, description="uvicorn worker processes")

@@ -14,12 +14,11 @@ import torch
 
 from photograde.cli import main
 from training.manifest import load_manifest, write_manifest
+from training.samples import samples_from, split
 from training.vision_data import (
     PhotoDataset,
     balanced_weights,
     normalize_batch,
-    samples_from,
-    split,
 )
 from training.vision_loss import partial_label_loss
 from training.vision_run import load_run, run_samples, validation_devices

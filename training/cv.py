@@ -28,7 +28,7 @@ from training.device import resolve_device
 from training.image_cache import load_images
 from training.manifest import DatasetError, load_manifest, write_manifest
 from training.metrics import cracked_truth, softmax
-from training.vision_data import Sample, samples_from
+from training.samples import Sample, samples_from
 from training.vision_run import RunDir, load_run, predict_logits
 from training.vision_train import TrainConfig, train_vision
 from vision.conditions import CONDITIONS, format_condition_set

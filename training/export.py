@@ -46,7 +46,7 @@ from fusion.bundle import (
 from training.image_cache import load_images
 from training.manifest import load_manifest
 from training.metrics import head_metrics
-from training.vision_data import samples_from
+from training.samples import samples_from
 from training.vision_run import RunDir, load_run, run_samples
 from vision.conditions import CONDITIONS, PARTS
 from vision.errors import PhotogradeError
@@ -245,10 +245,12 @@ def _manifest(out: Path, vision_run: str | Path, config: dict[str, Any],
 def export_bundle(vision_run: str | Path, tabular_run: str | Path, fusion_run: str | Path,
                   out: str | Path, *, int8: bool = False, cache_dir: str | None = None,
                   n_samples: int = 4, overwrite: bool = False, demo: bool = False,
-                  int8_eval: str | Path | None = None) -> BundleManifest:
+                  int8_eval: str | Path | None = None, model_name: str | None = None
+                  ) -> BundleManifest:
     """Write the bundle; returns its manifest. ``demo``: a bundle trained on synthetic data
     only, flagged in its manifest (the UI shows a banner). ``int8_eval``: a held-out manifest
-    on which to compare int8 with fp32 (default: the run's validation photos)."""
+    on which to compare int8 with fp32 (default: the run's validation photos). ``model_name``:
+    recorded in the manifest (``photograde-base`` for the shipped model)."""
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         if not overwrite:
@@ -306,6 +308,7 @@ def export_bundle(vision_run: str | Path, tabular_run: str | Path, fusion_run: s
     save_samples(out, sample_x, expected[0], expected[1])
     save_heads(out, {p: model.head(p).weight.detach().numpy() for p in PARTS})
     manifest = _manifest(out, vision_run, config, pre, temps, diff, int8_info, fusion, demo)
+    manifest.model_name = model_name
     write_manifest(out, manifest)
     log.info("bundle %s written to %s", manifest.bundle_version, out)
     return manifest

@@ -21,8 +21,7 @@ from fusion.policy import load_policy
 from training.image_cache import load_images
 from training.manifest import DatasetError, load_manifest
 from training.metrics import cracked_truth, ece, head_metrics, partial_nll, softmax
-from training.vision_data import Sample, samples_from
-from training.vision_run import RunError, load_run, predict_logits
+from training.samples import Sample, samples_from
 from vision.conditions import CONDITIONS, PARTS
 
 ECE_BINS = 15
@@ -38,6 +37,8 @@ def evaluate_vision(run_dir: str | Path, manifests: list[str | Path], out_dir: s
 
     Returns the metrics dict written to ``metrics.json`` (NaN kept as float NaN here).
     """
+    from training.vision_run import RunError, load_run, predict_logits  # torch
+
     if not manifests:
         raise DatasetError("--manifest is required (one or more)")
     run_dir, out = Path(run_dir), Path(out_dir)
@@ -71,14 +72,14 @@ def evaluate_vision(run_dir: str | Path, manifests: list[str | Path], out_dir: s
         if not sel.any():
             continue
         head_samples = [s for s, ok in zip(samples, sel, strict=True) if ok]
-        result[part] = _evaluate_head(part, head_samples, logits[sel], allowed[sel],
+        result[part] = evaluate_head(part, head_samples, logits[sel], allowed[sel],
                                       temps[part], out, worst)
-    (out / "metrics.json").write_text(json.dumps(_json_safe(result), indent=2))
-    (out / "report.md").write_text(_report(result, config))
+    (out / "metrics.json").write_text(json.dumps(json_safe(result), indent=2))
+    (out / "report.md").write_text(report(result, config))
     return result
 
 
-def _evaluate_head(part: str, samples: list[Sample], logits: np.ndarray, allowed: np.ndarray,
+def evaluate_head(part: str, samples: list[Sample], logits: np.ndarray, allowed: np.ndarray,
                    temperature: float, out: Path, worst: int) -> dict[str, Any]:
     classes = CONDITIONS[part]
     raw = head_metrics(logits, allowed, classes, 1.0)
@@ -280,13 +281,15 @@ def summary_line(part: str, m: dict[str, Any]) -> str:
             f" ROC-AUC cracked {_fmt(m.get('roc_auc_cracked'))}")
 
 
-def _report(result: dict[str, Any], config: dict[str, Any]) -> str:
+def report(result: dict[str, Any], config: dict[str, Any]) -> str:
     info = result["model"]
-    lines = ["# Vision evaluation", "",
-             f"- run: `{result['run']}`",
+    source = (f"- run: `{result['run']}`" if "run" in result else
+              f"- bundle: `{result['bundle']}` ({result['bundle_version']}, "
+              f"{result['vision_file']}, served through the ONNX runtime)")
+    lines = ["# Vision evaluation", "", source,
              f"- manifests: {', '.join(f'`{m}`' for m in result['manifests'])}",
              f"- backbone: `{info['backbone']}`, image size {info['img_size']}, weights: "
-             f"{info['weights_source']}",
+             f"{info.get('weights_source', 'the bundle')}",
              "- temperatures: " + ", ".join(f"{p} {t:.3g}" for p, t in
                                             info["temperatures"].items()),
              f"- training data: {config.get('data', {}).get('train_photos', 'n/a')} photos", ""]
@@ -328,15 +331,47 @@ def _report(result: dict[str, Any], config: dict[str, Any]) -> str:
                       f"{w['p_true']:.3f} | `{w['path']}` |"
                       for i, w in enumerate(m["worst"], 1)]
             lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines + _extra_sections(result))
 
 
-def _json_safe(obj: Any) -> Any:
+def _extra_sections(result: dict[str, Any]) -> list[str]:
+    """Per-source metrics, grade-level metrics and user-facing grades (``evaluate bundle``)."""
+    lines: list[str] = []
+    if result.get("by_source"):
+        lines += ["## By source", "", "| source | head | photos | macro-F1 | balanced accuracy "
+                  "| ROC-AUC cracked | cracked vs rest: balanced accuracy |",
+                  "|---|---|---|---|---|---|---|"]
+        for name, heads in result["by_source"].items():
+            for part, m in heads.items():
+                cvr = m.get("cracked_vs_rest") or {}
+                lines.append(f"| {name} | {part} | {m['n']} | {_fmt(m.get('macro_f1'))} | "
+                             f"{_fmt(m.get('balanced_accuracy'))} | "
+                             f"{_fmt(m.get('roc_auc_cracked'))} | "
+                             f"{_fmt(cvr.get('balanced_accuracy'))} |")
+        lines.append("")
+    g = result.get("grades")
+    if g:
+        lines += ["## Grades", "", f"{g['n']} devices with a known grade: accuracy "
+                  f"{_fmt(g['accuracy'])}, macro-F1 {_fmt(g['macro_f1'])}, QWK {_fmt(g['qwk'])}.",
+                  "", "| true \\ predicted | " + " | ".join(g["grades"]) + " |",
+                  "|---|" + "---|" * len(g["grades"])]
+        lines += [f"| {t} | " + " | ".join(map(str, row)) + " |"
+                  for t, row in zip(g["grades"], g["confusion_matrix"], strict=True)] + [""]
+    ug = result.get("user_grades")
+    if ug:
+        lines += ["## Grades a user sees", "", f"Each front graded with the back `{ug['back']}` "
+                  f"(predicted {ug['back_condition']}) and a checklist that passes:", ""]
+        lines += [f"- {label}: " + ", ".join(f"{k} {v}" for k, v in sorted(c.items()))
+                  for label, c in sorted(ug["counts"].items())] + [""]
+    return lines
+
+
+def json_safe(obj: Any) -> Any:
     """JSON-ready copy: NaN / inf -> None, numpy scalars -> Python, tuples -> lists."""
     if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
+        return {str(k): json_safe(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_json_safe(v) for v in obj]
+        return [json_safe(v) for v in obj]
     if isinstance(obj, np.generic):
         obj = obj.item()
     if isinstance(obj, float) and not math.isfinite(obj):

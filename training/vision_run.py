@@ -25,7 +25,7 @@ import torch
 from tqdm import tqdm
 
 from training.manifest import Manifest, load_manifest
-from training.vision_data import Sample, samples_from, split
+from training.samples import Sample, samples_from, split
 from training.vision_train import TrainConfigError
 from vision.conditions import CONDITIONS, PARTS
 from vision.errors import PhotogradeError

@@ -35,14 +35,8 @@ from training.device import (
 from training.image_cache import load_images
 from training.manifest import DatasetError, load_manifest
 from training.metrics import fit_temperature, head_metrics, partial_nll, selection_score
-from training.vision_data import (
-    PhotoDataset,
-    Sample,
-    balanced_weights,
-    normalize_batch,
-    samples_from,
-    split,
-)
+from training.samples import Sample, samples_from, split
+from training.vision_data import PhotoDataset, balanced_weights, normalize_batch
 from training.vision_loss import partial_label_loss, select_head, warmup_cosine
 from training.vision_run import (
     LAST,

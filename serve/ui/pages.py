@@ -14,6 +14,7 @@ from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from fusion.bundle import BundleManifest
 from serve.auth import OPEN, Principal
 from serve.deps import WorkflowDep
 from serve.models import ROLES
@@ -51,7 +52,17 @@ def base(wf: Workflow, who: Principal | None) -> dict[str, Any]:
     """What every page shows: the key, the demo banner, the bundle version."""
     g = wf.svc.grader
     return {"who": who, "demo": bool(g and g.manifest.demo),
-            "bundle_version": g.manifest.bundle_version if g else None}
+            "bundle_version": g.manifest.bundle_version if g else None,
+            "model_label": model_label(g.manifest) if g else None}
+
+
+def model_label(manifest: BundleManifest) -> str:
+    """Which model is serving, in words: the shipped base model, a demo build or a custom one."""
+    if manifest.kind == "base":
+        return f"{manifest.model_name} (the shipped base model)"
+    if manifest.kind == "demo":
+        return "demo build (synthetic photos only)"
+    return f"custom bundle{f' {manifest.model_name}' if manifest.model_name else ''}"
 
 
 def page(request: Request, name: str, who: Principal | None, code: int = 200,

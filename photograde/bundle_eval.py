@@ -1,0 +1,186 @@
+"""``photograde evaluate bundle``: score an exported bundle as it is served, torch-free.
+
+The photos go through the serving runtime (JPEG draft decoding, the bundle's preprocessing and
+ONNX model, fp32 or int8) and the metrics are those of ``evaluate vision`` (same
+``metrics.json`` layout, same report), plus:
+
+- ``by_source``: the same metrics per source (the manifest's ``source`` column; synthetic
+  manifests have none and count as ``synthetic``);
+- ``grades``: when the manifest knows the true grade and the checklist, the predicted grade
+  against it (confusion, accuracy, macro-F1, QWK), through the bundle's fusion and policy;
+- ``user_grades``: with ``--back PHOTO``, each front-only photo graded as a device with that
+  back and a checklist that passes (every check works, battery 90%): what a refurbisher would
+  see, counted per label (e.g. how many intact fronts come out ``broken``).
+
+It lives in the command-line root because it composes the serving runtime and the training
+metrics; it imports no torch.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from fusion.grade import best_grade, grade_distribution
+from serve.runtime import Grader
+from tabular.schema import CHECKS
+from training.manifest import Manifest, load_manifest
+from training.metrics import softmax
+from training.samples import Sample, samples_from
+from training.vision_eval import evaluate_head, json_safe, report
+from vision.conditions import CONDITIONS, PARTS
+from vision.errors import PhotogradeError
+
+USER_BATTERY = 90
+
+
+class BundleEvalError(PhotogradeError):
+    """Nothing to evaluate (no labelled photos), or a bad ``--back`` photo."""
+
+
+def bundle_logits(grader: Grader, samples: list[Sample], batch_size: int = 16,
+                  progress: bool = True) -> np.ndarray:
+    """Each photo's own head's logits (N, 4), decoded and run exactly as the service does."""
+    out = np.empty((len(samples), 4), np.float32)
+    for start in tqdm(range(0, len(samples), batch_size), desc="bundle", unit="batch",
+                      disable=not progress):
+        chunk = samples[start:start + batch_size]
+        x = np.stack([grader.decode(s.path).x for s in chunk])
+        screen, shell, _ = grader.run_vision(x)
+        for i, s in enumerate(chunk):
+            out[start + i] = screen[i] if s.part == "screen" else shell[i]
+    return out
+
+
+def _sources(manifests: list[Manifest]) -> dict[str, str]:
+    return {r.device_id: getattr(r, "source", None) or "synthetic"
+            for m in manifests for r in m.rows}
+
+
+def _by_source(samples: list[Sample], logits: np.ndarray, allowed: np.ndarray,
+               temps: dict[str, float], sources: dict[str, str], out: Path) -> dict[str, Any]:
+    """Per source and head, the head's metrics on that source's photos only."""
+    result: dict[str, Any] = defaultdict(dict)
+    src = np.array([sources.get(s.device_id, "synthetic") for s in samples])
+    parts = np.array([s.part for s in samples])
+    for name in sorted(set(src)):
+        for part in PARTS:
+            sel = (src == name) & (parts == part)
+            if not sel.any():
+                continue
+            head = [s for s, ok in zip(samples, sel, strict=True) if ok]
+            sub = out / "by_source" / name
+            sub.mkdir(parents=True, exist_ok=True)
+            result[name][part] = evaluate_head(part, head, logits[sel], allowed[sel],
+                                               temps[part], sub, worst=0)
+    return dict(result)
+
+
+def _grade_metrics(true: list[str], pred: list[str], grades: tuple[str, ...]) -> dict[str, Any]:
+    from sklearn.metrics import cohen_kappa_score, confusion_matrix, f1_score
+
+    rank = {g: i for i, g in enumerate(grades)}
+    t, p = [rank[g] for g in true], [rank[g] for g in pred]
+    return {"n": len(true), "grades": list(grades),
+            "accuracy": float(np.mean(np.array(t) == np.array(p))),
+            "macro_f1": float(f1_score(t, p, average="macro", labels=list(range(len(grades))),
+                                       zero_division=0)),
+            "qwk": float(cohen_kappa_score(t, p, weights="quadratic")),
+            "confusion_matrix": confusion_matrix(t, p, labels=list(range(len(grades)))).tolist()}
+
+
+def _part_probs(samples: list[Sample], logits: np.ndarray, temps: dict[str, float]
+                ) -> dict[tuple[str, str], np.ndarray]:
+    return {(s.device_id, s.part): softmax(logits[i:i + 1], temps[s.part])[0]
+            for i, s in enumerate(samples)}
+
+
+def _grades(grader: Grader, manifests: list[Manifest], probs: dict[tuple[str, str], np.ndarray]
+            ) -> dict[str, Any] | None:
+    """Predicted vs true grade for rows with a grade, both photos and a full checklist."""
+    policy = grader.policy
+    true, pred = [], []
+    for row in (r for m in manifests for r in m.rows):
+        info = row.device_info()
+        keys = [(row.device_id, part) for part in PARTS]
+        if row.grade is None or info is None or any(k not in probs for k in keys):
+            continue
+        if row.grade not in policy.grades:
+            raise BundleEvalError(f"line {row.line}: grade {row.grade!r} is not on the bundle's "
+                                  f"{policy.name} scale ({', '.join(policy.grades)})")
+        p = grade_distribution(policy, grader.fusion, dict(zip(PARTS, (probs[k] for k in keys),
+                                                               strict=True)),
+                               info.failed_checks, info.battery_health_pct)
+        true.append(row.grade)
+        pred.append(best_grade(policy, p))
+    return _grade_metrics(true, pred, tuple(policy.grades)) if true else None
+
+
+def _user_grades(grader: Grader, samples: list[Sample], probs: dict[tuple[str, str], np.ndarray],
+                 back: Path) -> dict[str, Any]:
+    """Fronts graded with one back photo and a passing checklist: grade counts per label."""
+    try:
+        x = grader.decode(back).x
+    except (PhotogradeError, OSError) as e:
+        raise BundleEvalError(f"--back {back}: {e}") from None
+    _, shell, _ = grader.run_vision(x[None])
+    shell_p = softmax(shell, grader.temperatures["shell"])[0]
+    counts: dict[str, Counter] = defaultdict(Counter)
+    for s in samples:
+        if s.part != "screen":
+            continue
+        cracked = s.allowed[CONDITIONS["screen"].index("cracked")]
+        label = ("not_cracked" if not cracked else "cracked" if sum(s.allowed) == 1
+                 else "unknown")
+        p = grade_distribution(grader.policy, grader.fusion,
+                               {"screen": probs[(s.device_id, "screen")], "shell": shell_p},
+                               [], USER_BATTERY)
+        counts[label][best_grade(grader.policy, p)] += 1
+    return {"back": str(back), "checklist": {"checks": {c: True for c in CHECKS},
+                                             "battery_health_pct": USER_BATTERY},
+            "back_condition": CONDITIONS["shell"][int(shell_p.argmax())],
+            "counts": {k: dict(v) for k, v in counts.items()}}
+
+
+def evaluate_bundle(bundle: str | Path, manifests: list[str | Path], out_dir: str | Path, *,
+                    int8: bool = False, back: Path | None = None, threads: int | None = None,
+                    worst: int = 16, batch_size: int = 16, progress: bool = True
+                    ) -> dict[str, Any]:
+    """Evaluate the bundle on the manifests; write ``metrics.json`` and ``report.md``."""
+    grader = Grader(bundle, int8=int8, threads=threads)
+    loaded = [load_manifest(m) for m in manifests]
+    samples = samples_from(loaded)
+    if not samples:
+        raise BundleEvalError("no labelled photos in the manifest(s)")
+    logits = bundle_logits(grader, samples, batch_size, progress)
+    allowed = np.array([s.allowed for s in samples], bool)
+    temps = dict(grader.temperatures)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    m = grader.manifest
+    result: dict[str, Any] = {
+        "bundle": str(bundle), "bundle_version": m.bundle_version, "vision_file":
+        grader.vision_file, "manifests": [str(p) for p in manifests],
+        "model": {"backbone": m.vision.backbone, "img_size": m.vision.input_size,
+                  "temperatures": temps}}
+    parts = np.array([s.part for s in samples])
+    for part in PARTS:
+        sel = parts == part
+        if sel.any():
+            head = [s for s, ok in zip(samples, sel, strict=True) if ok]
+            result[part] = evaluate_head(part, head, logits[sel], allowed[sel], temps[part],
+                                         out, worst)
+    result["by_source"] = _by_source(samples, logits, allowed, temps, _sources(loaded), out)
+    probs = _part_probs(samples, logits, temps)
+    result["grades"] = _grades(grader, loaded, probs)
+    if back is not None:
+        result["user_grades"] = _user_grades(grader, samples, probs, Path(back))
+    (out / "metrics.json").write_text(json.dumps(json_safe(result), indent=2))
+    (out / "report.md").write_text(report(result, {"backbone": m.vision.backbone,
+                                                   "img_size": m.vision.input_size}))
+    return result

@@ -1,0 +1,97 @@
+"""The root's model commands: ``evaluate bundle`` and ``train release``.
+
+Both compose the serving runtime and the training code, so they belong to the root. The
+release's options are the fields of :class:`~photograde.release.ReleaseConfig` (one source of
+defaults).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+from photograde.release import ReleaseConfig
+
+RELEASE_HELP = {
+    "out": "release directory (data, runs, bundle, evaluation, card)",
+    "real": "real front photos: a folder with intact/ and cracked/, or a manifest",
+    "seed": "seed of the synthetic training devices (calibration devices: seed + 1)",
+    "devices": "synthetic training devices",
+    "calib_devices": "synthetic devices for the tabular and fusion models",
+    "test_devices": "held-out synthetic devices",
+    "test_seed": "seed of the held-out synthetic devices",
+    "img_size": "input size of the condition model",
+    "epochs": "training epochs of the condition model",
+    "freeze_stages": "stem + this many early backbone stages stay frozen",
+    "device": "auto, cpu, cuda, cuda:N",
+    "ship": "copy the bundle, fp16 weights and card here (e.g. models/photograde-base)",
+    "name": "model name recorded in the bundle and the card",
+    "synth_size": "longer side of the synthetic photos, px",
+}
+
+
+def _release_options(p: argparse.ArgumentParser) -> None:
+    for f in dataclasses.fields(ReleaseConfig):
+        if f.name == "progress":
+            p.add_argument("--quiet", action="store_true", help="no progress bars")
+            continue
+        kind = int if f.type in ("int", int) else str
+        p.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default,
+                       help=RELEASE_HELP[f.name])
+
+
+def _release(args: argparse.Namespace) -> int:
+    from photograde.release import release
+
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(ReleaseConfig)
+              if f.name != "progress"}
+    record = release(ReleaseConfig(**values, progress=not args.quiet))
+    print(f"release: bundle {record['bundle']}, card {Path(record['bundle']) / 'MODEL_CARD.md'}"
+          f", {record['minutes']} min")
+    return 0
+
+
+def _evaluate_bundle_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bundle", type=Path, required=True, help="bundle directory")
+    p.add_argument("--manifest", type=Path, action="append", required=True,
+                   help="evaluation manifest (repeat for several)")
+    p.add_argument("--out", type=Path, required=True, help="report folder")
+    p.add_argument("--int8", action="store_true", help="the bundle's int8 vision model")
+    p.add_argument("--back", type=Path, help="grade each front-only photo with this back "
+                   "photo and a passing checklist (the grades a user would see)")
+    p.add_argument("--threads", type=int, help="ONNX Runtime threads (default: CPU quota)")
+    p.add_argument("--worst", type=int, default=16, help="worst mistakes shown per head")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _evaluate_bundle(args: argparse.Namespace) -> int:
+    from photograde.bundle_eval import evaluate_bundle
+    from training.vision_eval import summary_line
+
+    result = evaluate_bundle(args.bundle, args.manifest, args.out, int8=args.int8,
+                             back=args.back, threads=args.threads, worst=args.worst,
+                             progress=not args.quiet)
+    for part in ("screen", "shell"):
+        if part in result:
+            print(summary_line(part, result[part]))
+    if result.get("grades"):
+        g = result["grades"]
+        print(f"grades: n={g['n']} accuracy {g['accuracy']:.3f} macro-F1 {g['macro_f1']:.3f} "
+              f"QWK {g['qwk']:.3f}")
+    if result.get("user_grades"):
+        print("grades a user sees: " + json.dumps(result["user_grades"]["counts"]))
+    print(f"report: {args.out / 'report.md'}")
+    return 0
+
+
+def register(groups: dict[str, argparse._SubParsersAction]) -> None:
+    """Add ``train release`` and ``evaluate bundle`` to the training command groups."""
+    groups["train"].add_parser("release", help="the shipped model's recipe: synthetic data, "
+                               "vision, tabular, fusion, bundle, evaluation, model card",
+                               populate=_release_options).set_defaults(func=_release)
+    groups["evaluate"].add_parser("bundle", help="metrics of an exported bundle as served "
+                                  "(torch-free), per source and per grade",
+                                  populate=_evaluate_bundle_options
+                                  ).set_defaults(func=_evaluate_bundle)

@@ -1,0 +1,190 @@
+"""``photograde train release``: the recipe of the shipped model, one command, seeded.
+
+Steps (each one is skipped when its output is already there, so an interrupted release goes on
+where it stopped; delete a step's folder under ``--out`` to redo it):
+
+1. synthetic devices: training (``--devices``, ``--seed``), calibration for the tabular and
+   fusion models (``--calib-devices``, seed + 1; never seen by the vision model) and the
+   held-out test set (``--test-devices``, ``--test-seed``);
+2. the real front photos (``--real``: a folder with ``intact/`` and ``cracked/`` sub-folders, or
+   a manifest) as a screen-only manifest with coarse labels (intact = not cracked) and sources;
+3. the condition model on the synthetic fronts and backs and the real fronts together;
+4. the tabular and fusion models on the calibration devices;
+5. the bundle (fp32 and int8, int8 judged on the held-out synthetic set);
+6. ``evaluate bundle`` on the held-out synthetic set (fp32 and int8) and on the real photos
+   (with a flawless synthetic back: the grades a user would see);
+7. ``MODEL_CARD.md`` and ``release.json`` beside the bundle; with ``--ship DIR``, the bundle,
+   the fp16 weights for fine-tuning and the card copied to ``DIR`` (``models/photograde-base``).
+
+Defaults are the CPU recipe of ``photograde-base`` (2 cores, about an hour and a half); the GPU
+recipe is the same command with a larger ``--img-size``, more ``--devices`` and ``--epochs``
+(README, "The shipped model").
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from vision.errors import PhotogradeError
+
+log = logging.getLogger("photograde.release")
+
+REAL_MAPPING = {"intact": "flawless|light_scratches|heavy_scratches", "cracked": "cracked"}
+
+
+class ReleaseError(PhotogradeError):
+    """A release input is missing or unusable."""
+
+
+@dataclass
+class ReleaseConfig:
+    """The recipe; the defaults made ``models/photograde-base``."""
+
+    out: str = "runs/release"
+    real: str | None = None
+    seed: int = 100
+    devices: int = 3000
+    calib_devices: int = 600
+    test_devices: int = 2000
+    test_seed: int = 999
+    img_size: int = 224
+    epochs: int = 6
+    freeze_stages: int = 1
+    device: str = "auto"
+    ship: str | None = None
+    name: str = "photograde-base"
+    synth_size: int = 1500
+    progress: bool = True
+
+
+def _synth(cfg: ReleaseConfig, name: str, n: int, seed: int) -> Path:
+    from training.synth.generate import default_workers, generate
+
+    out = Path(cfg.out) / "data" / name
+    if (out / "manifest.csv").is_file():
+        log.info("release: %s already generated", out)
+        return out / "manifest.csv"
+    log.info("release: %d synthetic devices (seed %d) -> %s", n, seed, out)
+    return generate(n, out, seed=seed, size=cfg.synth_size, workers=default_workers(),
+                    progress=cfg.progress)
+
+
+def _real(cfg: ReleaseConfig) -> Path | None:
+    from training.import_folder import import_folder
+
+    if cfg.real is None:
+        return None
+    src = Path(cfg.real)
+    if src.is_file():
+        return src
+    if not src.is_dir():
+        raise ReleaseError(f"--real {src}: neither a folder of labelled photos nor a manifest")
+    out = Path(cfg.out) / "data" / "real.csv"
+    if not out.is_file():
+        import_folder(src, out, REAL_MAPPING, "screen")
+    return out
+
+
+def _train_vision(cfg: ReleaseConfig, manifests: list[Path]) -> Path:
+    from training.vision_train import TrainConfig, train_vision
+
+    run = Path(cfg.out) / "vision"
+    if (run / "best.pt").is_file() and (run / "summary.json").is_file():
+        log.info("release: vision model already trained in %s", run)
+        return run
+    train_vision(TrainConfig(manifests=[str(m) for m in manifests], out=str(run),
+                             img_size=cfg.img_size, epochs=cfg.epochs,
+                             freeze_stages=cfg.freeze_stages, seed=0, device=cfg.device,
+                             resume=(run / "last.pt").is_file(), progress=cfg.progress))
+    return run
+
+
+def _train_rest(cfg: ReleaseConfig, vision: Path, calib: Path) -> tuple[Path, Path]:
+    from training.fusion_train import train_fusion
+    from training.tabular_train import train_tabular
+
+    tabular, fusion = Path(cfg.out) / "tabular", Path(cfg.out) / "fusion"
+    if not (tabular / "tabular.json").is_file():
+        train_tabular([calib], tabular, seed=cfg.seed)
+    if not (fusion / "fusion.json").is_file():
+        train_fusion([str(calib)], vision, tabular, fusion)
+    return tabular, fusion
+
+
+def _export(cfg: ReleaseConfig, vision: Path, tabular: Path, fusion: Path, test: Path) -> Path:
+    from training.export import export_bundle
+
+    bundle = Path(cfg.out) / "bundle"
+    if not (bundle / "manifest.json").is_file():
+        export_bundle(vision, tabular, fusion, bundle, int8=True, int8_eval=test,
+                      model_name=cfg.name)
+    return bundle
+
+
+def _flawless_back(test: Path) -> Path:
+    from training.manifest import load_manifest
+
+    for row in load_manifest(test).rows:
+        if row.exact_condition("shell") == "flawless" and row.back_path is not None:
+            return row.back_path
+    raise ReleaseError(f"{test}: no flawless synthetic back to pair with the real fronts")
+
+
+def _evaluate(cfg: ReleaseConfig, bundle: Path, test: Path, real: Path | None
+              ) -> dict[str, Any]:
+    from photograde.bundle_eval import evaluate_bundle
+
+    out = Path(cfg.out) / "eval"
+    result = {"synthetic": evaluate_bundle(bundle, [test], out / "synthetic",
+                                           progress=cfg.progress),
+              "synthetic_int8": evaluate_bundle(bundle, [test], out / "synthetic-int8",
+                                                int8=True, worst=0, progress=cfg.progress)}
+    if real is not None:
+        result["real"] = evaluate_bundle(bundle, [real], out / "real",
+                                         back=_flawless_back(test), progress=cfg.progress)
+    return result
+
+
+def ship(bundle: Path, vision_run: Path, out: Path) -> Path:
+    """Copy the bundle, its card and the fp16 fine-tuning weights to ``out``."""
+    from training.vision_run import save_fp16_weights
+
+    if out.exists():
+        shutil.rmtree(out)
+    shutil.copytree(bundle, out)
+    save_fp16_weights(vision_run, out)
+    return out
+
+
+def release(cfg: ReleaseConfig) -> dict[str, Any]:
+    """Run the whole recipe; returns what ``release.json`` records."""
+    from photograde.model_card import write_model_card
+
+    start = time.perf_counter()
+    train = _synth(cfg, "synth-train", cfg.devices, cfg.seed)
+    calib = _synth(cfg, "synth-calib", cfg.calib_devices, cfg.seed + 1)
+    test = _synth(cfg, "synth-test", cfg.test_devices, cfg.test_seed)
+    real = _real(cfg)
+    vision = _train_vision(cfg, [train, *([real] if real else [])])
+    tabular, fusion = _train_rest(cfg, vision, calib)
+    bundle = _export(cfg, vision, tabular, fusion, test)
+    evaluation = _evaluate(cfg, bundle, test, real)
+    record = {"recipe": asdict(cfg), "data": {"synthetic_train": str(train),
+                                              "synthetic_calibration": str(calib),
+                                              "synthetic_test": str(test),
+                                              "real": str(real) if real else None},
+              "vision_run": str(vision), "bundle": str(bundle),
+              "minutes": round((time.perf_counter() - start) / 60, 1),
+              "evaluation": evaluation}
+    (Path(cfg.out) / "release.json").write_text(json.dumps(record, indent=2, default=str))
+    write_model_card(bundle, record)
+    if cfg.ship:
+        ship(bundle, vision, Path(cfg.ship))
+        log.info("release: shipped to %s", cfg.ship)
+    return record
