@@ -2,10 +2,12 @@
 #
 #   docker build -t photograde:cpu .                      # CPU image (default target)
 #   docker build -t photograde:gpu --target gpu .         # CUDA image with onnxruntime-gpu
-#   docker run -p 8000:8000 -v $PWD/bundle:/models/bundle:ro photograde:cpu
+#   docker run -p 8000:8000 photograde:cpu                # serves the shipped photograde-base
+#   docker run -p 8000:8000 -v $PWD/bundle:/models/bundle:ro photograde:cpu   # your own bundle
 #
-# The image serves the bundle mounted at /models/bundle (PHOTOGRADE_BUNDLE); every setting in
-# the README's configuration table can be passed as an environment variable.
+# The image serves the bundle at /models/bundle (PHOTOGRADE_BUNDLE): the shipped base model
+# unless a volume is mounted there; every setting in the README's configuration table can be
+# passed as an environment variable.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 ARG CUDA_IMAGE=nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04
@@ -32,6 +34,7 @@ COPY --from=build /dist/*.whl /tmp/
 RUN pip install --no-cache-dir /tmp/*.whl && rm /tmp/*.whl \
  && useradd --create-home --uid 10001 photograde \
  && mkdir -p /data /models && chown photograde /data
+COPY models/photograde-base /models/bundle
 USER 10001
 WORKDIR /home/photograde
 VOLUME ["/data"]
@@ -57,6 +60,7 @@ RUN python3 -m venv /opt/venv \
  && rm /tmp/*.whl \
  && useradd --create-home --uid 10001 photograde \
  && mkdir -p /data /models && chown photograde /data
+COPY models/photograde-base /models/bundle
 USER 10001
 WORKDIR /home/photograde
 VOLUME ["/data"]

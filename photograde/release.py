@@ -136,6 +136,22 @@ def _flawless_back(test: Path) -> Path:
     raise ReleaseError(f"{test}: no flawless synthetic back to pair with the real fronts")
 
 
+def _real_validation(cfg: ReleaseConfig, real: Path, vision: Path) -> Path:
+    """The real photos the vision run kept for validation (never a gradient step), as a
+    manifest: the honest real-photo figure of a model that trained on the rest."""
+    from training.manifest import load_manifest, write_manifest
+    from training.vision_run import load_run, validation_devices
+    from vision.conditions import format_condition_set
+
+    manifest = load_manifest(real)
+    keep = validation_devices(vision, load_run(vision)[1], manifest)
+    rows = [{"device_id": r.device_id, "front_path": str(r.front_path),
+             "screen_condition": format_condition_set(r.screen, "screen") if r.screen else "",
+             "source": r.source or ""} for r in manifest.rows if r.device_id in keep]
+    return write_manifest(Path(cfg.out) / "data" / "real-validation.csv", rows,
+                          ("device_id", "front_path", "screen_condition", "source"))
+
+
 def _evaluate(cfg: ReleaseConfig, bundle: Path, test: Path, real: Path | None
               ) -> dict[str, Any]:
     from photograde.bundle_eval import evaluate_bundle
@@ -174,11 +190,14 @@ def release(cfg: ReleaseConfig) -> dict[str, Any]:
     vision = _train_vision(cfg, [train, *([real] if real else [])])
     tabular, fusion = _train_rest(cfg, vision, calib)
     bundle = _export(cfg, vision, tabular, fusion, test)
-    evaluation = _evaluate(cfg, bundle, test, real)
+    real_val = _real_validation(cfg, real, vision) if real else None
+    evaluation = _evaluate(cfg, bundle, test, real_val)
     record = {"recipe": asdict(cfg), "data": {"synthetic_train": str(train),
                                               "synthetic_calibration": str(calib),
                                               "synthetic_test": str(test),
-                                              "real": str(real) if real else None},
+                                              "real": str(real) if real else None,
+                                              "real_validation": str(real_val) if real_val
+                                              else None},
               "vision_run": str(vision), "bundle": str(bundle),
               "minutes": round((time.perf_counter() - start) / 60, 1),
               "evaluation": evaluation}

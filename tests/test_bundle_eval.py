@@ -1,0 +1,92 @@
+"""``photograde evaluate bundle``: the served bundle's metrics, per source, per grade, and the
+grades a user would see; it never imports torch."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from photograde.cli import main
+
+
+def _front_only(synth_dir: Path, out: Path) -> Path:
+    """Fronts of the synthetic devices as a coarse screen-only manifest with two sources."""
+    rows = list(csv.DictReader((synth_dir / "manifest.csv").open()))
+    path = out / "fronts.csv"
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["device_id", "front_path", "screen_condition", "source"])
+        for i, r in enumerate(rows):
+            label = ("cracked" if r["screen_condition"] == "cracked"
+                     else "flawless|light_scratches|heavy_scratches")
+            w.writerow([r["device_id"], str(synth_dir / r["front_path"]), label,
+                        "alpha" if i % 2 else "beta"])
+    return path
+
+
+def test_evaluate_bundle_writes_vision_metrics_grades_and_report(bundle, synth_dir, tmp_path,
+                                                                  capsys):
+    out = tmp_path / "eval"
+    assert main(["evaluate", "bundle", "--bundle", str(bundle), "--manifest",
+                 str(synth_dir / "manifest.csv"), "--out", str(out), "--quiet"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["screen"]["n"] == 24 and metrics["shell"]["n"] == 24
+    assert set(metrics["screen"]) >= {"macro_f1", "balanced_accuracy", "qwk", "confusion_matrix"}
+    assert metrics["by_source"]["synthetic"]["screen"]["n"] == 24
+    grades = metrics["grades"]
+    assert grades["n"] == 24 and sum(map(sum, grades["confusion_matrix"])) == 24
+    report = (out / "report.md").read_text()
+    assert "## Grades" in report and "## By source" in report
+    assert "grades: n=24" in capsys.readouterr().out
+
+
+def test_evaluate_bundle_per_source_and_user_grades(bundle, synth_dir, tmp_path):
+    from photograde.bundle_eval import evaluate_bundle
+
+    fronts = _front_only(synth_dir, tmp_path)
+    back = next(synth_dir.glob("images/*_back.jpg"))
+    result = evaluate_bundle(bundle, [fronts], tmp_path / "e", back=back, progress=False)
+    assert set(result["by_source"]) == {"alpha", "beta"}
+    assert sum(h["screen"]["n"] for h in result["by_source"].values()) == 24
+    counts = result["user_grades"]["counts"]
+    assert sum(sum(c.values()) for c in counts.values()) == 24
+    assert set(counts) <= {"cracked", "not_cracked"}
+    grades = set(json.loads((bundle / "manifest.json").read_text())["grading"]["scale"]["grades"])
+    assert {g for c in counts.values() for g in c} <= grades
+
+
+def test_evaluate_bundle_refuses_a_manifest_without_labels(bundle, tmp_path, capsys):
+    empty = tmp_path / "m.csv"
+    empty.write_text("device_id,front_path\nd1,\n")
+    assert main(["evaluate", "bundle", "--bundle", str(bundle), "--manifest", str(empty),
+                 "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    assert "no labelled photos" in capsys.readouterr().err
+
+
+def test_evaluate_bundle_imports_no_torch(bundle, synth_dir, tmp_path):
+    code = (
+        "import sys\n"
+        "from photograde.bundle_eval import evaluate_bundle\n"
+        f"evaluate_bundle({str(bundle)!r}, [{str(synth_dir / 'manifest.csv')!r}], "
+        f"{str(tmp_path / 'o')!r}, progress=False, worst=0)\n"
+        "bad = sorted(m for m in ('torch', 'timm') if m in sys.modules)\n"
+        "assert not bad, bad\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+
+
+@pytest.mark.parametrize(("demo", "name", "kind"), [(True, None, "demo"),
+                                                    (False, "photograde-base", "base"),
+                                                    (False, None, "custom")])
+def test_bundle_kind_says_which_model_is_serving(bundle, demo, name, kind):
+    from fusion.bundle import load_manifest
+    from serve.ui.pages import model_label
+
+    m = load_manifest(bundle, verify_hashes=False).model_copy(update={"demo": demo,
+                                                                      "model_name": name})
+    assert m.kind == kind
+    assert ("shipped base model" in model_label(m)) == (kind == "base")
