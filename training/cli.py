@@ -136,7 +136,7 @@ def _import_folder(args: argparse.Namespace) -> int:
     from training.import_folder import import_folder, parse_mapping
 
     path, counts = import_folder(args.src, args.out, parse_mapping(args.map or [], args.part),
-                                 args.part)
+                                 args.part, source_from_names=args.source_from_name)
     print(f"wrote {path}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
     return 0
 
@@ -169,6 +169,9 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> argparse._SubParsersA
     imp.add_argument("--map", action="append", metavar="FOLDER=LABEL[|LABEL]",
                      help="label mapping, repeatable, e.g. "
                           "intact=flawless|light_scratches|heavy_scratches")
+    imp.add_argument("--source-from-name", action="store_true",
+                     help="add a source column: each file name up to its first '-' "
+                          "(files named <source>-<hash>.jpg)")
     imp.set_defaults(func=_import_folder)
     return man_sub
 
