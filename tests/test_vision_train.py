@@ -22,7 +22,14 @@ from training.vision_data import (
     split,
 )
 from training.vision_loss import partial_label_loss
-from training.vision_run import load_run, run_samples, validation_devices
+from training.vision_run import (
+    FP16_WEIGHTS,
+    load_run,
+    predict_logits,
+    run_samples,
+    save_fp16_weights,
+    validation_devices,
+)
 from training.vision_train import TrainConfig, train_vision
 from vision.model import build_model
 from vision.preprocess import PreprocessConfig, load_rgb_resized, normalize
@@ -152,6 +159,44 @@ def test_init_from_a_run_keeps_its_model_at_a_new_size(tiny_run, synth_dir, tmp_
                           init_from=str(src)))
     with pytest.raises(ValueError, match="not found"):
         train_vision(_cfg(synth_dir, tmp_path / "none", init_from=str(tmp_path / "nope")))
+
+
+def test_fp16_weights_of_a_shipped_model(tiny_run, synth_dir, tmp_path, capsys):
+    """A shipped model directory holds the best model as float16 safetensors (config and
+    temperatures in its metadata): load_run and evaluate read it, and a new run starts
+    from it with the fp16-rounded weights."""
+    src, _ = tiny_run
+    shipped = tmp_path / "photograde-base"
+    assert save_fp16_weights(src, shipped) == shipped / FP16_WEIGHTS
+    original, config, temps = load_run(src)
+    model, config16, temps16 = load_run(shipped)
+    assert (config16, temps16) == (config, temps)
+    rounded = {k: v.half().float() if v.is_floating_point() else v
+               for k, v in original.state_dict().items()}
+    assert all(torch.equal(v, rounded[k]) for k, v in model.state_dict().items())
+    images = np.random.default_rng(0).integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)
+    parts = ["screen", "shell", "screen", "shell"]
+    diff = predict_logits(model, images, parts) - predict_logits(original, images, parts)
+    assert np.abs(diff).max() < 0.05
+    assert main(["evaluate", "vision", "--run", str(shipped), "--manifest",
+                 str(synth_dir / "manifest.csv"), "--out", str(tmp_path / "rep"), "--quiet",
+                 "--cache-dir", str(tmp_path / "cache"), "--worst", "1"]) == 0
+    assert "screen: n=24" in capsys.readouterr().out
+
+    out = tmp_path / "mine"
+    train_vision(_cfg(synth_dir, out, init_from=str(shipped), freeze_backbone=True))
+    after = torch.load(out / "best.pt", weights_only=True)
+    key = "backbone.conv_head.weight"  # frozen here: the shipped fp16 weights, as float32
+    assert after["model"][key].dtype == torch.float32
+    assert torch.equal(after["model"][key], rounded[key])
+    assert after["config"]["weights_source"].endswith(str(shipped / FP16_WEIGHTS))
+    with pytest.raises(ValueError, match="trained with backbone 'tf_efficientnet_lite0'"):
+        train_vision(_cfg(synth_dir, tmp_path / "other", backbone="resnet18",
+                          init_from=str(shipped)))
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / FP16_WEIGHTS).write_bytes(b"not safetensors")
+    with pytest.raises(ValueError, match="not a photograde vision checkpoint"):
+        train_vision(_cfg(synth_dir, tmp_path / "x", init_from=str(tmp_path / "bad")))
 
 
 def test_same_seed_same_model(synth_dir, tmp_path):

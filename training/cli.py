@@ -330,7 +330,8 @@ def _add_model_commands(sub: argparse._SubParsersAction) -> argparse._SubParsers
     ev_sub = ev.add_subparsers(dest="evaluate_command", required=True, metavar="MODEL")
     evv = ev_sub.add_parser("vision", help="metrics, plots and a report of a vision run on "
                             "labelled manifests", formatter_class=DEFAULTS)
-    evv.add_argument("--run", type=Path, required=True, help="run directory (train vision --out)")
+    evv.add_argument("--run", type=Path, required=True,
+                     help="run directory (train vision --out) or shipped model directory")
     evv.add_argument("--manifest", type=Path, action="append", required=True,
                      help="evaluation manifest (repeat for several)")
     evv.add_argument("--out", type=Path, required=True, help="report folder")
