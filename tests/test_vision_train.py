@@ -269,3 +269,41 @@ def test_cross_validation_against_the_probe(synth_dir, tmp_path, capsys):
         assert len(r["per_fold"]) == 2 and 0 <= r["roc_auc_mean"] <= 1
         assert sum(f["n"] for f in r["per_fold"]) == 24
     assert (tmp_path / "cv" / "fold1" / "run" / "best.pt").is_file()
+
+
+def test_leave_one_source_out_on_the_command_line(synth_dir, tmp_path, capsys):
+    """``cv vision --by-source``: each source of a two-source screen manifest is held out in
+    turn, every method scored on it; ``--extra-manifest`` photos join every training split."""
+    m = load_manifest(synth_dir / "manifest.csv")
+    seen = {True: 0, False: 0}
+    rows = []
+    for r in m.rows:  # both sources get cracked and not-cracked screens
+        cracked = r.exact_condition("screen") == "cracked"
+        rows.append({"device_id": r.device_id, "front_path": str(r.front_path),
+                     "screen_condition": "cracked" if cracked else NOT_CRACKED,
+                     "source": ("shop", "web")[seen[cracked] % 2]})
+        seen[cracked] += 1
+    columns = ("device_id", "front_path", "screen_condition", "source")
+    screens = write_manifest(tmp_path / "screens.csv", rows, columns)
+    extra = write_manifest(tmp_path / "extra.csv", [{**r, "device_id": f"x-{r['device_id']}"}
+                                                    for r in rows[:4]], columns)
+    out = tmp_path / "loso"
+    code = main(["cv", "vision", "--by-source", "--manifest", str(screens), "--out", str(out),
+                 "--extra-manifest", str(extra), "--img-size", "64", "--epochs", "1",
+                 "--batch-size", "8", "--workers", "0", "--cache-dir", str(tmp_path / "cache"),
+                 "--quiet"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    result = json.loads((out / "loso.json").read_text())
+    assert set(result["splits"]) == {"shop", "web"}
+    assert result["extra_manifests"] == [str(extra)]
+    splits = result["splits"]
+    for held, scores in splits.items():
+        for name in ("probe", "finetune", "finetune_tta", "ensemble"):
+            assert 0 <= scores[name]["roc_auc"] <= 1
+            assert scores[name]["n"] == scores["probe"]["n"]
+            assert f"held out {held}: {name} " in printed
+        data = json.loads((out / f"without-{held}" / "run" / "config.json").read_text())["data"]
+        assert data["train_photos"] + data["val_photos"] == scores["n_train"] + 4
+    assert sum(s["probe"]["n"] for s in splits.values()) == 24
+    assert str(out / "loso.json") in printed
