@@ -89,8 +89,8 @@ def test_train_vision_options_are_the_train_config_fields():
     assert _options(commands["train vision"]) == TRAIN_OPTIONS | {
         "-h", "--help", "--manifest", "--out", "--val-manifest", "--resume", "--grading"}
     assert _options(commands["cv vision"]) == TRAIN_OPTIONS | {
-        "-h", "--help", "--manifest", "--out", "--folds", "--extra-manifest", "--no-probe",
-        "--probe-only", "--grading"}
+        "-h", "--help", "--manifest", "--out", "--folds", "--by-source", "--extra-manifest",
+        "--no-probe", "--probe-only", "--grading"}
 
 
 def _options(parser: CommandParser) -> set[str]:

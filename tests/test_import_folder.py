@@ -36,6 +36,29 @@ def test_import_with_mapping(folder, tmp_path):
     assert by_id["intact/0"].back_path is None
 
 
+def test_source_from_file_names(tmp_path):
+    """``--source-from-name``: the file name's stem up to its first '-' (empty without one)."""
+    for label, names in (("intact", ("ebay-1a2b.jpg", "backmarket-3c4d.png")),
+                         ("cracked", ("ebay-5e6f-7.jpg", "plain.jpg"))):
+        (tmp_path / "src" / label).mkdir(parents=True)
+        for name in names:
+            Image.new("RGB", (8, 8)).save(tmp_path / "src" / label / name)
+    mapping = {"intact": NOT_CRACKED}
+    path, _ = import_folder(tmp_path / "src", tmp_path / "s.csv", mapping,
+                            source_from_names=True)
+    m = load_manifest(path)
+    assert "source" in m.columns
+    assert {r.device_id: r.source for r in m.rows} == {
+        "intact/ebay-1a2b": "ebay", "intact/backmarket-3c4d": "backmarket",
+        "cracked/ebay-5e6f-7": "ebay", "cracked/plain": None}
+    path, _ = import_folder(tmp_path / "src", tmp_path / "n.csv", mapping)
+    m = load_manifest(path)
+    assert "source" not in m.columns and all(r.source is None for r in m.rows)
+    assert main(["import-folder", str(tmp_path / "src"), "--out", str(tmp_path / "c.csv"),
+                 "--map", f"intact={NOT_CRACKED}", "--source-from-name"]) == 0
+    assert (tmp_path / "c.csv").read_text().splitlines()[0].endswith(",source")
+
+
 def test_unmapped_folder_is_an_error(folder, tmp_path):
     with pytest.raises(ValueError, match=r"intact.*--map intact=flawless"):
         import_folder(folder, tmp_path / "m.csv", {"cracked": "cracked"})

@@ -21,7 +21,14 @@ from training.vision_data import (
     normalize_batch,
 )
 from training.vision_loss import partial_label_loss
-from training.vision_run import load_run, run_samples, validation_devices
+from training.vision_run import (
+    FP16_WEIGHTS,
+    load_run,
+    predict_logits,
+    run_samples,
+    save_fp16_weights,
+    validation_devices,
+)
 from training.vision_train import TrainConfig, train_vision
 from vision.model import build_model
 from vision.preprocess import PreprocessConfig, load_rgb_resized, normalize
@@ -153,6 +160,44 @@ def test_init_from_a_run_keeps_its_model_at_a_new_size(tiny_run, synth_dir, tmp_
         train_vision(_cfg(synth_dir, tmp_path / "none", init_from=str(tmp_path / "nope")))
 
 
+def test_fp16_weights_of_a_shipped_model(tiny_run, synth_dir, tmp_path, capsys):
+    """A shipped model directory holds the best model as float16 safetensors (config and
+    temperatures in its metadata): load_run and evaluate read it, and a new run starts
+    from it with the fp16-rounded weights."""
+    src, _ = tiny_run
+    shipped = tmp_path / "photograde-base"
+    assert save_fp16_weights(src, shipped) == shipped / FP16_WEIGHTS
+    original, config, temps = load_run(src)
+    model, config16, temps16 = load_run(shipped)
+    assert (config16, temps16) == (config, temps)
+    rounded = {k: v.half().float() if v.is_floating_point() else v
+               for k, v in original.state_dict().items()}
+    assert all(torch.equal(v, rounded[k]) for k, v in model.state_dict().items())
+    images = np.random.default_rng(0).integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)
+    parts = ["screen", "shell", "screen", "shell"]
+    diff = predict_logits(model, images, parts) - predict_logits(original, images, parts)
+    assert np.abs(diff).max() < 0.05
+    assert main(["evaluate", "vision", "--run", str(shipped), "--manifest",
+                 str(synth_dir / "manifest.csv"), "--out", str(tmp_path / "rep"), "--quiet",
+                 "--cache-dir", str(tmp_path / "cache"), "--worst", "1"]) == 0
+    assert "screen: n=24" in capsys.readouterr().out
+
+    out = tmp_path / "mine"
+    train_vision(_cfg(synth_dir, out, init_from=str(shipped), freeze_backbone=True))
+    after = torch.load(out / "best.pt", weights_only=True)
+    key = "backbone.conv_head.weight"  # frozen here: the shipped fp16 weights, as float32
+    assert after["model"][key].dtype == torch.float32
+    assert torch.equal(after["model"][key], rounded[key])
+    assert after["config"]["weights_source"].endswith(str(shipped / FP16_WEIGHTS))
+    with pytest.raises(ValueError, match="trained with backbone 'tf_efficientnet_lite0'"):
+        train_vision(_cfg(synth_dir, tmp_path / "other", backbone="resnet18",
+                          init_from=str(shipped)))
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / FP16_WEIGHTS).write_bytes(b"not safetensors")
+    with pytest.raises(ValueError, match="not a photograde vision checkpoint"):
+        train_vision(_cfg(synth_dir, tmp_path / "x", init_from=str(tmp_path / "bad")))
+
+
 def test_same_seed_same_model(synth_dir, tmp_path):
     a = train_vision(_cfg(synth_dir, tmp_path / "a", seed=5, freeze_backbone=True))
     b = train_vision(_cfg(synth_dir, tmp_path / "b", seed=5, freeze_backbone=True))
@@ -223,3 +268,41 @@ def test_cross_validation_against_the_probe(synth_dir, tmp_path, capsys):
         assert len(r["per_fold"]) == 2 and 0 <= r["roc_auc_mean"] <= 1
         assert sum(f["n"] for f in r["per_fold"]) == 24
     assert (tmp_path / "cv" / "fold1" / "run" / "best.pt").is_file()
+
+
+def test_leave_one_source_out_on_the_command_line(synth_dir, tmp_path, capsys):
+    """``cv vision --by-source``: each source of a two-source screen manifest is held out in
+    turn, every method scored on it; ``--extra-manifest`` photos join every training split."""
+    m = load_manifest(synth_dir / "manifest.csv")
+    seen = {True: 0, False: 0}
+    rows = []
+    for r in m.rows:  # both sources get cracked and not-cracked screens
+        cracked = r.exact_condition("screen") == "cracked"
+        rows.append({"device_id": r.device_id, "front_path": str(r.front_path),
+                     "screen_condition": "cracked" if cracked else NOT_CRACKED,
+                     "source": ("shop", "web")[seen[cracked] % 2]})
+        seen[cracked] += 1
+    columns = ("device_id", "front_path", "screen_condition", "source")
+    screens = write_manifest(tmp_path / "screens.csv", rows, columns)
+    extra = write_manifest(tmp_path / "extra.csv", [{**r, "device_id": f"x-{r['device_id']}"}
+                                                    for r in rows[:4]], columns)
+    out = tmp_path / "loso"
+    code = main(["cv", "vision", "--by-source", "--manifest", str(screens), "--out", str(out),
+                 "--extra-manifest", str(extra), "--img-size", "64", "--epochs", "1",
+                 "--batch-size", "8", "--workers", "0", "--cache-dir", str(tmp_path / "cache"),
+                 "--quiet"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    result = json.loads((out / "loso.json").read_text())
+    assert set(result["splits"]) == {"shop", "web"}
+    assert result["extra_manifests"] == [str(extra)]
+    splits = result["splits"]
+    for held, scores in splits.items():
+        for name in ("probe", "finetune", "finetune_tta", "ensemble"):
+            assert 0 <= scores[name]["roc_auc"] <= 1
+            assert scores[name]["n"] == scores["probe"]["n"]
+            assert f"held out {held}: {name} " in printed
+        data = json.loads((out / f"without-{held}" / "run" / "config.json").read_text())["data"]
+        assert data["train_photos"] + data["val_photos"] == scores["n_train"] + 4
+    assert sum(s["probe"]["n"] for s in splits.values()) == 24
+    assert str(out / "loso.json") in printed

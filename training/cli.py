@@ -136,7 +136,7 @@ def _import_folder(args: argparse.Namespace) -> int:
     from training.import_folder import import_folder, parse_mapping
 
     path, counts = import_folder(args.src, args.out, parse_mapping(args.map or [], args.part),
-                                 args.part)
+                                 args.part, source_from_names=args.source_from_name)
     print(f"wrote {path}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
     return 0
 
@@ -169,6 +169,9 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> argparse._SubParsersA
     imp.add_argument("--map", action="append", metavar="FOLDER=LABEL[|LABEL]",
                      help="label mapping, repeatable, e.g. "
                           "intact=flawless|light_scratches|heavy_scratches")
+    imp.add_argument("--source-from-name", action="store_true",
+                     help="add a source column: each file name up to its first '-' "
+                          "(files named <source>-<hash>.jpg)")
     imp.set_defaults(func=_import_folder)
     return man_sub
 
@@ -203,11 +206,32 @@ def _train_fusion(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cv_by_source(args: argparse.Namespace, base: TrainConfig) -> int:
+    from training.loso import METHODS, leave_one_source_out
+
+    result = leave_one_source_out(args.manifest, args.out, base,
+                                  extra_manifests=[str(m) for m in args.extra_manifest or []])
+    for held, split in result["splits"].items():
+        for name in METHODS:
+            r = split[name]
+            print(f"held out {held}: {name:12s} ROC-AUC {r['roc_auc']:.4f}  balanced accuracy "
+                  f"{r['balanced_accuracy']:.4f}  (n={r['n']})")
+    print(f"details: {Path(args.out) / 'loso.json'}")
+    return 0
+
+
 @_torch_command
 def _cv_vision(args: argparse.Namespace) -> int:
     from training.cv import cross_validate
 
     base = train_config(args, manifests=[str(args.manifest)])
+    if args.by_source:
+        if args.no_probe or args.probe_only:
+            from vision.errors import PhotogradeError
+
+            raise PhotogradeError("--by-source scores the probe and fine-tuning together: "
+                                  "drop --no-probe / --probe-only")
+        return _cv_by_source(args, base)
     result = cross_validate(args.manifest, args.out, base, folds=args.folds,
                             extra_manifests=[str(m) for m in args.extra_manifest or []],
                             probe=not args.no_probe, finetune=not args.probe_only)
@@ -238,6 +262,10 @@ def _cv_vision_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--manifest", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True, help="folder for folds and cv.json")
     p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--by-source", action="store_true",
+                   help="instead of k folds, hold out each source in turn (the manifest's "
+                        "source column, else each file name up to its first '-'); writes "
+                        "loso.json")
     p.add_argument("--extra-manifest", type=Path, action="append",
                    help="also train every fold on this manifest (e.g. synthetic devices)")
     p.add_argument("--no-probe", action="store_true", help="skip the probe baseline")
@@ -273,7 +301,8 @@ def _add_train_commands(sub: argparse._SubParsersAction) -> Groups:
     cv = sub.add_parser("cv", help="cross-validation")
     cv_sub = cv.add_subparsers(dest="cv_command", required=True, metavar="MODEL")
     cv_sub.add_parser("vision", help="k-fold CV of cracked vs not on a single-view manifest, "
-                      "fine-tuning vs the frozen-feature probe", formatter_class=DEFAULTS,
+                      "fine-tuning vs the frozen-feature probe (or --by-source: "
+                      "leave-one-source-out)", formatter_class=DEFAULTS,
                       populate=_cv_vision_options).set_defaults(func=_cv_vision)
     return {"train": train_sub, "cv": cv_sub}
 
@@ -327,7 +356,8 @@ def _add_model_commands(sub: argparse._SubParsersAction) -> argparse._SubParsers
     ev_sub = ev.add_subparsers(dest="evaluate_command", required=True, metavar="MODEL")
     evv = ev_sub.add_parser("vision", help="metrics, plots and a report of a vision run on "
                             "labelled manifests", formatter_class=DEFAULTS)
-    evv.add_argument("--run", type=Path, required=True, help="run directory (train vision --out)")
+    evv.add_argument("--run", type=Path, required=True,
+                     help="run directory (train vision --out) or shipped model directory")
     evv.add_argument("--manifest", type=Path, action="append", required=True,
                      help="evaluation manifest (repeat for several)")
     evv.add_argument("--out", type=Path, required=True, help="report folder")

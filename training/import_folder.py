@@ -1,12 +1,13 @@
 """``photograde import-folder``: a folder of labelled images (one sub-folder per label) to a
-single-view manifest, with a label mapping such as ``intact=flawless|light_scratches|...``."""
+single-view manifest, with a label mapping such as ``intact=flawless|light_scratches|...``,
+and optionally a ``source`` column read from the file names (``<source>-<hash>.jpg``)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from training.manifest import write_manifest
+from training.manifest import SOURCE_COLUMN, write_manifest
 from vision.conditions import CONDITIONS, PART_VIEW, format_condition_set, parse_condition_set
 from vision.errors import PhotogradeError
 
@@ -31,11 +32,19 @@ def parse_mapping(items: list[str], part: str) -> dict[str, str]:
     return out
 
 
+def source_from_name(path: Path) -> str:
+    """A file name's stem up to its first ``-`` (empty when it has none)."""
+    source, sep, _ = path.stem.partition("-")
+    return source if sep else ""
+
+
 def import_folder(src: str | Path, out: str | Path, mapping: dict[str, str] | None = None,
-                  part: str = "screen") -> tuple[Path, dict[str, int]]:
+                  part: str = "screen", source_from_names: bool = False
+                  ) -> tuple[Path, dict[str, int]]:
     """Write a manifest listing every image under ``src/<label>/``; returns it and the counts.
 
-    Sub-folders not in ``mapping`` must be named after a condition of ``part``.
+    Sub-folders not in ``mapping`` must be named after a condition of ``part``. With
+    ``source_from_names``, a ``source`` column holds each file name's :func:`source_from_name`.
     """
     src, out = Path(src).resolve(), Path(out).resolve()
     if not src.is_dir():
@@ -67,7 +76,11 @@ def import_folder(src: str | Path, out: str | Path, mapping: dict[str, str] | No
                 "device_id": "/".join(rel.with_suffix("").parts),
                 f"{view}_path": Path(os.path.relpath(f, out.parent)).as_posix(),
                 column: label,
+                **({SOURCE_COLUMN: source_from_name(f)} if source_from_names else {}),
             })
     if not rows:
         raise ImportFolderError(f"{src}: no images found ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    return write_manifest(out, rows, ("device_id", f"{view}_path", column)), counts
+    columns = ("device_id", f"{view}_path", column)
+    if source_from_names:
+        columns += (SOURCE_COLUMN,)
+    return write_manifest(out, rows, columns), counts

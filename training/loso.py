@@ -27,7 +27,7 @@ from sklearn.preprocessing import StandardScaler
 from training.cv import _scores, _write_fold, probe_features
 from training.device import resolve_device
 from training.image_cache import load_images
-from training.manifest import load_manifest
+from training.manifest import Manifest, load_manifest
 from training.metrics import cracked_truth, softmax
 from training.samples import Sample, samples_from
 from training.vision_run import RunDir, load_run, predict_logits
@@ -36,6 +36,7 @@ from vision.conditions import CONDITIONS
 from vision.errors import PhotogradeError
 
 log = logging.getLogger("photograde.cv")
+METHODS = ("probe", "finetune", "finetune_tta", "ensemble")  # scored on every held-out source
 
 
 def source_of(sample: Sample, sources: dict[str, str]) -> str:
@@ -43,11 +44,12 @@ def source_of(sample: Sample, sources: dict[str, str]) -> str:
     return sources.get(sample.device_id) or Path(sample.path).name.split("-", 1)[0]
 
 
-def _labelled(manifest: str | Path) -> tuple[list[Sample], np.ndarray, str]:
-    samples = samples_from([load_manifest(manifest)])
+def _labelled(manifest: Manifest) -> tuple[list[Sample], np.ndarray, str]:
+    samples = samples_from([manifest])
     parts = {s.part for s in samples}
     if len(parts) != 1:
-        raise PhotogradeError(f"{manifest}: leave-one-source-out needs a single-view manifest")
+        raise PhotogradeError(f"{manifest.path}: leave-one-source-out needs a single-view "
+                              "manifest")
     part = parts.pop()
     allowed = np.array([s.allowed for s in samples], bool)
     truth = cracked_truth(allowed, CONDITIONS[part].index("cracked"))
@@ -87,9 +89,9 @@ def leave_one_source_out(manifest: str | Path, out: str | Path, base: TrainConfi
     """Train on all sources but one, score on that one, for each source; writes loso.json."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    samples, truth, part = _labelled(manifest)
-    sources = {r.device_id: getattr(r, "source", None) or ""
-               for r in load_manifest(manifest).rows}
+    loaded = load_manifest(manifest)
+    samples, truth, part = _labelled(loaded)
+    sources = {r.device_id: r.source or "" for r in loaded.rows}
     src = np.array([source_of(s, sources) for s in samples])
     names = sorted(set(src))
     if len(names) < 2:
@@ -115,7 +117,7 @@ def leave_one_source_out(manifest: str | Path, out: str | Path, base: TrainConfi
                  "finetune_tta": _scores(t, p_tta),
                  "ensemble": _scores(t, (p_probe + p_tta) / 2)}
         result["splits"][held] = split
-        for name in ("probe", "finetune", "finetune_tta", "ensemble"):
+        for name in METHODS:
             log.info("held out %s, %s: ROC-AUC %.4f, balanced accuracy %.4f", held, name,
                      split[name]["roc_auc"], split[name]["balanced_accuracy"])
     (out / "loso.json").write_text(json.dumps(result, indent=2))

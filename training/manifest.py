@@ -28,8 +28,10 @@ PHOTO_COLUMNS = ("front_path", "back_path")
 FACT_COLUMNS = ("brand", "model", "storage_gb", "unlocked", "battery_health_pct")
 LABEL_COLUMNS = ("screen_condition", "shell_condition", "grade")
 WORKFLOW_COLUMNS = ("refurbisher_id", "refurbisher_grade", "returned", "return_reason", "listed_at")
+SOURCE_COLUMN = "source"  # where a photo comes from (a web source, a refurbisher): free text
 COLUMNS: tuple[str, ...] = (
-    "device_id", *PHOTO_COLUMNS, *FACT_COLUMNS, *CHECKS, *LABEL_COLUMNS, *WORKFLOW_COLUMNS
+    "device_id", *PHOTO_COLUMNS, *FACT_COLUMNS, *CHECKS, *LABEL_COLUMNS, *WORKFLOW_COLUMNS,
+    SOURCE_COLUMN,
 )
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f"}
@@ -70,6 +72,7 @@ class ManifestRow:
     returned: bool | None = None
     return_reason: str | None = None
     listed_at: dt.date | None = None
+    source: str | None = None
 
     def condition(self, part: str) -> frozenset[str] | None:
         """Allowed conditions for ``screen`` or ``shell`` (None: unknown)."""
@@ -110,7 +113,8 @@ class Manifest:
         return len(self.rows)
 
     def summary(self) -> dict[str, Any]:
-        """Row count, photo counts and label counts per column (coarse labels as written)."""
+        """Row count, photo counts, label counts per column (coarse labels as written) and,
+        when any row has one, row counts per source."""
         counts: dict[str, Counter] = {c: Counter() for c in
                                       ("screen_condition", "shell_condition", "grade",
                                        "refurbisher_grade", "returned")}
@@ -120,13 +124,17 @@ class Manifest:
             counts["grade"][r.grade or "(unknown)"] += 1
             counts["refurbisher_grade"][r.refurbisher_grade or "(unknown)"] += 1
             counts["returned"]["(unknown)" if r.returned is None else str(r.returned).lower()] += 1
-        return {
+        summary: dict[str, Any] = {
             "rows": len(self.rows),
             "front_photos": sum(r.front_path is not None for r in self.rows),
             "back_photos": sum(r.back_path is not None for r in self.rows),
             "labels": {k: dict(sorted(v.items())) for k, v in counts.items()
                        if set(v) != {"(unknown)"}},
         }
+        sources = Counter(r.source or "(unknown)" for r in self.rows)
+        if set(sources) - {"(unknown)"}:
+            summary["sources"] = dict(sorted(sources.items()))
+        return summary
 
 
 def _parse_bool(text: str) -> bool:

@@ -10,6 +10,11 @@
 
 Export and fusion training read the validation split from ``split.json``; for a run written
 before that file existed they recompute the same seeded split from the run's config.
+
+A shipped model directory (e.g. ``models/photograde-base``: an exported bundle) also holds
+``vision.fp16.safetensors`` (:func:`save_fp16_weights`): the best model in float16 with the
+run's config and temperatures in its metadata. :func:`load_run` and :func:`init_from_run`
+accept such a directory in place of a run directory.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from vision.preprocess import PreprocessConfig
 log = logging.getLogger("photograde.train")
 
 CONFIG, SPLIT, BEST, LAST = "config.json", "split.json", "best.pt", "last.pt"
+FP16_WEIGHTS = "vision.fp16.safetensors"
 LOG, CALIBRATION, SUMMARY = "log.jsonl", "calibration.json", "summary.json"
 SPLIT_FORMAT = "photograde-split/1"
 
@@ -147,40 +153,94 @@ def model_from_config(config: dict[str, Any]) -> ConditionModel:
     return model
 
 
+def _weights_file(path: Path, checkpoint: str = BEST) -> Path:
+    """The checkpoint of a run directory, the fp16 weights of a shipped model directory (one
+    without the checkpoint), or ``path`` itself when it is not a directory."""
+    if not path.is_dir():
+        return path
+    if not (path / checkpoint).is_file() and (path / FP16_WEIGHTS).is_file():
+        return path / FP16_WEIGHTS
+    return path / checkpoint
+
+
+def _read_fp16(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, float]]:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
+    except SafetensorError as e:
+        raise RunError(f"{path} is not a photograde vision checkpoint ({e})") from None
+    if "config" not in meta:
+        raise RunError(f"{path} is not a photograde vision checkpoint (no config metadata)")
+    state = {k: v.float() if v.dtype == torch.float16 else v for k, v in state.items()}
+    temps = json.loads(meta.get("temperatures") or "{}")
+    return state, json.loads(meta["config"]), {p: float(temps.get(p, 1.0)) for p in PARTS}
+
+
+def _read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any],
+                                       dict[str, float] | None]:
+    """(float32 state dict, config, temperatures) of a checkpoint or fp16 weights file; the
+    temperatures are None for a checkpoint (they live in its run directory)."""
+    if path.suffix == ".safetensors":
+        return _read_fp16(path)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+        raise RunError(f"{path} is not a photograde vision checkpoint")
+    return state["model"], state["config"], None
+
+
 def load_run(run_dir: str | Path, checkpoint: str = BEST
              ) -> tuple[ConditionModel, dict[str, Any], dict[str, float]]:
-    """(model in eval mode, config, temperatures) of a finished run."""
+    """(model in eval mode, config, temperatures) of a finished run or a shipped model."""
     run = RunDir(run_dir)
-    path = run / checkpoint
+    path = _weights_file(run.path, checkpoint)
     if not path.is_file():
         raise RunError(f"{path} not found: is {run.path} a vision run directory "
-                       f"(photograde train vision --out {run.path})?")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    model = model_from_config(state["config"])
-    model.load_state_dict(state["model"])
+                       f"(photograde train vision --out {run.path}) or a shipped model "
+                       f"directory (with {FP16_WEIGHTS})?")
+    state, config, temps = _read_weights(path)
+    model = model_from_config(config)
+    model.load_state_dict(state)
     model.eval()
-    return model, state["config"], run.read_temperatures()
+    return model, config, temps if temps is not None else run.read_temperatures()
+
+
+def save_fp16_weights(run_dir: str | Path, out_dir: str | Path) -> Path:
+    """Write the run's best model as float16 safetensors, with its config and temperatures
+    in the metadata, to ``out_dir/FP16_WEIGHTS`` (the weights of a shipped model)."""
+    from safetensors.torch import save_file
+
+    model, config, temps = load_run(run_dir)
+    state = {k: (v.half() if v.is_floating_point() else v).contiguous()
+             for k, v in model.state_dict().items()}
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(out / FP16_WEIGHTS),
+              metadata={"config": json.dumps(config), "temperatures": json.dumps(temps)})
+    return out / FP16_WEIGHTS
 
 
 def init_from_run(model: ConditionModel, path: str | Path, backbone: str) -> str:
-    """Load a finished run's whole model (backbone and heads) into ``model``, e.g. to go on
-    training it at a larger input size; returns the weights source to record."""
-    path = Path(path)
-    ckpt = path / BEST if path.is_dir() else path
+    """Load a finished run's (or a shipped model's) whole model, backbone and heads, into
+    ``model``, e.g. to go on training it at a larger input size or on other data; returns the
+    weights source to record."""
+    ckpt = _weights_file(Path(path))
     if not ckpt.is_file():
-        raise TrainConfigError(f"--init-from: {ckpt} not found (pass a vision run directory "
-                               f"or its {BEST})")
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict) or "model" not in state or "config" not in state:
-        raise TrainConfigError(f"--init-from: {ckpt} is not a photograde vision checkpoint")
-    theirs = state["config"]
+        raise TrainConfigError(f"--init-from: {ckpt} not found (pass a vision run directory, "
+                               f"its {BEST}, or a shipped model directory with {FP16_WEIGHTS})")
+    try:
+        state, theirs, _ = _read_weights(ckpt)
+    except RunError as e:
+        raise TrainConfigError(f"--init-from: {e}") from None
     if theirs["backbone"] != backbone:
         raise TrainConfigError(f"--init-from: {ckpt} was trained with backbone "
                                f"{theirs['backbone']!r}, not {backbone!r}")
     if theirs.get("classes") != {p: list(CONDITIONS[p]) for p in PARTS}:
         raise TrainConfigError(f"--init-from: {ckpt} has other condition classes "
                                f"({theirs.get('classes')})")
-    model.load_state_dict(state["model"])
+    model.load_state_dict(state)
     log.info("initialised from %s (trained at %d px)", ckpt, theirs["img_size"])
     return f"{theirs.get('weights_source', 'unknown')} -> {ckpt}"
 

@@ -59,8 +59,9 @@ class TrainConfig:
     weights: str | None = _option(None, "backbone weights (safetensors or state dict)",
                                   type=Path)
     init_from: str | None = _option(None, "start from a finished run's model (backbone and "
-                                    "heads), e.g. to fine-tune it at a larger --img-size",
-                                    type=Path, metavar="RUN_DIR")
+                                    "heads) or a shipped model directory (e.g. "
+                                    "models/photograde-base), e.g. to fine-tune it at a larger "
+                                    "--img-size or on your photos", type=Path, metavar="RUN_DIR")
     drop_rate: float = 0.2
     device: str = _option("auto", "auto, cpu, cuda, cuda:N")
     amp: bool = _option(True, "no mixed precision (default: on for CUDA and bf16-capable "
