@@ -60,9 +60,11 @@ def test_evaluate_bundle_per_source_and_user_grades(bundle, synth_dir, tmp_path)
     assert {g for c in counts.values() for g in c} <= grades
 
 
-def test_evaluate_bundle_refuses_a_manifest_without_labels(bundle, tmp_path, capsys):
+def test_evaluate_bundle_refuses_a_manifest_without_labels(bundle, synth_dir, tmp_path,
+                                                           capsys):
     empty = tmp_path / "m.csv"
-    empty.write_text("device_id,front_path\nd1,\n")
+    front = next(synth_dir.glob("images/*_front.jpg"))
+    empty.write_text(f"device_id,front_path\nd1,{front}\n")
     assert main(["evaluate", "bundle", "--bundle", str(bundle), "--manifest", str(empty),
                  "--out", str(tmp_path / "o"), "--quiet"]) == 2
     assert "no labelled photos" in capsys.readouterr().err
