@@ -10,21 +10,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from photograde.cli import main
-from training.manifest import load_manifest, write_manifest
-from training.vision_data import (
+pytestmark = pytest.mark.torch
+torch = pytest.importorskip("torch", reason="needs the [train] extra: no torch")
+
+from photograde.cli import main  # noqa: E402
+from training.manifest import load_manifest, write_manifest  # noqa: E402
+from training.vision_data import (  # noqa: E402
     PhotoDataset,
     balanced_weights,
     normalize_batch,
     samples_from,
     split,
 )
-from training.vision_run import load_run
-from training.vision_train import TrainConfig, partial_label_loss, train_vision
-from vision.model import build_model
-from vision.preprocess import PreprocessConfig, load_rgb_resized, normalize
+from training.vision_run import load_run  # noqa: E402
+from training.vision_train import TrainConfig, partial_label_loss, train_vision  # noqa: E402
+from vision.model import build_model  # noqa: E402
+from vision.preprocess import PreprocessConfig, load_rgb_resized, normalize  # noqa: E402
 
 NOT_CRACKED = "flawless|light_scratches|heavy_scratches"
 
