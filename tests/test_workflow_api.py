@@ -16,7 +16,6 @@ from serve.app import create_app
 from serve.auth import create_key
 from serve.settings import Settings
 
-pytestmark = pytest.mark.torch  # every test grades with a trained bundle
 DEVICE = json.dumps(INFO)
 
 
