@@ -1,4 +1,5 @@
 """The synthetic generator: deterministic, phone-sized JPEGs, labels that follow the policy."""
+# ruff: noqa: E402  (the imports follow the skip when the [train] extra is missing)
 
 from __future__ import annotations
 
@@ -12,13 +13,13 @@ from PIL import Image
 pytestmark = pytest.mark.torch  # the generator draws with OpenCV, of the [train] extra
 pytest.importorskip("cv2", reason="needs the [train] extra: no cv2")
 
-from fusion.policy import load_policy  # noqa: E402
-from photograde.cli import main  # noqa: E402
-from tabular.schema import CHECKS  # noqa: E402
-from training.manifest import load_manifest  # noqa: E402
-from training.synth.generate import generate, render_device, sample_rows  # noqa: E402
-from training.synth.phone import PhoneLook, render_back, render_front  # noqa: E402
-from vision.conditions import SCREEN_CONDITIONS, SHELL_CONDITIONS  # noqa: E402
+from fusion.policy import load_policy
+from photograde.cli import main
+from tabular.schema import CHECKS
+from training.manifest import load_manifest
+from training.synth.generate import generate, render_device, sample_rows
+from training.synth.phone import PhoneLook, render_back, render_front
+from vision.conditions import SCREEN_CONDITIONS, SHELL_CONDITIONS
 
 
 def test_same_seed_same_bytes_other_seed_other_photos(tmp_path):

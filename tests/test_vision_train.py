@@ -1,4 +1,5 @@
 """A tiny real run of the vision training: timm backbone, real data pipeline, resume, DDP."""
+# ruff: noqa: E402  (the imports follow the skip when the [train] extra is missing)
 
 from __future__ import annotations
 
@@ -14,19 +15,19 @@ import pytest
 pytestmark = pytest.mark.torch
 torch = pytest.importorskip("torch", reason="needs the [train] extra: no torch")
 
-from photograde.cli import main  # noqa: E402
-from training.manifest import load_manifest, write_manifest  # noqa: E402
-from training.vision_data import (  # noqa: E402
+from photograde.cli import main
+from training.manifest import load_manifest, write_manifest
+from training.vision_data import (
     PhotoDataset,
     balanced_weights,
     normalize_batch,
     samples_from,
     split,
 )
-from training.vision_run import load_run  # noqa: E402
-from training.vision_train import TrainConfig, partial_label_loss, train_vision  # noqa: E402
-from vision.model import build_model  # noqa: E402
-from vision.preprocess import PreprocessConfig, load_rgb_resized, normalize  # noqa: E402
+from training.vision_run import load_run
+from training.vision_train import TrainConfig, partial_label_loss, train_vision
+from vision.model import build_model
+from vision.preprocess import PreprocessConfig, load_rgb_resized, normalize
 
 NOT_CRACKED = "flawless|light_scratches|heavy_scratches"
 
