@@ -201,7 +201,9 @@ def load_manifest(bundle: str | Path, verify_hashes: bool = True) -> BundleManif
 
 def save_heads(bundle: Path, weights: dict[str, np.ndarray]) -> None:
     """The heads' weight matrices (class x channel) in ``bundle``, for damage heatmaps."""
-    np.savez(bundle / HEADS_FILE, **{p: weights[p] for p in PARTS})
+    heads = {p: weights[p] for p in PARTS}
+    # numpy's stub lets a **dict fill savez's allow_pickle: bool, so it rejects arrays there.
+    np.savez(bundle / HEADS_FILE, **heads)  # type: ignore[arg-type]
 
 
 def load_heads(path: Path) -> dict[str, np.ndarray]:

@@ -19,7 +19,7 @@ import hashlib
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from fusion.grade import GradeResult
 from fusion.policy import GradingPolicy
@@ -33,6 +33,7 @@ from serve.models import (
     Review,
 )
 from serve.photostore import PhotoStore, sha256
+from tabular.schema import DeviceInfo
 from training.manifest import ManifestRow, load_manifest
 
 if TYPE_CHECKING:
@@ -48,9 +49,23 @@ def _unit(device_id: str, salt: str) -> float:
     return int.from_bytes(h[:8], "big") / 2**64
 
 
-def _usable(row: ManifestRow) -> bool:
-    return bool(row.front_path and row.back_path and row.refurbisher_id
-                and row.refurbisher_grade and row.device_info() is not None)
+class _Seed(NamedTuple):
+    """What seeding needs of a manifest row, all of it known."""
+
+    front: Path
+    back: Path
+    info: DeviceInfo
+    refurbisher_id: str
+    refurbisher_grade: str
+
+
+def _seed_of(row: ManifestRow) -> _Seed | None:
+    """The row's photos, device facts, refurbisher and its grade; None when one is missing."""
+    info = row.device_info()
+    if not (row.front_path and row.back_path and row.refurbisher_id and row.refurbisher_grade
+            and info is not None):
+        return None
+    return _Seed(row.front_path, row.back_path, info, row.refurbisher_id, row.refurbisher_grade)
 
 
 def seed_history(db: Database, photos: PhotoStore, manifest_path: str | Path, *,
@@ -65,43 +80,46 @@ def seed_history(db: Database, photos: PhotoStore, manifest_path: str | Path, *,
             raise ValueError("seed_history needs a grader or a grade_row callable: it stores "
                              "the model's predictions, never the manifest's true grades")
         def grade_row(row: ManifestRow) -> GradeResult:
-            return grader.grade(row.front_path, row.back_path, row.device_info(),
-                                row.refurbisher_grade)
+            seed = _seed_of(row)
+            if seed is None:  # not reached: only usable rows are graded
+                raise ValueError(f"{row.device_id}: missing a photo, a fact or a grade")
+            return grader.grade(seed.front, seed.back, seed.info, seed.refurbisher_grade)
     policy = policy or (grader.policy if grader is not None else None)
     if policy is None:
         from fusion.policy import load_policy
         policy = load_policy()
-    rows = [r for r in load_manifest(manifest_path, policy).rows if _usable(r)]
+    rows = [(r, seed) for r in load_manifest(manifest_path, policy).rows
+            if (seed := _seed_of(r)) is not None]
     if n_refurbishers is not None:
-        busiest = Counter(r.refurbisher_id for r in rows).most_common(n_refurbishers)
+        busiest = Counter(seed.refurbisher_id for _, seed in rows).most_common(n_refurbishers)
         keep = {rid for rid, _ in busiest}
-        rows = [r for r in rows if r.refurbisher_id in keep]
+        rows = [(r, seed) for r, seed in rows if seed.refurbisher_id in keep]
     today = today or dt.datetime.now(dt.UTC).date()
-    dates = [r.listed_at for r in rows if r.listed_at]
+    dates = [r.listed_at for r, _ in rows if r.listed_at]
     shift = (today - max(dates)) if dates else dt.timedelta(0)
     now = dt.datetime.now(dt.UTC)
     counts: Counter = Counter()
-    for i, row in enumerate(rows):
+    for i, (row, seed) in enumerate(rows):
         key = f"seed:{row.device_id}"
         with db.read() as s:
-            if find_idempotent(s, row.refurbisher_id, key) is not None:
+            if find_idempotent(s, seed.refurbisher_id, key) is not None:
                 counts["skipped"] += 1
                 continue
         result = grade_row(row)
         listed = (row.listed_at or today) + shift
         created = min(now, dt.datetime.combine(listed, dt.time(9), dt.UTC)
                       + dt.timedelta(minutes=(i * 37) % 480))
-        front, back = row.front_path.read_bytes(), row.back_path.read_bytes()
-        info = row.device_info().model_dump(mode="json")
+        front, back = seed.front.read_bytes(), seed.back.read_bytes()
+        info = seed.info.model_dump(mode="json")
         ev = build_evaluation(
-            policy, result, refurbisher_id=row.refurbisher_id,
-            refurbisher_grade=row.refurbisher_grade, info=info, front_sha256=sha256(front),
+            policy, result, refurbisher_id=seed.refurbisher_id,
+            refurbisher_grade=seed.refurbisher_grade, info=info, front_sha256=sha256(front),
             back_sha256=sha256(back), request_sha256=sha256(key.encode()), idempotency_key=key,
             device_ref=row.device_id, now=created)
         recent = (now - created) < dt.timedelta(days=open_days)
         with db.write() as s:
-            if s.get(Refurbisher, row.refurbisher_id) is None:
-                s.add(Refurbisher(id=row.refurbisher_id, created_at=created))
+            if s.get(Refurbisher, seed.refurbisher_id) is None:
+                s.add(Refurbisher(id=seed.refurbisher_id, created_at=created))
                 s.flush()
             store_photos(s, photos, (front, back))
             s.add(ev)

@@ -60,7 +60,8 @@ class Batcher:
         return await fut
 
     def _take(self) -> list[tuple[np.ndarray, asyncio.Future]]:
-        batch, n = [], 0
+        batch: list[tuple[np.ndarray, asyncio.Future]] = []
+        n = 0
         while self.items and (not batch or (self.enabled and
                                             n + len(self.items[0][0]) <= self.max_batch)):
             x, fut = self.items.popleft()

@@ -268,7 +268,7 @@ def platform_dashboard(db: Database, policy: GradingPolicy, days: int = 30,
     for d, kind, n in claim_days:
         reports[_week(d)][kind] += n
     priors = _priors(market)
-    table = sorted(({"refurbisher_id": rid, "evaluations": c["evaluations"],
+    table: list[dict[str, Any]] = sorted(({"refurbisher_id": rid, "evaluations": c["evaluations"],
                      "validated_share": _rate(c["validated"], c["evaluations"]),
                      "return_rate": _rate(c["returned"], c["listed"]),
                      "trust": _trust_of(c, priors)} for rid, c in per.items()),

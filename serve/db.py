@@ -57,9 +57,10 @@ class Database:
         self.url = make_url(url)
         self.dialect = self.url.get_backend_name()
         if self.dialect == "sqlite":
-            memory = self.url.database in (None, "", ":memory:")
+            database = self.url.database or ""
+            memory = database in ("", ":memory:")
             if not memory:
-                Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
             self.engine = _sqlite_engine(url, "BEGIN IMMEDIATE", memory)
             self.read_engine = (self.engine if memory else
                                 _sqlite_engine(url, "BEGIN", memory))

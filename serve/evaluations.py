@@ -29,9 +29,9 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -40,6 +40,7 @@ from fusion.policy import GradingPolicy
 from serve.auth import Principal
 from serve.db import Database
 from serve.models import (
+    Base,
     Evaluation,
     Justification,
     JustificationPhoto,
@@ -101,17 +102,18 @@ def request_fingerprint(**fields: Any) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _insert_ignore(s: Session, model: type, rows: list[dict[str, Any]]) -> None:
+def _insert_ignore(s: Session, model: type[Base], rows: list[dict[str, Any]]) -> None:
     """INSERT ... ON CONFLICT DO NOTHING (SQLite, PostgreSQL); get-then-add elsewhere."""
     if not rows:
         return
     name = s.get_bind().dialect.name
-    if name in ("sqlite", "postgresql"):
-        if name == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert
-        else:
-            from sqlalchemy.dialects.postgresql import insert
-        s.execute(insert(model).values(rows).on_conflict_do_nothing())
+    if name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+        s.execute(sqlite_insert(model).values(rows).on_conflict_do_nothing())
+        return
+    if name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+        s.execute(postgresql_insert(model).values(rows).on_conflict_do_nothing())
         return
     pk = model.__mapper__.primary_key[0].name
     for row in rows:
@@ -224,10 +226,11 @@ def _advance(s: Session, ev: Evaluation, action: str, **values: Any) -> None:
     if ev.status == needed:
         now = utcnow()
         extra = {"listed_at": now} if to == "listed" else {}
-        done = s.execute(update(Evaluation).where(Evaluation.id == ev.id,
-                                                  Evaluation.status == needed)
-                         .values(status=to, resolution=resolution, updated_at=now, **extra,
-                                 **values).execution_options(synchronize_session=False))
+        stmt = (update(Evaluation).where(Evaluation.id == ev.id, Evaluation.status == needed)
+                .values(status=to, resolution=resolution, updated_at=now, **extra, **values)
+                .execution_options(synchronize_session=False))
+        # An UPDATE gives a CursorResult (with rowcount); Session.execute is typed as Result.
+        done = cast(CursorResult[Any], s.execute(stmt))
         if done.rowcount == 1:
             s.refresh(ev)
             return

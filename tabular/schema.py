@@ -53,7 +53,7 @@ class DeviceInfo(BaseModel):
     storage_gb: int = Field(ge=1, le=4096)
     unlocked: bool
     battery_health_pct: int | None = Field(default=None, ge=0, le=100)
-    checks: Checks  # type: ignore[valid-type]
+    checks: Checks
 
     @property
     def failed_checks(self) -> list[str]:

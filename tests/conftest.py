@@ -1,7 +1,15 @@
-"""Shared fixtures: a tiny synthetic dataset made once per test session."""
+"""Shared fixtures: a tiny synthetic dataset made once per test session.
+
+Tests marked ``torch`` need the ``[train]`` extra (they import torch or train a model); in a
+serving-only install (``pip install -e .[dev]``) they are skipped, with the missing modules as
+the reason, and ``-m "not torch"`` leaves them out. A test that uses one of the fixtures
+below that generate or train (:data:`TRAINING_FIXTURES`) is marked ``torch`` here.
+"""
 
 from __future__ import annotations
 
+import functools
+import importlib
 import os
 from pathlib import Path
 
@@ -11,6 +19,43 @@ os.environ.setdefault("PHOTOGRADE_OFFLINE", "1")  # tests never wait on a model 
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 REAL_SCREENS = SHARED / "data" / "real-screens"
+#: What the ``[train]`` extra brings that the torch-marked tests import.
+TRAIN_STACK = ("torch", "timm", "cv2", "sklearn", "skl2onnx", "onnx")
+#: Session fixtures made with the training stack (synthetic photos, trained models).
+TRAINING_FIXTURES = frozenset({"synth_dir", "bundle", "grader"})
+
+
+@functools.cache
+def missing_train_stack() -> tuple[str, ...]:
+    """The modules of :data:`TRAIN_STACK` that cannot be imported here."""
+    missing = []
+    for name in TRAIN_STACK:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    return tuple(missing)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``torch`` the tests that use a training fixture (before ``-m`` selects)."""
+    for item in items:
+        if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.torch)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Skip the selected ``torch`` tests when the training stack is not installed."""
+    items = session.items
+    if not any(item.get_closest_marker("torch") for item in items):
+        return
+    missing = missing_train_stack()
+    if missing:
+        skip = pytest.mark.skip(reason=f"needs the [train] extra: no {', '.join(missing)}")
+        for item in items:
+            if item.get_closest_marker("torch"):
+                item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

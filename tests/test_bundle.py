@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 from PIL import Image
 
@@ -44,6 +43,8 @@ def test_policy_distribution_keeps_the_hard_rules():
 
 
 def test_bundle_files_and_manifest(bundle):
+    import onnx
+
     m = json.loads((bundle / "manifest.json").read_text())
     for name in ("vision.onnx", "vision.int8.onnx", "tabular.onnx", "fusion.json",
                  "samples.npz", "heads.npz"):

@@ -38,6 +38,7 @@ def _commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
     return out
 
 
+@pytest.mark.torch  # train vision's options are TrainConfig's fields (training.vision_train)
 def test_every_sub_command_is_registered_with_a_handler_and_its_options():
     commands = _commands(build_parser())
     assert set(commands) == COMMANDS
@@ -62,6 +63,7 @@ def test_building_the_command_line_imports_no_training_module():
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
+@pytest.mark.torch
 def test_train_vision_options_are_the_train_config_fields():
     pytest.importorskip("torch")
     from training.cli import train_config

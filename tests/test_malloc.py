@@ -32,6 +32,7 @@ def _page_faults(tuned: bool) -> int:
     return int(out.stdout.split()[-1])
 
 
+@pytest.mark.torch
 def test_large_buffers_are_reused_instead_of_faulted_in_again():
     plain, tuned = _page_faults(False), _page_faults(True)
     assert plain > 100 * (64 << 20) // 4096 // 2  # glibc unmaps and refaults every buffer

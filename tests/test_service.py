@@ -7,6 +7,8 @@ import base64
 import io
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -351,3 +353,26 @@ def test_settings_from_env_and_file(tmp_path, monkeypatch, bundle):
     monkeypatch.setenv("PHOTOGRADE_MAX_BATCH_SIZE", "zero")
     with pytest.raises(ValueError, match="max_batch_size"):
         Settings()
+
+
+def test_the_app_and_the_command_line_import_no_training_stack(tmp_path):
+    """Every module of serve/ and photograde/, the app they make and the command line stay
+    free of the [train] extra (a serving install has none of it; onnxruntime is not onnx)."""
+    settings = (f"bundle={str(tmp_path / 'bundle')!r}, database_url='sqlite://', "
+                f"photo_dir={str(tmp_path / 'photos')!r}")
+    code = (
+        "import importlib, pkgutil, sys\n"
+        "import photograde, serve\n"
+        "for pkg in (serve, photograde):\n"
+        "    for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + '.'):\n"
+        "        importlib.import_module(m.name)\n"
+        "from photograde.cli import build_parser\n"
+        "from serve.app import create_app\n"
+        "from serve.settings import Settings\n"
+        f"create_app(Settings({settings}))\n"
+        "build_parser()\n"
+        "heavy = ('torch', 'torchvision', 'timm', 'sklearn', 'skl2onnx', 'onnx')\n"
+        "bad = [m for m in heavy if m in sys.modules]\n"
+        "assert not bad, bad\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]

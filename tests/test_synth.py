@@ -1,4 +1,5 @@
 """The synthetic generator: deterministic, phone-sized JPEGs, labels that follow the policy."""
+# ruff: noqa: E402  (the imports follow the skip when the [train] extra is missing)
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ from collections import Counter
 import numpy as np
 import pytest
 from PIL import Image
+
+pytestmark = pytest.mark.torch  # the generator draws with OpenCV, of the [train] extra
+pytest.importorskip("cv2", reason="needs the [train] extra: no cv2")
 
 from fusion.policy import load_policy
 from photograde.cli import main

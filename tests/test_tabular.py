@@ -24,7 +24,6 @@ from tabular.features import (
 )
 from tabular.schema import CHECKS, parse_device_info
 from training.manifest import COLUMNS, write_manifest
-from training.synth.generate import sample_rows
 
 POLICY = load_policy()
 INFO = {"brand": " Fairphone ", "model": "Fairphone  5", "storage_gb": 256, "unlocked": True,
@@ -33,6 +32,8 @@ INFO = {"brand": " Fairphone ", "model": "Fairphone  5", "storage_gb": 256, "unl
 
 def _table_manifest(path: Path, n: int, seed: int, columns=COLUMNS) -> Path:
     """A table-only manifest of ``n`` synthetic devices whose photos are all one tiny JPEG."""
+    from training.synth.generate import sample_rows
+
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.new("RGB", (8, 8), (90, 90, 90)).save(path.parent / "tiny.jpg")
     rows = [dict(r, front_path="tiny.jpg") for r in sample_rows(n, seed, POLICY)]
@@ -80,6 +81,7 @@ def test_functional_state_follows_the_policy():
     assert low["battery_ok"] is False and low["cap"] == POLICY.low_battery
 
 
+@pytest.mark.torch
 def test_training_metrics_files_and_parity(run):
     out, summary = run
     assert {p.name for p in out.iterdir()} >= {"tabular.onnx", "tabular.json", "tabular.joblib"}
@@ -101,8 +103,10 @@ def test_training_metrics_files_and_parity(run):
     assert data["by_gap"]["1"]["return_rate"] > data["by_gap"]["0"]["return_rate"]
 
 
+@pytest.mark.torch
 def test_risk_is_higher_when_the_announced_grade_is_too_good(run):
     from tabular.runtime import ReturnRiskModel
+    from training.synth.generate import sample_rows
 
     model = ReturnRiskModel.from_dir(run[0])
     rows = [r for r in sample_rows(3000, 1, POLICY) if r["returned"] is not None]
@@ -119,6 +123,7 @@ def test_risk_is_higher_when_the_announced_grade_is_too_good(run):
     assert by_grade[sellable[0]] > model.predict(INFO, sellable[:1], POLICY)[sellable[0]]
 
 
+@pytest.mark.torch
 def test_unseen_brand_and_model_predict(run):
     from tabular.runtime import ReturnRiskModel
 
@@ -130,6 +135,7 @@ def test_unseen_brand_and_model_predict(run):
         model.predict(INFO, ["A"], load_policy("ctia"))
 
 
+@pytest.mark.torch
 def test_runtime_imports_neither_sklearn_nor_torch(run):
     code = (
         "import sys, json\n"
@@ -145,6 +151,7 @@ def test_runtime_imports_neither_sklearn_nor_torch(run):
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
 
 
+@pytest.mark.torch
 def test_cli_trains_without_battery_column(tmp_path, capsys):
     manifest = _table_manifest(tmp_path / "m.csv", 600, seed=3,
                                columns=[c for c in COLUMNS if c != "battery_health_pct"])
@@ -155,6 +162,7 @@ def test_cli_trains_without_battery_column(tmp_path, capsys):
     assert (tmp_path / "run" / "tabular.onnx").is_file()
 
 
+@pytest.mark.torch
 def test_manifest_without_returns_is_a_clear_error(tmp_path, capsys):
     from training.tabular_train import train_tabular
 

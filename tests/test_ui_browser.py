@@ -37,8 +37,9 @@ ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background
         "--host-resolver-rules=MAP *.photograde.test 127.0.0.1"]  # sibling hosts, one server
 SHOTS = os.environ.get("PHOTOGRADE_SCREENSHOTS")
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
-                                reason=f"{CHROMIUM} is absent (apt-get install chromium)")
+pytestmark = [pytest.mark.torch,  # a trained bundle
+              pytest.mark.skipif(not CHROMIUM.exists(),
+                                 reason=f"{CHROMIUM} is absent (apt-get install chromium)")]
 
 
 @dataclass

@@ -63,7 +63,7 @@ def test_overlay_png_size_colour_and_exif() -> None:
 
 
 # -- a tiny trained run --------------------------------------------------------------------
-@pytest.fixture(scope="module", autouse=True)
+@pytest.fixture(scope="module")
 def _one_torch_thread():
     """Tiny tensors: one thread is faster than two fighting other jobs for 2 cores."""
     torch = pytest.importorskip("torch")
@@ -74,7 +74,7 @@ def _one_torch_thread():
 
 
 @pytest.fixture(scope="module")
-def run(synth_dir: Path, tmp_path_factory) -> Path:
+def run(synth_dir: Path, tmp_path_factory, _one_torch_thread) -> Path:
     from training.vision_train import TrainConfig, train_vision
 
     base = tmp_path_factory.mktemp("vision_eval")

@@ -1,4 +1,5 @@
 """A tiny real run of the vision training: timm backbone, real data pipeline, resume, DDP."""
+# ruff: noqa: E402  (the imports follow the skip when the [train] extra is missing)
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+
+pytestmark = pytest.mark.torch
+torch = pytest.importorskip("torch", reason="needs the [train] extra: no torch")
 
 from photograde.cli import main
 from training.manifest import load_manifest, write_manifest

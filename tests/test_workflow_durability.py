@@ -25,6 +25,7 @@ from serve.auth import create_key
 from serve.db import Database
 from serve.models import Evaluation
 
+pytestmark = pytest.mark.torch  # a trained bundle
 N = 200
 CONCURRENCY = 32
 KILL_AFTER = 70  # acknowledged submissions before the SIGKILL

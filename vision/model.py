@@ -17,6 +17,7 @@ average-pooled last feature map, so a class activation map is exact:
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -39,17 +40,20 @@ class ConditionModel(nn.Module):
         weights_source: str = "scratch",
     ) -> None:
         super().__init__()
-        backbone.reset_classifier(0)  # drop the ImageNet classifier, keep global_pool="avg"
-        if getattr(backbone, "drop_rate", 0.0):
-            backbone.drop_rate = 0.0  # the heads own the dropout; avoid dropping twice
-        self.backbone = backbone
+        # A timm model: its API (reset_classifier, forward_head, num_features, blocks, ...) is
+        # beyond nn.Module's type, which has every other attribute as Tensor | Module.
+        net: Any = backbone
+        net.reset_classifier(0)  # drop the ImageNet classifier, keep global_pool="avg"
+        if getattr(net, "drop_rate", 0.0):
+            net.drop_rate = 0.0  # the heads own the dropout; avoid dropping twice
+        self.backbone: Any = net
         self.backbone_name = backbone_name
         self.preprocess = preprocess
         self.weights_source = weights_source
         self.drop_rate = drop_rate
         self.backbone_frozen = False
         self.frozen_modules: list[nn.Module] = []
-        n = int(backbone.num_features)
+        n = int(net.num_features)
         self.dropout = nn.Dropout(drop_rate)
         self.screen = nn.Linear(n, len(SCREEN_CONDITIONS))
         self.shell = nn.Linear(n, len(SHELL_CONDITIONS))

@@ -294,9 +294,9 @@ def create_backbone(
     if not pretrained:
         log.info("backbone %s: random initialisation (training from scratch)", name)
         return timm.create_model(name, pretrained=False, **kwargs), "scratch"
-    model = _from_timm_hub(name, allow_download, **kwargs)
-    if model is not None:
-        return model, "timm-hub"
+    hub_model = _from_timm_hub(name, allow_download, **kwargs)
+    if hub_model is not None:
+        return hub_model, "timm-hub"
     if name == DEFAULT_BACKBONE:
         log.info("backbone %s: trying the %s package", name, LITE0_PACKAGE)
         model = timm.create_model(name, pretrained=False, **kwargs)

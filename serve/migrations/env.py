@@ -4,10 +4,13 @@ connection in ``config.attributes["connection"]``; the ``alembic`` command line 
 
 from __future__ import annotations
 
+from typing import Any
+
 from alembic import context
 from sqlalchemy import create_engine
 
 from serve.models import Base, UTCDateTime
+from serve.settings import SettingsError
 
 config = context.config
 
@@ -19,8 +22,8 @@ def render_item(kind: str, obj, autogen_context):
     return False
 
 
-OPTIONS = {"target_metadata": Base.metadata, "render_as_batch": True, "compare_type": True,
-           "render_item": render_item}
+OPTIONS: dict[str, Any] = {"target_metadata": Base.metadata, "render_as_batch": True,
+                           "compare_type": True, "render_item": render_item}
 
 
 def run_offline() -> None:
@@ -37,7 +40,10 @@ def run_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    engine = create_engine(config.get_main_option("sqlalchemy.url"))
+    url = config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise SettingsError("no database to migrate: pass a connection or set sqlalchemy.url")
+    engine = create_engine(url)
     with engine.begin() as conn:
         context.configure(connection=conn, **OPTIONS)
         with context.begin_transaction():

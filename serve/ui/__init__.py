@@ -61,4 +61,5 @@ def mount_ui(app: FastAPI) -> None:
     app.add_api_route("/", root, include_in_schema=False)
     for cls in DOMAIN_ERRORS:
         app.add_exception_handler(cls, on_domain_error)
-    app.add_exception_handler(LoginRequired, on_login)
+    # Starlette types a handler as taking any Exception (it passes only the registered class).
+    app.add_exception_handler(LoginRequired, on_login)  # type: ignore[arg-type]

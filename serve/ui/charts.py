@@ -131,7 +131,7 @@ def stacked_bars(labels: list[str], stacks: list[dict[str, int]], keys: list[str
     parts = [_axis(top, "{:g}", plot_h)]
     for i, (label, stack) in enumerate(zip(labels, stacks, strict=True)):
         x = LEFT + i * slot + (slot - bar) / 2
-        y = TOP + plot_h
+        y = float(TOP + plot_h)
         for key, color in zip(keys, colors, strict=True):
             n = stack.get(key, 0)
             if not n:

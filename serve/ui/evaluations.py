@@ -23,8 +23,9 @@ from vision.conditions import CONDITIONS
 router = APIRouter(prefix="/ui")
 
 
-def list_page(request: Request, who: Principal, title: str, **filters: str) -> HTMLResponse:
-    found = evals.list_evaluations(request.app.state.workflow.db, who, limit=50, **filters)
+def list_page(request: Request, who: Principal, title: str,
+              status: str | None = None) -> HTMLResponse:
+    found = evals.list_evaluations(request.app.state.workflow.db, who, limit=50, status=status)
     return page(request, "list.html", who, title=title, items=found["items"],
                 total=found["total"])
 

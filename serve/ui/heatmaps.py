@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 
 from serve.runtime import Grader
 from vision.heatmap import cam_from_features, overlay_png
@@ -32,7 +33,7 @@ class HeatmapCache:
             while len(self.items) > self.size:
                 self.items.popitem(last=False)
 
-    def put_b64(self, evaluation_id: str, maps: dict[str, str | None] | None) -> None:
+    def put_b64(self, evaluation_id: str, maps: Mapping[str, str | None] | None) -> None:
         for part, value in (maps or {}).items():
             if value:
                 self.put((evaluation_id, part), base64.b64decode(value))
