@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from fusion.bundle import load_manifest
+from fusion.policy import policy_from_dict
 
 
 def _f(v: Any, digits: int = 3) -> str:
@@ -78,16 +79,17 @@ def _loso(loso: dict[str, Any] | None) -> list[str]:
 def render(bundle: Path, record: dict[str, Any], loso: dict[str, Any] | None = None) -> str:
     """The card's Markdown."""
     m = load_manifest(bundle, verify_hashes=False)
+    policy = policy_from_dict(m.grading.model_dump())
     r, ev = record["recipe"], record["evaluation"]
     if ev.get("real"):
-        ev["real"]["grading_scale"] = list(m.grading.grades)
+        ev["real"]["grading_scale"] = list(policy.grades)
     int8 = m.vision.int8
     lines = [
         f"# Model card: {r['name']}", "",
         f"Bundle `{m.bundle_version}`, photograde {m.photograde_version}, created "
         f"{m.created_at}. Backbone `{m.vision.backbone}` at {m.vision.input_size} px, two heads "
         "(screen from the front photo, shell from the back photo), a tabular return-risk "
-        f"model and the `{m.grading.name}` grading policy with a learned recalibration.", "",
+        f"model and the `{policy.name}` grading policy with a learned recalibration.", "",
         "## Intended use",
         "A second opinion on the cosmetic condition of a refurbished phone from one front and "
         "one back photo, combined with the functional checklist into a grade. It flags grades "

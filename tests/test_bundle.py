@@ -198,6 +198,7 @@ def _ctia_table(path: Path, n: int = 600) -> str:
     return str(write_manifest(path, rows))
 
 
+@pytest.mark.torch
 def test_ctia_scale_round_trip(tmp_path, capsys):
     """A CTIA-graded dataset through synth, the three trainings (--grading ctia), export (which
     takes no --grading: manifests carry no scale) and predict on the A-E scale."""
