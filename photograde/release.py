@@ -87,7 +87,7 @@ def _real(cfg: ReleaseConfig) -> Path | None:
         raise ReleaseError(f"--real {src}: neither a folder of labelled photos nor a manifest")
     out = Path(cfg.out) / "data" / "real.csv"
     if not out.is_file():
-        import_folder(src, out, REAL_MAPPING, "screen")
+        import_folder(src, out, REAL_MAPPING, "screen", source_from_names=True)
     return out
 
 
