@@ -13,8 +13,10 @@ where it stopped; delete a step's folder under ``--out`` to redo it):
 5. the bundle (fp32 and int8, int8 judged on the held-out synthetic set);
 6. ``evaluate bundle`` on the held-out synthetic set (fp32 and int8) and on the real photos
    (with a flawless synthetic back: the grades a user would see);
-7. ``MODEL_CARD.md`` and ``release.json`` beside the bundle; with ``--ship DIR``, the bundle,
-   the fp16 weights for fine-tuning and the card copied to ``DIR`` (``models/photograde-base``).
+7. ``MODEL_CARD.md`` and ``release.json`` beside the bundle (the card includes the
+   leave-one-source-out table when ``OUT/loso/loso.json`` exists, from ``photograde cv vision
+   --by-source --out OUT/loso``); with ``--ship DIR``, the bundle, the fp16 weights for
+   fine-tuning and the card copied to ``DIR`` (``models/photograde-base``).
 
 Defaults are the CPU recipe of ``photograde-base`` (2 cores, about an hour and a half); the GPU
 recipe is the same command with a larger ``--img-size``, more ``--devices`` and ``--epochs``
@@ -181,6 +183,7 @@ def ship(bundle: Path, vision_run: Path, out: Path) -> Path:
 def release(cfg: ReleaseConfig) -> dict[str, Any]:
     """Run the whole recipe; returns what ``release.json`` records."""
     from photograde.model_card import write_model_card
+    from training.vision_eval import json_safe
 
     start = time.perf_counter()
     train = _synth(cfg, "synth-train", cfg.devices, cfg.seed)
@@ -201,8 +204,10 @@ def release(cfg: ReleaseConfig) -> dict[str, Any]:
               "vision_run": str(vision), "bundle": str(bundle),
               "minutes": round((time.perf_counter() - start) / 60, 1),
               "evaluation": evaluation}
-    (Path(cfg.out) / "release.json").write_text(json.dumps(record, indent=2, default=str))
-    write_model_card(bundle, record)
+    (Path(cfg.out) / "release.json").write_text(json.dumps(json_safe(record), indent=2,
+                                                           default=str))
+    loso = Path(cfg.out) / "loso" / "loso.json"  # photograde cv vision --by-source --out ...
+    write_model_card(bundle, record, json.loads(loso.read_text()) if loso.is_file() else None)
     if cfg.ship:
         ship(bundle, vision, Path(cfg.ship))
         log.info("release: shipped to %s", cfg.ship)
