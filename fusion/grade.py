@@ -5,6 +5,15 @@
 caller computes them with the tabular model, for :func:`risk_grades`) and, optionally, the
 damage boxes and heatmaps the caller computed. No ONNX here: plain numbers in, a model out.
 
+The rule (:func:`decided_grade`): the grade is the grading policy applied to the part decisions
+(each part's most probable condition after temperature scaling, as ``parts`` shows it), the
+failed checks and the battery: the worst cap among the reasons, the best grade with none. The
+reasons are that derivation, and those that cap at the grade are marked ``decides``.
+``confidence`` is the fused model's calibrated probability of that grade, and
+``grade_probabilities`` how the probability spreads over grades; its most probable grade may
+differ from the grade, which follows the part decisions. :mod:`fusion.explain_check` checks a
+result against this rule.
+
 The JSON form is the one photograde has always written: optional fields that are None are left
 out (a part's ``heatmap_png``, a reason's ``probability``, the decision fields without a
 refurbisher grade), while ``damage_box`` and ``battery_health_pct`` are written as null.
@@ -16,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, SerializerFunctionWrapHandler, model_serializer
+from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
 
 from fusion.model import FusionModel, policy_distribution
 from fusion.policy import Decision, GradingPolicy
@@ -53,7 +62,8 @@ class PartResult(ResultModel):
 
 
 class Reason(ResultModel):
-    """A rule that limits the grade; ``decides``: it caps at the predicted grade."""
+    """A rule that limits the grade: the decided condition (``detail``) and its ``probability``
+    for a part, and the best grade it allows; ``decides``: it caps at exactly the grade."""
 
     _omit_if_none = frozenset({"probability"})
     rule: str
@@ -71,9 +81,13 @@ class FunctionalResult(BaseModel):
 class Prediction(ResultModel):
     """The model's grade and its grounds (what an evaluation stores)."""
 
-    grade: str
-    confidence: float
-    grade_probabilities: dict[str, float]
+    grade: str = Field(description="the grading policy applied to the part decisions: the worst "
+                                   "cap among the reasons")
+    confidence: float = Field(description="the fused model's calibrated probability that the "
+                                          "true grade is this grade")
+    grade_probabilities: dict[str, float] = Field(
+        description="how the probability spreads over grades (fused model); the grade itself "
+                    "follows the part decisions")
     sellable: bool
     parts: dict[str, PartResult]
     functional: FunctionalResult
@@ -106,8 +120,17 @@ def grade_distribution(policy: GradingPolicy, model: FusionModel,
                                            list(failed_checks), battery_health_pct))
 
 
-def best_grade(policy: GradingPolicy, p: np.ndarray) -> str:
-    return policy.grades[int(np.argmax(p))]
+def part_decisions(part_probs: Mapping[str, np.ndarray]) -> dict[str, str]:
+    """Each part's decided condition: its most probable one (the probabilities calibrated)."""
+    return {part: CONDITIONS[part][int(np.argmax(probs))] for part, probs in part_probs.items()}
+
+
+def decided_grade(policy: GradingPolicy, part_probs: Mapping[str, np.ndarray],
+                  failed_checks: Sequence[str] = (), battery_health_pct: int | None = None) -> str:
+    """The grade: the policy applied to the part decisions and the checklist (the worst cap)."""
+    decided = part_decisions(part_probs)
+    return policy.grade(decided.get("screen"), decided.get("shell"), list(failed_checks),
+                        battery_health_pct)
 
 
 def risk_grades(policy: GradingPolicy, grade: str, refurbisher_grade: str | None) -> list[str]:
@@ -121,13 +144,13 @@ def assemble_grade(policy: GradingPolicy, p: np.ndarray, part_probs: Mapping[str
                    refurbisher_grade: str | None = None,
                    damage_boxes: Mapping[str, Box | None] | None = None,
                    heatmaps: Mapping[str, str] | None = None) -> GradeResult:
-    """The grade result from the grade distribution ``p`` and the part probabilities.
+    """The grade result from the part probabilities (the grade: :func:`decided_grade`) and the
+    fused grade distribution ``p`` (the confidence: ``p`` at the grade).
 
     ``damage_boxes`` and ``heatmaps`` (base64 PNG) by part, when the caller has them."""
     if refurbisher_grade is not None:
         policy.rank(refurbisher_grade)  # unknown grade -> ValueError naming it
-    best = int(np.argmax(p))
-    grade = policy.grades[best]
+    grade = decided_grade(policy, part_probs, failed_checks, battery_health_pct)
     parts = {}
     for part, probs in part_probs.items():
         cls = int(np.argmax(probs))
@@ -147,7 +170,7 @@ def assemble_grade(policy: GradingPolicy, p: np.ndarray, part_probs: Mapping[str
                     "gap": policy.gap(refurbisher_grade, grade),
                     "decision": policy.decide(refurbisher_grade, grade)}
     return GradeResult(
-        grade=grade, confidence=float(p[best]),
+        grade=grade, confidence=float(p[policy.rank(grade)]),
         grade_probabilities=dict(zip(policy.grades, map(float, p), strict=True)),
         sellable=policy.sellable(grade), parts=parts,
         functional=FunctionalResult(failed_checks=list(failed_checks),

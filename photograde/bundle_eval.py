@@ -7,7 +7,8 @@ ONNX model, fp32 or int8) and the metrics are those of ``evaluate vision`` (same
 - ``by_source``: the same metrics per source (the manifest's ``source`` column; synthetic
   manifests have none and count as ``synthetic``);
 - ``grades``: when the manifest knows the true grade and the checklist, the predicted grade
-  against it (confusion, accuracy, macro-F1, QWK), through the bundle's fusion and policy;
+  against it (confusion, accuracy, macro-F1, QWK): the grade as served, the bundle's policy
+  applied to the part decisions;
 - ``user_grades``: with ``--back PHOTO``, each front-only photo graded as a device with that
   back and a checklist that passes (every check works, battery 90%): what a refurbisher would
   see, counted per label (e.g. how many intact fronts come out ``broken``).
@@ -26,7 +27,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from fusion.grade import best_grade, grade_distribution
+from fusion.grade import decided_grade
 from serve.runtime import Grader
 from tabular.schema import CHECKS
 from training.manifest import Manifest, load_manifest
@@ -113,11 +114,9 @@ def _grades(grader: Grader, manifests: list[Manifest], probs: dict[tuple[str, st
         if row.grade not in policy.grades:
             raise BundleEvalError(f"line {row.line}: grade {row.grade!r} is not on the bundle's "
                                   f"{policy.name} scale ({', '.join(policy.grades)})")
-        p = grade_distribution(policy, grader.fusion, dict(zip(PARTS, (probs[k] for k in keys),
-                                                               strict=True)),
-                               info.failed_checks, info.battery_health_pct)
+        parts = dict(zip(PARTS, (probs[k] for k in keys), strict=True))
         true.append(row.grade)
-        pred.append(best_grade(policy, p))
+        pred.append(decided_grade(policy, parts, info.failed_checks, info.battery_health_pct))
     return _grade_metrics(true, pred, tuple(policy.grades)) if true else None
 
 
@@ -137,10 +136,8 @@ def _user_grades(grader: Grader, samples: list[Sample], probs: dict[tuple[str, s
         cracked = s.allowed[CONDITIONS["screen"].index("cracked")]
         label = ("not_cracked" if not cracked else "cracked" if sum(s.allowed) == 1
                  else "unknown")
-        p = grade_distribution(grader.policy, grader.fusion,
-                               {"screen": probs[(s.device_id, "screen")], "shell": shell_p},
-                               [], USER_BATTERY)
-        counts[label][best_grade(grader.policy, p)] += 1
+        parts = {"screen": probs[(s.device_id, "screen")], "shell": shell_p}
+        counts[label][decided_grade(grader.policy, parts, [], USER_BATTERY)] += 1
     return {"back": str(back), "checklist": {"checks": {c: True for c in CHECKS},
                                              "battery_health_pct": USER_BATTERY},
             "back_condition": CONDITIONS["shell"][int(shell_p.argmax())],

@@ -1,7 +1,8 @@
 """Evaluations: the decision, the status machine, storage and their JSON form.
 
 Decision (the grading config's ``[decision]`` thresholds, overridable in the settings): the gap
-is the number of steps between the refurbisher's grade and the model's most probable grade;
+is the number of steps between the refurbisher's grade and the model's grade (the policy applied
+to the part decisions, :mod:`fusion.grade`);
 ``gap <= validated_max_gap`` (default 0) validates, ``gap <= suggestion_max_gap`` (default 1)
 suggests the model's grade, a larger gap requires a justification. The model's confidence is
 stored and shown (and reviewers see it) but does not change the decision: an uncertain model

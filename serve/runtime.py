@@ -3,9 +3,9 @@
 Used by ``photograde predict`` and by the service. One :class:`Grader` holds the bundle's
 sessions (the bundle contract: :mod:`fusion.bundle`); :meth:`Grader.grade` decodes the photos,
 runs the vision and return-risk models and hands the numbers to :mod:`fusion.grade`, which
-assembles the :class:`~fusion.grade.GradeResult`: the predicted grade, its probabilities,
-confidence, part conditions, reasons, return risk and the decision against the refurbisher's
-grade.
+assembles the :class:`~fusion.grade.GradeResult`: the grade (the policy applied to the part
+decisions), the grade probabilities, the grade's probability (confidence), part conditions,
+reasons, return risk and the decision against the refurbisher's grade.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from fusion.grade import (
     Box,
     GradeResult,
     assemble_grade,
-    best_grade,
+    decided_grade,
     grade_distribution,
     risk_grades,
 )
@@ -147,8 +147,8 @@ class Grader:
                  "shell": _softmax(shell_logits / self.temperatures["shell"])}
         failed, battery = info.failed_checks, info.battery_health_pct
         p = grade_distribution(policy, self.fusion, probs, failed, battery)
-        risk = self.risk.predict(info, risk_grades(policy, best_grade(policy, p),
-                                                   refurbisher_grade), policy)
+        grade = decided_grade(policy, probs, failed, battery)
+        risk = self.risk.predict(info, risk_grades(policy, grade, refurbisher_grade), policy)
         boxes, maps = self._damage(photos, probs, features, heatmaps)
         return assemble_grade(policy, p, probs, failed_checks=failed,
                               battery_health_pct=battery, return_risk=risk,

@@ -112,7 +112,7 @@ def test_grade_one_device(grader, synth_dir):
                        heatmaps=True).model_dump(mode="json")  # as clients see it
     assert out["grade"] in grader.policy.grades
     assert sum(out["grade_probabilities"].values()) == pytest.approx(1, abs=1e-6)
-    assert out["confidence"] == max(out["grade_probabilities"].values())
+    assert out["confidence"] == out["grade_probabilities"][out["grade"]]  # that grade's probability
     assert set(out["parts"]) == {"screen", "shell"}
     assert out["decision"] in ("validated", "suggestion", "justification_required")
     png = out["parts"]["screen"]["heatmap_png"]

@@ -11,7 +11,7 @@ from fusion.grade import (
     GradeResult,
     Prediction,
     assemble_grade,
-    best_grade,
+    decided_grade,
     grade_distribution,
     risk_grades,
 )
@@ -27,7 +27,8 @@ def _grade(screen, shell, failed=(), battery=91, refurbisher_grade=None, **kw) -
     policy = load_policy()
     probs = {"screen": screen, "shell": shell}
     p = grade_distribution(policy, FusionModel(policy.grades), probs, failed, battery)
-    risk = dict.fromkeys(risk_grades(policy, best_grade(policy, p), refurbisher_grade), 0.1)
+    grade = decided_grade(policy, probs, failed, battery)
+    risk = dict.fromkeys(risk_grades(policy, grade, refurbisher_grade), 0.1)
     return assemble_grade(policy, p, probs, failed_checks=list(failed),
                           battery_health_pct=battery, return_risk=risk, bundle_version="b1",
                           refurbisher_grade=refurbisher_grade, **kw)

@@ -49,11 +49,13 @@ class LoginRequired(Exception):
 
 
 def base(wf: Workflow, who: Principal | None) -> dict[str, Any]:
-    """What every page shows: the key, the demo banner, the bundle version."""
+    """What every page shows: the key, the demo banner, the bundle version; and the grades
+    that are not sellable (a device at such a grade is never described as listed)."""
     g = wf.svc.grader
     return {"who": who, "demo": bool(g and g.manifest.demo),
             "bundle_version": g.manifest.bundle_version if g else None,
-            "model_label": model_label(g.manifest) if g else None}
+            "model_label": model_label(g.manifest) if g else None,
+            "not_sellable": g.policy.not_sellable if g else frozenset()}
 
 
 def model_label(manifest: BundleManifest) -> str:
