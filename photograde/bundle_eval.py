@@ -14,7 +14,7 @@ ONNX model, fp32 or int8) and the metrics are those of ``evaluate vision`` (same
   see, counted per label (e.g. how many intact fronts come out ``broken``).
 
 It lives in the command-line root because it composes the serving runtime and the training
-metrics; it imports no torch.
+metrics; it imports no torch (and scikit-learn only when it runs: the service never loads it).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm import tqdm
@@ -30,12 +30,12 @@ from tqdm import tqdm
 from fusion.grade import decided_grade
 from serve.runtime import Grader
 from tabular.schema import CHECKS
-from training.manifest import Manifest, load_manifest
-from training.metrics import softmax
-from training.samples import Sample, samples_from
-from training.vision_eval import evaluate_head, json_safe, report
 from vision.conditions import CONDITIONS, PARTS
 from vision.errors import PhotogradeError
+
+if TYPE_CHECKING:
+    from training.manifest import Manifest
+    from training.samples import Sample
 
 USER_BATTERY = 90
 
@@ -66,6 +66,8 @@ def _sources(manifests: list[Manifest]) -> dict[str, str]:
 def _by_source(samples: list[Sample], logits: np.ndarray, allowed: np.ndarray,
                temps: dict[str, float], sources: dict[str, str], out: Path) -> dict[str, Any]:
     """Per source and head, the head's metrics on that source's photos only."""
+    from training.vision_eval import evaluate_head
+
     result: dict[str, Any] = defaultdict(dict)
     src = np.array([sources.get(s.device_id, "synthetic") for s in samples])
     parts = np.array([s.part for s in samples])
@@ -97,6 +99,8 @@ def _grade_metrics(true: list[str], pred: list[str], grades: tuple[str, ...]) ->
 
 def _part_probs(samples: list[Sample], logits: np.ndarray, temps: dict[str, float]
                 ) -> dict[tuple[str, str], np.ndarray]:
+    from training.metrics import softmax
+
     return {(s.device_id, s.part): softmax(logits[i:i + 1], temps[s.part])[0]
             for i, s in enumerate(samples)}
 
@@ -123,6 +127,8 @@ def _grades(grader: Grader, manifests: list[Manifest], probs: dict[tuple[str, st
 def _user_grades(grader: Grader, samples: list[Sample], probs: dict[tuple[str, str], np.ndarray],
                  back: Path) -> dict[str, Any]:
     """Fronts graded with one back photo and a passing checklist: grade counts per label."""
+    from training.metrics import softmax
+
     try:
         x = grader.decode(back).x
     except (PhotogradeError, OSError) as e:
@@ -149,6 +155,10 @@ def evaluate_bundle(bundle: str | Path, manifests: list[str | Path], out_dir: st
                     worst: int = 16, batch_size: int = 16, progress: bool = True
                     ) -> dict[str, Any]:
     """Evaluate the bundle on the manifests; write ``metrics.json`` and ``report.md``."""
+    from training.manifest import load_manifest
+    from training.samples import samples_from
+    from training.vision_eval import evaluate_head, json_safe, report
+
     grader = Grader(bundle, int8=int8, threads=threads)
     loaded = [load_manifest(m) for m in manifests]
     samples = samples_from(loaded)
