@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._common import INFO, median_ms
+from benchmarks._common import median_ms
 from benchmarks._photos import phone_jpegs
 from serve.runtime import Grader
 from tabular.schema import parse_device_info
+from tests.support import INFO
 
 
 def main() -> None:

@@ -23,11 +23,12 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from benchmarks._common import INFO, median_ms
+from benchmarks._common import median_ms
 from benchmarks._photos import phone_jpegs
-from benchmarks._server import ServiceProcess
+from benchmarks._server import service_process
 from serve.runtime import Grader
 from tabular.schema import parse_device_info
+from tests.support import INFO
 
 
 def grade_request(photos: list[bytes]) -> tuple[bytes, dict[str, str]]:
@@ -100,7 +101,7 @@ def main() -> None:
 
     rows, tput = [], {}
     for batching in (True, False):
-        with ServiceProcess(args.bundle, batching=str(batching).lower()) as svc:
+        with service_process(args.bundle, batching=str(batching).lower()) as svc:
             for clients in levels:
                 rps, lat, errors = asyncio.run(load(svc.url, photos, clients, args.requests))
                 tput[(batching, clients)] = rps

@@ -19,11 +19,9 @@ from fusion.model import FusionModel, policy_distribution
 from fusion.policy import load_policy
 from photograde.cli import main
 from serve.runtime import Grader
-from tabular.schema import CHECKS, parse_device_info
+from tabular.schema import parse_device_info
+from tests.support import INFO
 from training.manifest import load_manifest
-
-INFO = {"brand": "Apple", "model": "iPhone 12", "storage_gb": 128, "unlocked": True,
-        "battery_health_pct": 91, "checks": dict.fromkeys(CHECKS, True)}
 
 
 def test_policy_distribution_keeps_the_hard_rules():

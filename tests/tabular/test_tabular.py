@@ -23,6 +23,7 @@ from tabular.features import (
     to_onnx_inputs,
 )
 from tabular.schema import CHECKS, parse_device_info
+from tests.support import ROOT
 from training.manifest import COLUMNS, write_manifest
 
 POLICY = load_policy()
@@ -147,7 +148,7 @@ def test_runtime_imports_neither_sklearn_nor_torch(run):
         " if k in sys.modules)))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True, cwd=Path(__file__).resolve().parents[1])
+                          check=True, cwd=ROOT)
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
 
 

@@ -11,7 +11,6 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import func, inspect, select
-from workflow_support import DB_KINDS, INFO, database_url, small_photos
 
 from photograde.seed import seed_history
 from serve import evaluations as evals
@@ -31,6 +30,7 @@ from serve.photostore import PhotoStore, sha256
 from serve.problems import Problem
 from serve.responses import EvaluationOut
 from tabular.schema import parse_device_info
+from tests.support import DB_KINDS, INFO, database_url, small_photos
 
 
 @pytest.fixture(params=DB_KINDS)

@@ -10,11 +10,11 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from workflow_support import DB_KINDS, INFO, database_url, grade_at_gap, small_photos
 
 from serve.app import create_app
 from serve.auth import create_key
 from serve.settings import Settings
+from tests.support import DB_KINDS, INFO, database_url, grade_at_gap, small_photos
 
 DEVICE = json.dumps(INFO)
 
