@@ -30,8 +30,9 @@ from training.image_cache import load_images
 from training.manifest import Manifest, load_manifest
 from training.metrics import cracked_truth, softmax
 from training.samples import Sample, samples_from
+from training.train_config import TrainConfig
 from training.vision_run import RunDir, load_run, predict_logits
-from training.vision_train import TrainConfig, train_vision
+from training.vision_train import train_vision
 from vision.conditions import CONDITIONS
 from vision.errors import PhotogradeError
 

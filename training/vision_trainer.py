@@ -36,6 +36,7 @@ from training.image_cache import load_images
 from training.manifest import DatasetError, load_manifest
 from training.metrics import fit_temperature, head_metrics, partial_nll, selection_score
 from training.samples import Sample, samples_from, split
+from training.train_config import TrainConfig, TrainConfigError
 from training.vision_data import PhotoDataset, balanced_weights, normalize_batch
 from training.vision_loss import partial_label_loss, select_head, warmup_cosine
 from training.vision_run import (
@@ -46,7 +47,6 @@ from training.vision_run import (
     load_run,
     predict_logits,
 )
-from training.vision_train import TrainConfig, TrainConfigError
 from vision.conditions import CONDITIONS, PARTS
 from vision.model import ConditionModel, build_model, freeze_backbone, freeze_early_stages
 

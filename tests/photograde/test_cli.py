@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from photograde.cli import CommandParser, build_parser, main
+from tests.support import ROOT
 from vision.errors import PhotogradeError
 
 COMMANDS = {
@@ -39,7 +40,6 @@ def _commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
     return out
 
 
-@pytest.mark.torch  # train vision's options are TrainConfig's fields (training.vision_train)
 def test_every_sub_command_is_registered_with_a_handler_and_its_options():
     commands = _commands(build_parser())
     assert set(commands) == COMMANDS
@@ -64,12 +64,10 @@ def test_building_the_command_line_imports_no_training_module():
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
-@pytest.mark.torch
 def test_train_vision_options_are_the_train_config_fields():
-    pytest.importorskip("torch")
     from training.cli import train_config
-    from training.vision_train import TrainConfig
-    from vision.weights import DEFAULT_BACKBONE
+    from training.train_config import TrainConfig
+    from vision.backbone import DEFAULT_BACKBONE
 
     parser = build_parser()
     args = parser.parse_args(["train", "vision", "--manifest", "m.csv", "--out", "run"])
@@ -94,6 +92,41 @@ def test_train_vision_options_are_the_train_config_fields():
     assert _options(commands["cv vision"]) == TRAIN_OPTIONS | {
         "-h", "--help", "--manifest", "--out", "--folds", "--by-source", "--extra-manifest",
         "--no-probe", "--probe-only", "--grading"}
+
+
+#: Run in a sub-process where ``import torch`` fails, as in a serving-only install.
+NO_TORCH = "import sys\nsys.modules['torch'] = None\n"
+
+
+def test_every_sub_commands_help_works_without_torch():
+    code = NO_TORCH + (
+        "from photograde.cli import build_parser\n"
+        "from tests.photograde.test_cli import _commands\n"
+        "commands = _commands(build_parser())\n"
+        "for name, parser in commands.items():\n"
+        "    assert 'usage: photograde ' + name in parser.format_help(), name\n"
+        "print(len(commands))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert int(proc.stdout) == len(COMMANDS)
+    for words in (["train", "vision"], ["cv", "vision"]):
+        proc = subprocess.run([sys.executable, "-c", NO_TORCH + "from photograde.cli import "
+                               f"main\nmain({[*words, '--help']!r})"],
+                              capture_output=True, text=True, cwd=ROOT)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert "--backbone BACKBONE" in proc.stdout and "tf_efficientnet_lite0" in proc.stdout
+
+
+def test_a_training_command_without_torch_asks_for_the_train_extra(tmp_path: Path):
+    code = NO_TORCH + ("from photograde.cli import main\n"
+                       f"sys.exit(main(['train', 'vision', '--manifest', 'm.csv', '--out', "
+                       f"{str(tmp_path / 'run')!r}]))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.startswith("photograde: error: this command needs the [train] extra "
+                                  "(torch is not installed)"), proc.stderr[-2000:]
 
 
 def _options(parser: CommandParser) -> set[str]:
