@@ -119,7 +119,8 @@ def photograph(rng: Rng, part: np.ndarray, alpha: np.ndarray, size: tuple[int, i
     # soft contact shadow, offset away from the light (blurred at a quarter of the size)
     q = cv2.resize(a, (w // 4, h // 4), interpolation=cv2.INTER_AREA)
     q = cv2.GaussianBlur(q, (0, 0), max(0.5, s * pw * rng.uniform(0.005, 0.02)))
-    shift = np.float32([[1, 0, rng.normal(0, 0.005) * w], [0, 1, rng.uniform(0, 0.008) * h]])
+    shift = np.array([[1, 0, rng.normal(0, 0.005) * w], [0, 1, rng.uniform(0, 0.008) * h]],
+                     np.float32)
     q = 1 - np.float32(rng.uniform(0.3, 0.7)) * cv2.warpAffine(q, shift, (w // 4, h // 4))
     img *= cv2.resize(q, (w, h), interpolation=cv2.INTER_LINEAR)[..., None]
 
