@@ -4,6 +4,7 @@ PostgreSQL), distinct photos, and a real server on loopback (in a thread or its 
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import socket
@@ -14,6 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +93,52 @@ def grade_at_gap(grades: list[str] | tuple[str, ...], predicted: str, gap: int) 
     """A refurbisher grade ``gap`` steps from ``predicted`` (worse if possible, else better)."""
     i = grades.index(predicted)
     return grades[i + gap] if i + gap < len(grades) else grades[i - gap]
+
+
+# -- the workflow API under test ------------------------------------------------------------
+@dataclass
+class World:
+    """A workflow API under test: its client, grade scale, a key per role, distinct photos."""
+
+    client: Any  # fastapi.testclient.TestClient
+    grades: list[str]
+    keys: dict[str, str]
+    pairs: list[tuple[bytes, bytes]]
+    ids: dict[str, str] = field(default_factory=dict)
+    used: int = 0
+
+    def h(self, who: str, **extra: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[who]}", **extra}
+
+    def pair(self) -> tuple[bytes, bytes]:
+        self.used += 1
+        return self.pairs[self.used - 1]
+
+    def submit(self, who: str, gap: int | None = None, grade: str | None = None,
+               pair: tuple[bytes, bytes] | None = None, headers: dict | None = None,
+               **form: Any) -> httpx.Response:
+        front, back = pair or self.pair()
+        if grade is None:
+            predicted = self.client.post("/v1/grade", headers=self.h("platform"), files={
+                "front": ("f.jpg", front), "back": ("b.jpg", back)},
+                data={"device": json.dumps(INFO)}).json()["grade"]
+            grade = grade_at_gap(self.grades, predicted, gap or 0)
+        data = {"device": json.dumps(INFO), "refurbisher_grade": grade, **form}
+        return self.client.post("/v1/evaluations", headers={**self.h(who), **(headers or {})},
+                                files={"front": ("f.jpg", front), "back": ("b.jpg", back)},
+                                data={k: v for k, v in data.items() if v is not None})
+
+
+def workflow_app(url: str, tmp: Path, grader: Any, **kw: Any) -> Any:
+    """The service with the workflow on database ``url``, photos under ``tmp``, no rate limit
+    unless ``rate_limit_per_minute`` is given."""
+    from serve.app import create_app
+    from serve.settings import Settings
+
+    settings = Settings(bundle=grader.dir, threads=1, database_url=url,
+                        photo_dir=tmp / "photos", max_upload_mb=1,
+                        rate_limit_per_minute=kw.pop("rate_limit_per_minute", 100_000), **kw)
+    return create_app(settings, grader)
 
 
 # -- a real server on loopback ---------------------------------------------------------------
