@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import tempfile
 import time
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import httpx
 import numpy as np
 
 from benchmarks._common import median_ms
-from benchmarks._photos import phone_jpegs
+from benchmarks._photos import upload_bytes
 from benchmarks._server import service_process
 from serve.runtime import Grader
 from tabular.schema import parse_device_info
@@ -92,9 +91,7 @@ def main() -> None:
     ap.add_argument("--size", default="3000x4000", help="photo size, WxH")
     ap.add_argument("--clients", default="1,4,16")
     args = ap.parse_args()
-    w, h = (int(v) for v in args.size.split("x"))
-    paths = phone_jpegs(Path(tempfile.mkdtemp()), n=2, size=(w, h))
-    photos = [p.read_bytes() for p in paths]
+    photos = upload_bytes(2, args.size)
     levels = [int(c) for c in args.clients.split(",")]
 
     direct, per_photo, provider, threads = in_process(args.bundle, photos)
@@ -107,7 +104,7 @@ def main() -> None:
                 tput[(batching, clients)] = rps
                 rows.append((batching, clients, rps, pct(lat, 50), pct(lat, 95), pct(lat, 99),
                              errors))
-    print(f"photos {w}x{h} ({len(photos[0]) / 1e6:.1f} MB and {len(photos[1]) / 1e6:.1f} MB), "
+    print(f"photos {args.size} ({len(photos[0]) / 1e6:.1f} MB and {len(photos[1]) / 1e6:.1f} MB), "
           f"{args.requests} requests per level")
     print("| batching | clients | requests/s | p50 ms | p95 ms | p99 ms | errors |")
     print("|---|---:|---:|---:|---:|---:|---:|")

@@ -12,13 +12,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
 
-from benchmarks._photos import phone_jpegs
+from benchmarks._photos import upload_bytes
 from benchmarks._server import service_process
 from tests.support import INFO, ServerProcess
 
@@ -60,8 +59,7 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--size", default="3000x4000")
     args = ap.parse_args()
-    w, h = (int(v) for v in args.size.split("x"))
-    photos = [p.read_bytes() for p in phone_jpegs(Path(tempfile.mkdtemp()), 2, (w, h))]
+    photos = upload_bytes(2, args.size)
     with service_process(args.bundle) as svc:
         done, errors, statuses, rss = asyncio.run(
             soak(svc, photos, args.clients, args.minutes * 60))

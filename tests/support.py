@@ -95,6 +95,19 @@ def grade_at_gap(grades: list[str] | tuple[str, ...], predicted: str, gap: int) 
     return grades[i + gap] if i + gap < len(grades) else grades[i - gap]
 
 
+def run_python(code: str, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+    """``code`` in a fresh interpreter (this one's, from the repository root), its output
+    captured as text; ``check``: raise if it fails."""
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          cwd=ROOT, check=check)
+
+
+def none_imported(*modules: str) -> str:
+    """Code for :func:`run_python` that fails, naming them, if any of ``modules`` is loaded."""
+    return (f"import sys\nbad = [m for m in {modules!r} if m in sys.modules]\n"
+            "assert not bad, bad\n")
+
+
 # -- the workflow API under test ------------------------------------------------------------
 @dataclass
 class World:

@@ -4,14 +4,12 @@ a PhotogradeError is reported as the user's error."""
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from photograde.cli import CommandParser, build_parser, main
-from tests.support import ROOT
+from tests.support import none_imported, run_python
 from vision.errors import PhotogradeError
 
 COMMANDS = {
@@ -57,10 +55,9 @@ def test_building_the_command_line_imports_no_training_module():
             " '--device-info', 'd'])\n"
             "p.parse_args(['serve', '--port', '8001'])\n"
             "p.parse_args(['bundle', 'verify', 'b'])\n"
-            "heavy = ('torch', 'timm', 'sklearn', 'training.vision_train', 'training.export')\n"
-            "bad = [m for m in heavy if m in sys.modules]\n"
-            "assert not bad, bad\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+            + none_imported("torch", "timm", "sklearn", "training.vision_train",
+                            "training.export"))
+    proc = run_python(code)
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
@@ -106,14 +103,12 @@ def test_every_sub_commands_help_works_without_torch():
         "for name, parser in commands.items():\n"
         "    assert 'usage: photograde ' + name in parser.format_help(), name\n"
         "print(len(commands))\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=ROOT)
+    proc = run_python(code)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert int(proc.stdout) == len(COMMANDS)
     for words in (["train", "vision"], ["cv", "vision"]):
-        proc = subprocess.run([sys.executable, "-c", NO_TORCH + "from photograde.cli import "
-                               f"main\nmain({[*words, '--help']!r})"],
-                              capture_output=True, text=True, cwd=ROOT)
+        proc = run_python(NO_TORCH + "from photograde.cli import main\n"
+                          f"main({[*words, '--help']!r})")
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert "--backbone BACKBONE" in proc.stdout and "tf_efficientnet_lite0" in proc.stdout
 
@@ -122,8 +117,7 @@ def test_a_training_command_without_torch_asks_for_the_train_extra(tmp_path: Pat
     code = NO_TORCH + ("from photograde.cli import main\n"
                        f"sys.exit(main(['train', 'vision', '--manifest', 'm.csv', '--out', "
                        f"{str(tmp_path / 'run')!r}]))\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=ROOT)
+    proc = run_python(code)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert proc.stderr.startswith("photograde: error: this command needs the [train] extra "
                                   "(torch is not installed)"), proc.stderr[-2000:]

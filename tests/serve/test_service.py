@@ -7,8 +7,6 @@ import base64
 import io
 import json
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -21,7 +19,7 @@ from serve.app import create_app
 from serve.grading import batching_enabled
 from serve.settings import Settings
 from tabular.schema import CHECKS
-from tests.support import INFO, ThreadServer
+from tests.support import INFO, ThreadServer, none_imported, run_python
 from training.manifest import load_manifest
 
 
@@ -335,8 +333,6 @@ def test_the_app_and_the_command_line_import_no_training_stack(tmp_path):
         "from serve.settings import Settings\n"
         f"create_app(Settings({settings}))\n"
         "build_parser()\n"
-        "heavy = ('torch', 'torchvision', 'timm', 'sklearn', 'skl2onnx', 'onnx')\n"
-        "bad = [m for m in heavy if m in sys.modules]\n"
-        "assert not bad, bad\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        + none_imported("torch", "torchvision", "timm", "sklearn", "skl2onnx", "onnx"))
+    proc = run_python(code)
     assert proc.returncode == 0, proc.stderr[-2000:]
