@@ -13,7 +13,8 @@ ONNX model, fp32 or int8) and the metrics are those of ``evaluate vision`` (same
   see, counted per label (e.g. how many intact fronts come out ``broken``).
 
 It lives in the command-line root because it composes the serving runtime and the training
-metrics; it imports no torch.
+metrics; it imports no torch, and the training metrics (scikit-learn) only when it runs, so
+that importing it (as the command line's tests do) loads no training stack.
 """
 
 from __future__ import annotations
@@ -30,9 +31,7 @@ from fusion.grade import best_grade, grade_distribution
 from serve.runtime import Grader
 from tabular.schema import CHECKS
 from training.manifest import Manifest, load_manifest
-from training.metrics import softmax
 from training.samples import Sample, samples_from
-from training.vision_eval import evaluate_head, json_safe, report
 from vision.conditions import CONDITIONS, PARTS
 from vision.errors import PhotogradeError
 
@@ -65,6 +64,8 @@ def _sources(manifests: list[Manifest]) -> dict[str, str]:
 def _by_source(samples: list[Sample], logits: np.ndarray, allowed: np.ndarray,
                temps: dict[str, float], sources: dict[str, str], out: Path) -> dict[str, Any]:
     """Per source and head, the head's metrics on that source's photos only."""
+    from training.vision_eval import evaluate_head  # scikit-learn
+
     result: dict[str, Any] = defaultdict(dict)
     src = np.array([sources.get(s.device_id, "synthetic") for s in samples])
     parts = np.array([s.part for s in samples])
@@ -96,6 +97,8 @@ def _grade_metrics(true: list[str], pred: list[str], grades: tuple[str, ...]) ->
 
 def _part_probs(samples: list[Sample], logits: np.ndarray, temps: dict[str, float]
                 ) -> dict[tuple[str, str], np.ndarray]:
+    from training.metrics import softmax  # scikit-learn
+
     return {(s.device_id, s.part): softmax(logits[i:i + 1], temps[s.part])[0]
             for i, s in enumerate(samples)}
 
@@ -124,6 +127,8 @@ def _grades(grader: Grader, manifests: list[Manifest], probs: dict[tuple[str, st
 def _user_grades(grader: Grader, samples: list[Sample], probs: dict[tuple[str, str], np.ndarray],
                  back: Path) -> dict[str, Any]:
     """Fronts graded with one back photo and a passing checklist: grade counts per label."""
+    from training.metrics import softmax  # scikit-learn
+
     try:
         x = grader.decode(back).x
     except (PhotogradeError, OSError) as e:
@@ -152,6 +157,8 @@ def evaluate_bundle(bundle: str | Path, manifests: list[str | Path], out_dir: st
                     worst: int = 16, batch_size: int = 16, progress: bool = True
                     ) -> dict[str, Any]:
     """Evaluate the bundle on the manifests; write ``metrics.json`` and ``report.md``."""
+    from training.vision_eval import evaluate_head, json_safe, report  # scikit-learn
+
     grader = Grader(bundle, int8=int8, threads=threads)
     loaded = [load_manifest(m) for m in manifests]
     samples = samples_from(loaded)
