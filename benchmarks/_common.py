@@ -1,4 +1,4 @@
-"""What the benchmarks share: the checklist they send and a median timer."""
+"""What the benchmarks share beyond the tests' helpers (:mod:`tests.support`): a median timer."""
 
 from __future__ import annotations
 
@@ -6,11 +6,6 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-
-from tabular.schema import CHECKS
-
-INFO = {"brand": "Apple", "model": "iPhone 12", "storage_gb": 128, "unlocked": True,
-        "battery_health_pct": 91, "checks": dict.fromkeys(CHECKS, True)}
 
 
 def median_ms(fn: Callable[[], object], repeat: int) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -29,3 +30,9 @@ def phone_jpegs(out: Path, n: int = 2, size: tuple[int, int] = (3000, 4000),
         path.write_bytes(buf.getvalue())
         paths.append(path)
     return paths
+
+
+def upload_bytes(n: int = 2, size: str = "3000x4000") -> list[bytes]:
+    """The bytes of :func:`phone_jpegs` (``size`` as WxH), as an upload arrives."""
+    w, h = (int(v) for v in size.split("x"))
+    return [p.read_bytes() for p in phone_jpegs(Path(tempfile.mkdtemp()), n, (w, h))]

@@ -10,15 +10,15 @@ the two already-decoded tensors (target: <= 60 ms on this 2-core machine).
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks._common import INFO, median_ms
-from benchmarks._photos import phone_jpegs
+from benchmarks._common import median_ms
+from benchmarks._photos import upload_bytes
 from serve.runtime import Grader
 from tabular.schema import parse_device_info
+from tests.support import INFO
 
 
 def main() -> None:
@@ -29,8 +29,7 @@ def main() -> None:
     ap.add_argument("--int8", action="store_true")
     args = ap.parse_args()
     grader = Grader(args.bundle, threads=args.threads, int8=args.int8)
-    front, back = phone_jpegs(Path(tempfile.mkdtemp()), n=2)
-    photos = [front.read_bytes(), back.read_bytes()]  # bytes, as an upload arrives
+    photos = upload_bytes(2)
     info = parse_device_info(INFO)
     x = np.stack([grader.decode(p).x for p in photos])
     full = median_ms(lambda: grader.grade(photos[0], photos[1], info, "good"), args.repeat)

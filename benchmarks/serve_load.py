@@ -16,18 +16,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 
-from benchmarks._common import INFO, median_ms
-from benchmarks._photos import phone_jpegs
-from benchmarks._server import ServiceProcess
+from benchmarks._common import median_ms
+from benchmarks._photos import upload_bytes
+from benchmarks._server import service_process
 from serve.runtime import Grader
 from tabular.schema import parse_device_info
+from tests.support import INFO
 
 
 def grade_request(photos: list[bytes]) -> tuple[bytes, dict[str, str]]:
@@ -91,22 +91,20 @@ def main() -> None:
     ap.add_argument("--size", default="3000x4000", help="photo size, WxH")
     ap.add_argument("--clients", default="1,4,16")
     args = ap.parse_args()
-    w, h = (int(v) for v in args.size.split("x"))
-    paths = phone_jpegs(Path(tempfile.mkdtemp()), n=2, size=(w, h))
-    photos = [p.read_bytes() for p in paths]
+    photos = upload_bytes(2, args.size)
     levels = [int(c) for c in args.clients.split(",")]
 
     direct, per_photo, provider, threads = in_process(args.bundle, photos)
 
     rows, tput = [], {}
     for batching in (True, False):
-        with ServiceProcess(args.bundle, batching=str(batching).lower()) as svc:
+        with service_process(args.bundle, batching=str(batching).lower()) as svc:
             for clients in levels:
                 rps, lat, errors = asyncio.run(load(svc.url, photos, clients, args.requests))
                 tput[(batching, clients)] = rps
                 rows.append((batching, clients, rps, pct(lat, 50), pct(lat, 95), pct(lat, 99),
                              errors))
-    print(f"photos {w}x{h} ({len(photos[0]) / 1e6:.1f} MB and {len(photos[1]) / 1e6:.1f} MB), "
+    print(f"photos {args.size} ({len(photos[0]) / 1e6:.1f} MB and {len(photos[1]) / 1e6:.1f} MB), "
           f"{args.requests} requests per level")
     print("| batching | clients | requests/s | p50 ms | p95 ms | p99 ms | errors |")
     print("|---|---:|---:|---:|---:|---:|---:|")

@@ -12,18 +12,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
 
-from benchmarks._common import INFO
-from benchmarks._photos import phone_jpegs
-from benchmarks._server import ServiceProcess
+from benchmarks._photos import upload_bytes
+from benchmarks._server import service_process
+from tests.support import INFO, ServerProcess
 
 
-async def soak(svc: ServiceProcess, photos: list[bytes], clients: int, seconds: float):
+async def soak(svc: ServerProcess, photos: list[bytes], clients: int, seconds: float):
     files = {"front": ("front.jpg", photos[0], "image/jpeg"),
              "back": ("back.jpg", photos[1], "image/jpeg")}
     data = {"device": json.dumps(INFO), "refurbisher_grade": "good"}
@@ -60,9 +59,8 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--size", default="3000x4000")
     args = ap.parse_args()
-    w, h = (int(v) for v in args.size.split("x"))
-    photos = [p.read_bytes() for p in phone_jpegs(Path(tempfile.mkdtemp()), 2, (w, h))]
-    with ServiceProcess(args.bundle) as svc:
+    photos = upload_bytes(2, args.size)
+    with service_process(args.bundle) as svc:
         done, errors, statuses, rss = asyncio.run(
             soak(svc, photos, args.clients, args.minutes * 60))
     base = next((m for t, m in rss if t >= 60), rss[0][1])

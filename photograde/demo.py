@@ -46,8 +46,9 @@ def build_demo_bundle(work: Path, out: Path, *, train_devices: int = 200,
     from training.fusion_train import train_fusion
     from training.synth.generate import default_workers, generate
     from training.tabular_train import train_tabular
-    from training.vision_train import TrainConfig, train_vision
-    from vision.weights import DEFAULT_BACKBONE
+    from training.train_config import TrainConfig
+    from training.vision_train import train_vision
+    from vision.backbone import DEFAULT_BACKBONE
 
     start = time.perf_counter()
     cache = str(work / "cache")

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from photograde.release import ReleaseConfig
+from training.cli import needs_train_extra
 
 RELEASE_HELP = {
     "out": "release directory (data, runs, bundle, evaluation, card)",
@@ -42,6 +43,7 @@ def _release_options(p: argparse.ArgumentParser) -> None:
                        help=RELEASE_HELP[f.name])
 
 
+@needs_train_extra
 def _release(args: argparse.Namespace) -> int:
     from photograde.release import release
 

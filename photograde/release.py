@@ -94,7 +94,8 @@ def _real(cfg: ReleaseConfig) -> Path | None:
 
 
 def _train_vision(cfg: ReleaseConfig, manifests: list[Path]) -> Path:
-    from training.vision_train import TrainConfig, train_vision
+    from training.train_config import TrainConfig
+    from training.vision_train import train_vision
 
     run = Path(cfg.out) / "vision"
     if (run / "best.pt").is_file() and (run / "summary.json").is_file():

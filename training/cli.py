@@ -3,8 +3,9 @@
 
 :func:`register` adds them to the root command line (:mod:`photograde.cli`). Each imports its
 modules only when it runs; the options of ``train vision`` and ``cv vision`` are the fields of
-:class:`~training.vision_train.TrainConfig` that carry a help (their defaults and help come from
-there), added when the sub-command is parsed (``populate``), since that module imports torch.
+:class:`~training.train_config.TrainConfig` that carry a help (their defaults and help come from
+there; torch-free, so every sub-command's help works in a serving-only install). A sub-command
+that needs the ``[train]`` extra and misses it fails with :class:`TrainExtraMissing`.
 """
 
 from __future__ import annotations
@@ -16,12 +17,11 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from training.train_config import TrainConfig
 from vision.conditions import PARTS
-
-if TYPE_CHECKING:
-    from training.vision_train import TrainConfig
+from vision.errors import PhotogradeError
 
 Handler = Callable[[argparse.Namespace], int]
 Groups = dict[str, argparse._SubParsersAction]
@@ -34,15 +34,41 @@ def grading_option(p: argparse.ArgumentParser) -> None:
                    help="grading config: 'marketplace' (default), 'ctia' or a TOML file")
 
 
+#: Top-level modules of the ``[train]`` extra (pyproject.toml) that the sub-commands import.
+TRAIN_EXTRA = frozenset({"torch", "torchvision", "timm", "safetensors", "albumentations", "cv2",
+                         "sklearn", "skl2onnx", "onnx", "matplotlib"})
+
+
+class TrainExtraMissing(PhotogradeError):
+    """A training sub-command runs in an install without the ``[train]`` extra."""
+
+
+def needs_train_extra(run: Handler) -> Handler:
+    """Report a missing module of the ``[train]`` extra as the user's error, with the fix."""
+    @functools.wraps(run)
+    def wrapped(args: argparse.Namespace) -> int:
+        try:
+            return run(args)
+        except ModuleNotFoundError as e:
+            if (e.name or "").split(".")[0] not in TRAIN_EXTRA:
+                raise
+            raise TrainExtraMissing(
+                f"this command needs the [train] extra ({e.name} is not installed): "
+                "pip install 'photograde[train]' (or pip install -e '.[train]' in a "
+                "checkout)") from e
+    return wrapped
+
+
 def _torch_command(run: Handler) -> Handler:
-    """Torch on CPU: keep freed tensor buffers (no page-faulting of every batch's activations)."""
+    """Torch on CPU: keep freed tensor buffers (no page-faulting of every batch's activations);
+    without the ``[train]`` extra, a clear error (:func:`needs_train_extra`)."""
     @functools.wraps(run)
     def wrapped(args: argparse.Namespace) -> int:
         from training.malloc import keep_freed_memory
 
         keep_freed_memory()
         return run(args)
-    return wrapped
+    return needs_train_extra(wrapped)
 
 
 # -- TrainConfig <-> options -----------------------------------------------------------------
@@ -55,8 +81,6 @@ def _dest(flag: str) -> str:
 
 
 def _option_fields() -> list[dataclasses.Field]:
-    from training.vision_train import TrainConfig
-
     return [f for f in dataclasses.fields(TrainConfig) if "help" in f.metadata]
 
 
@@ -77,8 +101,6 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
 
 def train_config(args: argparse.Namespace, **overrides: Any) -> TrainConfig:
     """The TrainConfig of parsed ``train vision`` or ``cv vision`` options."""
-    from training.vision_train import TrainConfig
-
     values: dict[str, Any] = {
         "out": str(args.out), "grading": args.grading, "resume": getattr(args, "resume", False),
         "val_manifests": [str(m) for m in getattr(args, "val_manifest", None) or []]}
@@ -109,6 +131,7 @@ def _manifest_check(args: argparse.Namespace) -> int:
     return 0
 
 
+@needs_train_extra
 def _synth(args: argparse.Namespace) -> int:
     import time
 
@@ -187,6 +210,7 @@ def _train_vision(args: argparse.Namespace) -> int:
     return 0
 
 
+@needs_train_extra
 def _train_tabular(args: argparse.Namespace) -> int:
     from training.tabular_train import train_tabular
 
@@ -196,6 +220,7 @@ def _train_tabular(args: argparse.Namespace) -> int:
     return 0
 
 
+@needs_train_extra
 def _train_fusion(args: argparse.Namespace) -> int:
     from training.fusion_train import train_fusion
 
@@ -227,8 +252,6 @@ def _cv_vision(args: argparse.Namespace) -> int:
     base = train_config(args, manifests=[str(args.manifest)])
     if args.by_source:
         if args.no_probe or args.probe_only:
-            from vision.errors import PhotogradeError
-
             raise PhotogradeError("--by-source scores the probe and fine-tuning together: "
                                   "drop --no-probe / --probe-only")
         return _cv_by_source(args, base)

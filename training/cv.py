@@ -29,8 +29,9 @@ from training.image_cache import load_images
 from training.manifest import DatasetError, load_manifest, write_manifest
 from training.metrics import cracked_truth, softmax
 from training.samples import Sample, samples_from
+from training.train_config import TrainConfig
 from training.vision_run import RunDir, load_run, predict_logits
-from training.vision_train import TrainConfig, train_vision
+from training.vision_train import train_vision
 from vision.conditions import CONDITIONS, format_condition_set
 from vision.model import build_model
 from vision.preprocess import normalize

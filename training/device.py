@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from training.vision_train import TrainConfigError
+from training.train_config import TrainConfigError
 
 
 def resolve_device(name: str, local_rank: int = 0) -> str:

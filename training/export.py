@@ -94,8 +94,9 @@ def static_same_padding(model: ConditionModel) -> int:
     changed = 0
     for m in model.modules():
         if type(m) is Conv2dSame:
-            m.__class__ = Conv2dSameExport
-            m.pad, m.pad_input_size = None, (0, 0)
+            conv: Any = m  # a live class swap: beyond what the types describe
+            conv.__class__ = Conv2dSameExport
+            conv.pad, conv.pad_input_size = None, (0, 0)
             changed += 1
     size = model.preprocess.img_size
     with torch.no_grad():  # an eager pass fixes each layer's padding as plain integers
@@ -187,7 +188,7 @@ def quantize_int8(fp32: Path, out: Path, calib: np.ndarray) -> list[str]:
     return keep
 
 
-def _macro_f1(sess: ort.InferenceSession, images: list[np.ndarray], pre: PreprocessConfig,
+def _macro_f1(sess: ort.InferenceSession, images: np.ndarray, pre: PreprocessConfig,
               parts: list[str], allowed: np.ndarray) -> dict[str, float]:
     logits = np.concatenate([
         np.stack(sess.run(list(VISION_OUTPUTS[:2]), {VISION_INPUT: np.stack(

@@ -48,6 +48,21 @@ def held_out_rows(manifests: list[str], vision_run: str | Path, vision_config: d
     return rows, dropped
 
 
+def _photo(row: ManifestRow, view: str) -> Path:
+    """The row's photo of ``view``; rows without it cannot be scored."""
+    path = row.photo(view)
+    if path is None:
+        raise DatasetError(f"device {row.device_id}: no {view} photo")
+    return path
+
+
+def _grade(row: ManifestRow) -> str:
+    """The row's true grade (held_out_rows keeps only rows that have one)."""
+    if row.grade is None:
+        raise DatasetError(f"device {row.device_id}: no grade")
+    return row.grade
+
+
 def vision_probabilities(run_dir: str | Path, rows: list[ManifestRow], cache_dir=None,
                          device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """Calibrated screen (front) and shell (back) probabilities, (N, 4) each."""
@@ -56,7 +71,7 @@ def vision_probabilities(run_dir: str | Path, rows: list[ManifestRow], cache_dir
     out = []
     for part in PARTS:
         view = PART_VIEW[part]
-        images = load_images([r.photo(view) for r in rows], size, cache_dir, workers=2,
+        images = load_images([_photo(r, view) for r in rows], size, cache_dir, workers=2,
                              progress=False)
         logits = predict_logits(model, images, [part] * len(rows), device=device)
         out.append(softmax(logits, temps[part]))
@@ -86,7 +101,7 @@ def train_fusion(manifests: list[str], vision_run: str | Path, tabular_run: str 
     p_policy = np.stack([policy_distribution(policy, s, h, r.failed_checks,
                                              r.battery_health_pct)
                          for s, h, r in zip(screen, shell, rows, strict=True)])
-    y = np.array([policy.rank(r.grade) for r in rows])
+    y = np.array([policy.rank(_grade(r)) for r in rows])
     oof = np.zeros_like(p_policy)
     for tr, te in KFold(5, shuffle=True, random_state=seed).split(p_policy):
         oof[te] = fit_fusion(p_policy[tr], y[tr], policy.grades).apply(p_policy[te])

@@ -44,7 +44,7 @@ def _load_one(args: tuple[str, int, str]) -> np.ndarray:
     return arr
 
 
-def load_images(paths: list[Path], img_size: int, cache_dir: Path | None = None,
+def load_images(paths: list[Path], img_size: int, cache_dir: str | Path | None = None,
                 workers: int = 1, progress: bool = True) -> np.ndarray:
     """uint8 array (N, S, S, 3) of the photos, decoded (JPEG draft) and resized once.
 

@@ -80,7 +80,7 @@ def import_folder(src: str | Path, out: str | Path, mapping: dict[str, str] | No
             })
     if not rows:
         raise ImportFolderError(f"{src}: no images found ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    columns = ("device_id", f"{view}_path", column)
+    columns: tuple[str, ...] = ("device_id", f"{view}_path", column)
     if source_from_names:
         columns += (SOURCE_COLUMN,)
     return write_manifest(out, rows, columns), counts

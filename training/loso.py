@@ -30,8 +30,9 @@ from training.image_cache import load_images
 from training.manifest import Manifest, load_manifest
 from training.metrics import cracked_truth, softmax
 from training.samples import Sample, samples_from
+from training.train_config import TrainConfig
 from training.vision_run import RunDir, load_run, predict_logits
-from training.vision_train import TrainConfig, train_vision
+from training.vision_train import train_vision
 from vision.conditions import CONDITIONS
 from vision.errors import PhotogradeError
 
@@ -112,10 +113,10 @@ def leave_one_source_out(manifest: str | Path, out: str | Path, base: TrainConfi
         p_ft, p_tta = _finetune(samples, train, test, part, out / f"without-{held}", base,
                                 extra_manifests or [], device)
         t = truth[test]
-        split = {"train_sources": [n for n in names if n != held], "n_train": len(train),
-                 "probe": _scores(t, p_probe), "finetune": _scores(t, p_ft),
-                 "finetune_tta": _scores(t, p_tta),
-                 "ensemble": _scores(t, (p_probe + p_tta) / 2)}
+        split: dict[str, Any] = {
+            "train_sources": [n for n in names if n != held], "n_train": len(train),
+            "probe": _scores(t, p_probe), "finetune": _scores(t, p_ft),
+            "finetune_tta": _scores(t, p_tta), "ensemble": _scores(t, (p_probe + p_tta) / 2)}
         result["splits"][held] = split
         for name in METHODS:
             log.info("held out %s, %s: ROC-AUC %.4f, balanced accuracy %.4f", held, name,

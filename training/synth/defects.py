@@ -34,7 +34,7 @@ def scratches(rng: Rng, mask: np.ndarray, n: int, strength: tuple[float, float],
         dx, dy = np.cos(angle), np.sin(angle)
         off = bend * ln * (t**2 - 0.25)
         pts = np.stack([cx + t * ln * dx - off * dy, cy + t * ln * dy + off * dx], 1)
-        _poly(mask, pts, rng.uniform(*strength), rng.integers(width[0], width[1] + 1))
+        _poly(mask, pts, rng.uniform(*strength), int(rng.integers(width[0], width[1] + 1)))
 
 
 def scuffs(rng: Rng, mask: np.ndarray, n: int, strength: tuple[float, float],
@@ -227,7 +227,9 @@ def blend(img: np.ndarray, mask: np.ndarray, color, where: np.ndarray | None = N
     m = mask[box] if where is None else cv2.multiply(mask[box], where[box])
     sub = img[box]
     c = [float(v) for v in np.asarray(color, np.float32).ravel()[:3]]
-    diff = cv2.multiply(cv2.subtract(sub, (*c, 0.0)), cv2.cvtColor(m, cv2.COLOR_GRAY2RGB))
+    # cv2's stubs lack the scalar operand (a 4-tuple) that cv2.subtract accepts
+    diff = cv2.multiply(cv2.subtract(sub, (*c, 0.0)),  # type: ignore[call-overload]
+                        cv2.cvtColor(m, cv2.COLOR_GRAY2RGB))
     sub[:] = cv2.subtract(sub, diff)
 
 

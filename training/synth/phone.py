@@ -287,7 +287,7 @@ def _screen_defects(rng: Rng, img: np.ndarray, glass: np.ndarray, condition: str
     bright, dark_m, shards = (np.zeros((h, w), np.float32) for _ in range(3))
     defects.cracks(rng, bright, dark_m, shards, rng.uniform(0.3, 1))
     if rng.random() < 0.35:  # display damage under the broken glass: ink bleed, lines
-        ink = np.zeros((h, w), np.float32)
+        ink: np.ndarray = np.zeros((h, w), np.float32)
         for _ in range(rng.integers(1, 4)):
             cv2.ellipse(ink, (int(rng.uniform(0, w)), int(rng.uniform(0, h))),
                         (int(w * rng.uniform(0.05, 0.3)), int(h * rng.uniform(0.03, 0.15))),

@@ -85,6 +85,44 @@ def _finger(img: np.ndarray, a: np.ndarray, b: np.ndarray, r: float, colour) -> 
     cv2.circle(img, pb, max(1, int(r * 0.55)), nail, -1, cv2.LINE_AA)
 
 
+def _light(rng: Rng, img: np.ndarray, centre: np.ndarray) -> None:
+    """Light ``img`` in place: a gradient, vignetting, a colour cast, sometimes a glare spot
+    near ``centre`` (smooth, so computed on a coarse grid and resized)."""
+    h, w = img.shape[:2]
+    gh, gw = max(8, h // 8), max(8, w // 8)
+    yy, xx = np.mgrid[0:gh, 0:gw].astype(np.float32)
+    yy, xx = yy / gh - 0.5, xx / gw - 0.5
+    la = rng.uniform(0, 2 * np.pi)
+    light = 1 + (xx * np.float32(np.cos(la)) + yy * np.float32(np.sin(la))) * np.float32(
+        rng.uniform(0, 0.5))
+    light *= 1 - np.float32(rng.uniform(0, 0.35)) * (xx**2 + yy**2) * 2
+    light = light[..., None] * rng.normal(1, 0.04, 3).astype(np.float32)
+    if rng.random() < 0.45:
+        gx, gy = centre / (w, h) - 0.5 + rng.normal(0, 0.2, 2)
+        sx, sy = rng.uniform(0.03, 0.15, 2)
+        glare = np.exp(-(((xx - gx) / sx) ** 2 + ((yy - gy) / sy) ** 2 * (w / h) ** 2))
+        glare = (glare * rng.uniform(0.2, 0.8)).astype(np.float32)
+    else:
+        glare = np.zeros_like(xx)
+    img *= cv2.resize(light, (w, h), interpolation=cv2.INTER_LINEAR)
+    img += cv2.resize(glare, (w, h), interpolation=cv2.INTER_LINEAR)[..., None]
+
+
+def _camera(rng: Rng, img: np.ndarray) -> np.ndarray:
+    """The camera's defocus or shake, and sensor noise."""
+    h, w = img.shape[:2]
+    if rng.random() < 0.6:
+        img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.3, 1.6))
+    elif rng.random() < 0.15:
+        k = int(rng.integers(3, 9))
+        kernel = np.zeros((k, k), np.float32)
+        kernel[k // 2] = 1 / k
+        rot_k = cv2.getRotationMatrix2D((k / 2 - 0.5, k / 2 - 0.5), rng.uniform(0, 180), 1)
+        img = cv2.filter2D(img, -1, cv2.warpAffine(kernel, rot_k, (k, k)))
+    img += _noise(rng, h, w) * np.float32(rng.uniform(0.003, 0.03))
+    return img
+
+
 def photograph(rng: Rng, part: np.ndarray, alpha: np.ndarray, size: tuple[int, int],
                work_scale: float = 0.45) -> np.ndarray:
     """Compose a photo of size (width, height) around a flat render; returns RGB uint8."""
@@ -119,7 +157,8 @@ def photograph(rng: Rng, part: np.ndarray, alpha: np.ndarray, size: tuple[int, i
     # soft contact shadow, offset away from the light (blurred at a quarter of the size)
     q = cv2.resize(a, (w // 4, h // 4), interpolation=cv2.INTER_AREA)
     q = cv2.GaussianBlur(q, (0, 0), max(0.5, s * pw * rng.uniform(0.005, 0.02)))
-    shift = np.float32([[1, 0, rng.normal(0, 0.005) * w], [0, 1, rng.uniform(0, 0.008) * h]])
+    shift = np.array([[1, 0, rng.normal(0, 0.005) * w], [0, 1, rng.uniform(0, 0.008) * h]],
+                     np.float32)
     q = 1 - np.float32(rng.uniform(0.3, 0.7)) * cv2.warpAffine(q, shift, (w // 4, h // 4))
     img *= cv2.resize(q, (w, h), interpolation=cv2.INTER_LINEAR)[..., None]
 
@@ -142,35 +181,8 @@ def photograph(rng: Rng, part: np.ndarray, alpha: np.ndarray, size: tuple[int, i
             _finger(img, right + across * 0.5, right - across * rng.uniform(0.0, 0.08),
                     r * 0.85, (skin * rng.uniform(0.85, 1.0)).tolist())
 
-    # light: a gradient, vignetting, a colour cast, sometimes a glare spot (smooth, so
-    # computed on a coarse grid and resized)
-    gh, gw = max(8, h // 8), max(8, w // 8)
-    yy, xx = np.mgrid[0:gh, 0:gw].astype(np.float32)
-    yy, xx = yy / gh - 0.5, xx / gw - 0.5
-    la = rng.uniform(0, 2 * np.pi)
-    light = 1 + (xx * np.float32(np.cos(la)) + yy * np.float32(np.sin(la))) * np.float32(
-        rng.uniform(0, 0.5))
-    light *= 1 - np.float32(rng.uniform(0, 0.35)) * (xx**2 + yy**2) * 2
-    light = light[..., None] * rng.normal(1, 0.04, 3).astype(np.float32)
-    if rng.random() < 0.45:
-        gx, gy = centre / (w, h) - 0.5 + rng.normal(0, 0.2, 2)
-        sx, sy = rng.uniform(0.03, 0.15, 2)
-        glare = np.exp(-(((xx - gx) / sx) ** 2 + ((yy - gy) / sy) ** 2 * (w / h) ** 2))
-        glare = (glare * rng.uniform(0.2, 0.8)).astype(np.float32)
-    else:
-        glare = np.zeros_like(xx)
-    img *= cv2.resize(light, (w, h), interpolation=cv2.INTER_LINEAR)
-    img += cv2.resize(glare, (w, h), interpolation=cv2.INTER_LINEAR)[..., None]
-    # camera: defocus or shake, sensor noise, resize to the output, JPEG
-    if rng.random() < 0.6:
-        img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.3, 1.6))
-    elif rng.random() < 0.15:
-        k = int(rng.integers(3, 9))
-        kernel = np.zeros((k, k), np.float32)
-        kernel[k // 2] = 1 / k
-        rot_k = cv2.getRotationMatrix2D((k / 2 - 0.5, k / 2 - 0.5), rng.uniform(0, 180), 1)
-        img = cv2.filter2D(img, -1, cv2.warpAffine(kernel, rot_k, (k, k)))
-    img += _noise(rng, h, w) * np.float32(rng.uniform(0.003, 0.03))
+    _light(rng, img, centre)
+    img = _camera(rng, img)
     img8 = np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8)
     return cv2.resize(img8, (out_w, out_h), interpolation=cv2.INTER_LINEAR)
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import io
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +17,9 @@ from fusion.model import FusionModel, policy_distribution
 from fusion.policy import load_policy
 from photograde.cli import main
 from serve.runtime import Grader
-from tabular.schema import CHECKS, parse_device_info
+from tabular.schema import parse_device_info
+from tests.support import INFO, none_imported, run_python
 from training.manifest import load_manifest
-
-INFO = {"brand": "Apple", "model": "iPhone 12", "storage_gb": 128, "unlocked": True,
-        "battery_health_pct": 91, "checks": dict.fromkeys(CHECKS, True)}
 
 
 def test_policy_distribution_keeps_the_hard_rules():
@@ -180,10 +176,9 @@ def test_runtime_never_imports_torch(bundle, synth_dir):
         f"g = Grader({str(bundle)!r}, threads=1)\n"
         f"out = g.grade({str(row.front_path)!r}, {str(row.back_path)!r}, "
         f"parse_device_info({json.dumps(INFO)!r}), heatmaps=True)\n"
-        "bad = [m for m in ('torch', 'torchvision', 'timm', 'sklearn') if m in sys.modules]\n"
-        "assert not bad, bad\n"
-        "print(out.grade)\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        + none_imported("torch", "torchvision", "timm", "sklearn")
+        + "print(out.grade)\n")
+    proc = run_python(code)
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 

@@ -9,17 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
-from workflow_support import INFO, grade_at_gap, small_photos
 
 from photograde.demo import busiest_refurbisher
 from photograde.seed import seed_history
@@ -29,6 +24,7 @@ from serve.db import Database
 from serve.photostore import PhotoStore
 from serve.runtime import Grader
 from serve.settings import Settings
+from tests.support import INFO, ThreadServer, grade_at_gap, small_photos
 from vision.conditions import CONDITIONS
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -64,12 +60,6 @@ class Site:
         return grade_at_gap(self.grades, r.json()["grade"], gap)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def site(bundle, synth_dir, tmp_path_factory) -> Iterator[Site]:
     from training.synth.generate import generate
@@ -92,24 +82,8 @@ def site(bundle, synth_dir, tmp_path_factory) -> Iterator[Site]:
         photos.append(paths)
     settings = Settings(bundle=bundle, threads=1, database_url=url, photo_dir=tmp / "photos",
                         rate_limit_per_minute=100_000)
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, grader), host="127.0.0.1",
-                                           port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(base + "/readyz").status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    else:
-        raise RuntimeError("server did not become ready")
-    yield Site(base, keys, list(grader.policy.grades), photos, grader)
-    server.should_exit = True
-    thread.join(10)
+    with ThreadServer(create_app(settings, grader)) as server:
+        yield Site(server.url, keys, list(grader.policy.grades), photos, grader)
 
 
 @pytest.fixture(scope="module")

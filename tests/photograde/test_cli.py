@@ -4,19 +4,19 @@ a PhotogradeError is reported as the user's error."""
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from photograde.cli import CommandParser, build_parser, main
+from tests.support import none_imported, run_python
 from vision.errors import PhotogradeError
 
 COMMANDS = {
     "manifest check", "synth", "import-folder", "train vision", "train tabular", "train fusion",
     "cv vision", "evaluate vision", "explain", "export", "predict", "serve", "demo",
     "bundle verify", "keys create", "keys list", "keys revoke", "db upgrade", "db seed",
+    "train release", "evaluate bundle",
 }
 TRAIN_OPTIONS = {  # shared by train vision and cv vision
     "--backbone", "--img-size", "--epochs", "--batch-size", "--accum-steps", "--lr",
@@ -38,7 +38,6 @@ def _commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
     return out
 
 
-@pytest.mark.torch  # train vision's options are TrainConfig's fields (training.vision_train)
 def test_every_sub_command_is_registered_with_a_handler_and_its_options():
     commands = _commands(build_parser())
     assert set(commands) == COMMANDS
@@ -56,19 +55,16 @@ def test_building_the_command_line_imports_no_training_module():
             " '--device-info', 'd'])\n"
             "p.parse_args(['serve', '--port', '8001'])\n"
             "p.parse_args(['bundle', 'verify', 'b'])\n"
-            "heavy = ('torch', 'timm', 'sklearn', 'training.vision_train', 'training.export')\n"
-            "bad = [m for m in heavy if m in sys.modules]\n"
-            "assert not bad, bad\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+            + none_imported("torch", "timm", "sklearn", "training.vision_train",
+                            "training.export"))
+    proc = run_python(code)
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
-@pytest.mark.torch
 def test_train_vision_options_are_the_train_config_fields():
-    pytest.importorskip("torch")
     from training.cli import train_config
-    from training.vision_train import TrainConfig
-    from vision.weights import DEFAULT_BACKBONE
+    from training.train_config import TrainConfig
+    from vision.backbone import DEFAULT_BACKBONE
 
     parser = build_parser()
     args = parser.parse_args(["train", "vision", "--manifest", "m.csv", "--out", "run"])
@@ -93,6 +89,38 @@ def test_train_vision_options_are_the_train_config_fields():
     assert _options(commands["cv vision"]) == TRAIN_OPTIONS | {
         "-h", "--help", "--manifest", "--out", "--folds", "--by-source", "--extra-manifest",
         "--no-probe", "--probe-only", "--grading"}
+
+
+#: Run in a sub-process where ``import torch`` fails, as in a serving-only install.
+NO_TORCH = "import sys\nsys.modules['torch'] = None\n"
+
+
+def test_every_sub_commands_help_works_without_torch():
+    code = NO_TORCH + (
+        "from photograde.cli import build_parser\n"
+        "from tests.photograde.test_cli import _commands\n"
+        "commands = _commands(build_parser())\n"
+        "for name, parser in commands.items():\n"
+        "    assert 'usage: photograde ' + name in parser.format_help(), name\n"
+        "print(len(commands))\n")
+    proc = run_python(code)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert int(proc.stdout) == len(COMMANDS)
+    for words in (["train", "vision"], ["cv", "vision"]):
+        proc = run_python(NO_TORCH + "from photograde.cli import main\n"
+                          f"main({[*words, '--help']!r})")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert "--backbone BACKBONE" in proc.stdout and "tf_efficientnet_lite0" in proc.stdout
+
+
+def test_a_training_command_without_torch_asks_for_the_train_extra(tmp_path: Path):
+    code = NO_TORCH + ("from photograde.cli import main\n"
+                       f"sys.exit(main(['train', 'vision', '--manifest', 'm.csv', '--out', "
+                       f"{str(tmp_path / 'run')!r}]))\n")
+    proc = run_python(code)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.startswith("photograde: error: this command needs the [train] extra "
+                                  "(torch is not installed)"), proc.stderr[-2000:]
 
 
 def _options(parser: CommandParser) -> set[str]:

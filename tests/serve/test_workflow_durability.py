@@ -9,63 +9,20 @@ import asyncio
 import hashlib
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy import func, select
-from workflow_support import INFO, small_photos
 
 from serve.auth import create_key
 from serve.db import Database
 from serve.models import Evaluation
+from tests.support import INFO, PHOTOGRADE_SERVE, ServerProcess, small_photos
 
 pytestmark = pytest.mark.torch  # a trained bundle
 N = 200
 CONCURRENCY = 32
 KILL_AFTER = 70  # acknowledged submissions before the SIGKILL
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class ServerProcess:
-    """``python -m photograde.cli serve`` in its own process, configured by the environment."""
-
-    def __init__(self, bundle: Path, env: dict[str, str], log: Path):
-        self.bundle, self.env, self.log = bundle, env, log
-
-    def start(self) -> str:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "photograde.cli", "serve", "--bundle", str(self.bundle),
-             "--port", str(self.port), "--threads", "1"],
-            env=self.env, stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log.read_text()[-3000:]}")
-            try:
-                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
-                    return self.url
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError("server did not become ready")
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(30)
 
 
 async def _submit_all(url: str, key: str, pairs, indexes, on_ack=None) -> dict[int, httpx.Response
@@ -106,7 +63,8 @@ def test_kill_9_during_200_concurrent_submissions(bundle, synth_dir, tmp_path):
     env = {**os.environ, "PHOTOGRADE_DATABASE_URL": url, "PHOTOGRADE_PHOTO_DIR": str(photo_dir),
            "PHOTOGRADE_RATE_LIMIT_PER_MINUTE": "0", "PHOTOGRADE_QUEUE_SIZE": "512",
            "PHOTOGRADE_MAX_WAIT_MS": "2"}
-    server = ServerProcess(bundle, env, tmp_path / "server.log")
+    server = ServerProcess([*PHOTOGRADE_SERVE, "--bundle", str(bundle), "--threads", "1"], env,
+                           tmp_path / "server.log")
 
     first_url = server.start()
     acks = 0

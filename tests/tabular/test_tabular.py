@@ -5,8 +5,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +21,7 @@ from tabular.features import (
     to_onnx_inputs,
 )
 from tabular.schema import CHECKS, parse_device_info
+from tests.support import run_python
 from training.manifest import COLUMNS, write_manifest
 
 POLICY = load_policy()
@@ -146,8 +145,7 @@ def test_runtime_imports_neither_sklearn_nor_torch(run):
         "print(json.dumps(sorted(k for k in ('sklearn', 'skl2onnx', 'torch', 'joblib')"
         " if k in sys.modules)))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True, cwd=Path(__file__).resolve().parents[1])
+    done = run_python(code, check=True)
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
 
 

@@ -4,17 +4,21 @@ status machine, idempotency, returns, dashboards and bad input (problem+json nam
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from typing import Any
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from workflow_support import DB_KINDS, INFO, database_url, grade_at_gap, small_photos
 
-from serve.app import create_app
 from serve.auth import create_key
-from serve.settings import Settings
+from tests.support import (
+    DB_KINDS,
+    INFO,
+    World,
+    database_url,
+    grade_at_gap,
+    small_photos,
+    workflow_app,
+)
 
 DEVICE = json.dumps(INFO)
 
@@ -24,49 +28,11 @@ def pairs(synth_dir):
     return small_photos(synth_dir, 40)
 
 
-@dataclass
-class World:
-    client: TestClient
-    grades: list[str]
-    keys: dict[str, str]
-    pairs: list[tuple[bytes, bytes]]
-    ids: dict[str, str] = field(default_factory=dict)
-    used: int = 0
-
-    def h(self, who: str, **extra: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.keys[who]}", **extra}
-
-    def pair(self) -> tuple[bytes, bytes]:
-        self.used += 1
-        return self.pairs[self.used - 1]
-
-    def submit(self, who: str, gap: int | None = None, grade: str | None = None,
-               pair: tuple[bytes, bytes] | None = None, headers: dict | None = None,
-               **form: Any) -> httpx.Response:
-        front, back = pair or self.pair()
-        if grade is None:
-            predicted = self.client.post("/v1/grade", headers=self.h("platform"), files={
-                "front": ("f.jpg", front), "back": ("b.jpg", back)},
-                data={"device": DEVICE}).json()["grade"]
-            grade = grade_at_gap(self.grades, predicted, gap or 0)
-        data = {"device": DEVICE, "refurbisher_grade": grade, **form}
-        return self.client.post("/v1/evaluations", headers={**self.h(who), **(headers or {})},
-                                files={"front": ("f.jpg", front), "back": ("b.jpg", back)},
-                                data={k: v for k, v in data.items() if v is not None})
-
-
-def _app(url: str, tmp, grader, **kw) -> Any:
-    settings = Settings(bundle=grader.dir, threads=1, database_url=url,
-                        photo_dir=tmp / "photos", max_upload_mb=1,
-                        rate_limit_per_minute=kw.pop("rate_limit_per_minute", 100_000), **kw)
-    return create_app(settings, grader)
-
-
 @pytest.fixture(scope="module", params=DB_KINDS)
 def world(request, tmp_path_factory, grader, pairs):
     tmp = tmp_path_factory.mktemp(f"api-{request.param}")
     with database_url(request.param, tmp) as url:
-        app = _app(url, tmp, grader)
+        app = workflow_app(url, tmp, grader)
         with TestClient(app) as client:
             db = app.state.workflow.db
             keys = {"ref_a": create_key(db, "refurbisher", "R001")[1],
@@ -459,7 +425,7 @@ def test_dashboards(world):
 
 
 def test_rate_limit_per_key_answers_429_with_retry_after(tmp_path, grader):
-    app = _app(f"sqlite:///{tmp_path / 'rl.db'}", tmp_path, grader, rate_limit_per_minute=6,
+    app = workflow_app(f"sqlite:///{tmp_path / 'rl.db'}", tmp_path, grader, rate_limit_per_minute=6,
                rate_limit_burst=2)
     with TestClient(app) as c:
         key = create_key(app.state.workflow.db, "platform")[1]
@@ -473,7 +439,7 @@ def test_rate_limit_per_key_answers_429_with_retry_after(tmp_path, grader):
 
 
 def test_auth_can_be_turned_off(tmp_path, grader, pairs):
-    app = _app(f"sqlite:///{tmp_path / 'open.db'}", tmp_path, grader, auth_required=False)
+    app = workflow_app(f"sqlite:///{tmp_path / 'open.db'}", tmp_path, grader, auth_required=False)
     with TestClient(app) as c:
         files = {"front": ("f.jpg", pairs[0][0]), "back": ("b.jpg", pairs[0][1])}
         r = c.post("/v1/evaluations", files=files, data={"device": DEVICE,

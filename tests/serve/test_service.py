@@ -7,58 +7,20 @@ import base64
 import io
 import json
 import socket
-import subprocess
-import sys
-import threading
-import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pillow_heif
 import pytest
-import uvicorn
 from PIL import Image
 
 from serve.app import create_app
 from serve.grading import batching_enabled
 from serve.settings import Settings
 from tabular.schema import CHECKS
+from tests.support import INFO, ThreadServer, none_imported, run_python
 from training.manifest import load_manifest
-
-INFO = {"brand": "Apple", "model": "iPhone 12", "storage_gb": 128, "unlocked": True,
-        "battery_health_pct": 91, "checks": dict.fromkeys(CHECKS, True)}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, settings: Settings):
-        self.app = create_app(settings)
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port,
-                                                    log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> Server:
-        self.thread.start()
-        for _ in range(300):
-            try:
-                if httpx.get(self.url + "/readyz").status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("server did not become ready")
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +28,7 @@ def server(bundle):
     settings = Settings(bundle=bundle, threads=1, max_upload_mb=1, max_pixels=4_000_000,
                         batching=True, max_wait_ms=20, max_batch_devices=4,
                         auth_required=False, database_url="sqlite://")
-    with Server(settings) as s:
+    with ThreadServer(create_app(settings)) as s:
         yield s
 
 
@@ -314,7 +276,7 @@ def test_concurrent_requests_share_inference_batches(server, photos):
 def test_full_queue_answers_503_with_retry_after(bundle, photos):
     settings = Settings(bundle=bundle, threads=1, queue_size=2, batching=True,
                         max_wait_ms=400, max_batch_size=16, auth_required=False, database_url="sqlite://")
-    with Server(settings) as s:
+    with ThreadServer(create_app(settings)) as s:
         async def run():
             async with httpx.AsyncClient(timeout=60) as client:
                 files = {"front": ("f.jpg", photos[0]), "back": ("b.jpg", photos[1])}
@@ -371,8 +333,6 @@ def test_the_app_and_the_command_line_import_no_training_stack(tmp_path):
         "from serve.settings import Settings\n"
         f"create_app(Settings({settings}))\n"
         "build_parser()\n"
-        "heavy = ('torch', 'torchvision', 'timm', 'sklearn', 'skl2onnx', 'onnx')\n"
-        "bad = [m for m in heavy if m in sys.modules]\n"
-        "assert not bad, bad\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        + none_imported("torch", "torchvision", "timm", "sklearn", "skl2onnx", "onnx"))
+    proc = run_python(code)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -11,7 +11,6 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import func, inspect, select
-from workflow_support import DB_KINDS, INFO, database_url, small_photos
 
 from photograde.seed import seed_history
 from serve import evaluations as evals
@@ -31,6 +30,7 @@ from serve.photostore import PhotoStore, sha256
 from serve.problems import Problem
 from serve.responses import EvaluationOut
 from tabular.schema import parse_device_info
+from tests.support import DB_KINDS, INFO, database_url, grade_at_gap, small_photos
 
 
 @pytest.fixture(params=DB_KINDS)
@@ -62,9 +62,14 @@ def _evaluation(grader, pair, refurbisher_grade, refurbisher_id="R001", key=None
 
 def _grade_for(grader, pair, gap):
     predicted = grader.grade(pair[0], pair[1], parse_device_info(INFO)).grade
-    g = list(grader.policy.grades)
-    i = g.index(predicted)
-    return g[i + gap] if i + gap < len(g) else g[i - gap]
+    return grade_at_gap(list(grader.policy.grades), predicted, gap)
+
+
+def _saved(db, store, grader, pair, gap):
+    """An evaluation of ``pair`` at ``gap`` grades from the model's, saved; (it, its result)."""
+    ev, result = _evaluation(grader, pair, _grade_for(grader, pair, gap))
+    evals.save_evaluation(db, store, ev, *pair)
+    return ev, result
 
 
 @pytest.mark.parametrize("kind", DB_KINDS)
@@ -156,8 +161,7 @@ def test_idempotent_save_under_concurrency(db, tmp_path, grader, pairs):
 def test_concurrent_transitions_only_one_wins(db, tmp_path, grader, pairs):
     store = PhotoStore(tmp_path / "photos")
     pair = pairs[1]
-    ev, _ = _evaluation(grader, pair, _grade_for(grader, pair, 1))
-    evals.save_evaluation(db, store, ev, *pair)
+    ev, _ = _saved(db, store, grader, pair, 1)
     assert ev.status == "awaiting_refurbisher"
     who = Principal(None, "refurbisher", "R001")
     outcomes: list[str] = []
@@ -185,8 +189,7 @@ def test_concurrent_transitions_only_one_wins(db, tmp_path, grader, pairs):
 def test_justification_review_and_returns(db, tmp_path, grader, pairs):
     store = PhotoStore(tmp_path / "photos")
     pair = pairs[2]
-    ev, _ = _evaluation(grader, pair, _grade_for(grader, pair, 2))
-    evals.save_evaluation(db, store, ev, *pair)
+    ev, _ = _saved(db, store, grader, pair, 2)
     assert ev.status == "awaiting_justification"
     ref = Principal(None, "refurbisher", "R001")
     out = evals.justify(db, store, ref, ev.id, "the back is fine, see photo", [pairs[3][1]])
@@ -217,8 +220,7 @@ def test_justification_review_and_returns(db, tmp_path, grader, pairs):
 
 def test_evaluation_json_is_what_its_response_model_writes(db, tmp_path, grader, pairs):
     store = PhotoStore(tmp_path / "photos")
-    ev, result = _evaluation(grader, pairs[4], _grade_for(grader, pairs[4], 2))
-    evals.save_evaluation(db, store, ev, *pairs[4])
+    ev, result = _saved(db, store, grader, pairs[4], 2)
     assert ev.prediction == result.prediction().model_dump(mode="json")
     out = evals.justify(db, store, Principal(None, "refurbisher", "R001"), ev.id,
                         "the back is fine, see photo", [pairs[5][1]])
