@@ -66,7 +66,14 @@ def _user_grades(real: dict[str, Any] | None) -> list[str]:
 def _loso(loso: dict[str, Any] | None) -> list[str]:
     if not loso:
         return ["Not measured for this release."]
-    lines = ["| held-out source | trained on | probe ROC-AUC / bal. acc. | fine-tuned | "
+    tc = loso["train_config"]
+    extra = ", ".join(f"`{m}`" for m in loso.get("extra_manifests", [])) or "nothing else"
+    lines = [f"`photograde cv vision --by-source`: each source held out in turn; the model is "
+             f"fine-tuned on the other source plus {extra} ({tc['img_size']} px, "
+             f"{tc['epochs']} epochs, stem + {tc['freeze_stages']} stages frozen), the probe "
+             "is logistic regression on frozen ImageNet features; ROC-AUC / balanced accuracy "
+             "(P(cracked) >= 0.5) on the held-out source.", "",
+             "| held-out source | trained on | probe ROC-AUC / bal. acc. | fine-tuned | "
              "fine-tuned + TTA | probe + fine-tuned |", "|---|---|---|---|---|---|"]
     for held, s in loso["splits"].items():
         cells = [f"{_f(s[k]['roc_auc'])} / {_f(s[k]['balanced_accuracy'])}"
@@ -102,7 +109,9 @@ def render(bundle: Path, record: dict[str, Any], loso: dict[str, Any] | None = N
         "research data that the project does not redistribute; only the weights are shipped;",
         f"- tabular and fusion models: {r['calib_devices']} other synthetic devices.",
         f"Recipe: `photograde train release` ({r['img_size']} px, {r['epochs']} epochs, "
-        f"stem + {r['freeze_stages']} stage(s) frozen), {record['minutes']} min in all.", "",
+        f"stem + {r['freeze_stages']} stage(s) frozen): the condition model trained in "
+        f"{record.get('vision_training_minutes', 'n/a')} min; the last `train release` run took "
+        f"{record['minutes']} min (it skips the steps already done).", "",
         "## Metrics",
         f"Synthetic held-out set: {r['test_devices']} devices of seed {r['test_seed']}, never "
         "trained on. Real fronts: the photos of `--real` that the training kept for validation "
@@ -111,7 +120,8 @@ def render(bundle: Path, record: dict[str, Any], loso: dict[str, Any] | None = N
         "int8 (`vision.int8.onnx`): macro-F1 change "
         + (", ".join(f"{k} {v:+.2f}" for k, v in int8.macro_f1_change_points.items())
            + f" points, {int8.speedup:.2f}x faster on one CPU thread" if int8 else "n/a") + ".",
-        f"Temperatures (calibration): {m.vision.temperatures}.", "",
+        "Temperatures (calibration): " + ", ".join(f"{k} {v:.3f}" for k, v in
+                                                   m.vision.temperatures.items()) + ".", "",
         "### Grades a user sees", *_user_grades(ev.get("real")), "",
         "### Generalisation to unseen sources (leave one source out)", *_loso(loso), "",
         "## Known limits",

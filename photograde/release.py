@@ -158,8 +158,13 @@ def _real_validation(cfg: ReleaseConfig, real: Path, vision: Path) -> Path:
 def _evaluate(cfg: ReleaseConfig, bundle: Path, test: Path, real: Path | None
               ) -> dict[str, Any]:
     from photograde.bundle_eval import evaluate_bundle
+    from training.vision_eval import json_safe
 
     out = Path(cfg.out) / "eval"
+    done = out / "evaluation.json"
+    if done.is_file():
+        log.info("release: bundle already evaluated (%s)", done)
+        return json.loads(done.read_text())
     result = {"synthetic": evaluate_bundle(bundle, [test], out / "synthetic",
                                            progress=cfg.progress),
               "synthetic_int8": evaluate_bundle(bundle, [test], out / "synthetic-int8",
@@ -167,7 +172,17 @@ def _evaluate(cfg: ReleaseConfig, bundle: Path, test: Path, real: Path | None
     if real is not None:
         result["real"] = evaluate_bundle(bundle, [real], out / "real",
                                          back=_flawless_back(test), progress=cfg.progress)
+    result = json_safe(result)
+    done.write_text(json.dumps(result, indent=2))
     return result
+
+
+def _training_minutes(vision: Path) -> float:
+    """Wall-clock minutes of the vision run's epochs (its log), wherever it was trained."""
+    from training.vision_run import LOG
+
+    lines = (vision / LOG).read_text().splitlines() if (vision / LOG).is_file() else []
+    return round(sum(json.loads(line).get("epoch_s", 0) for line in lines) / 60, 1)
 
 
 def ship(bundle: Path, vision_run: Path, out: Path) -> Path:
@@ -204,6 +219,7 @@ def release(cfg: ReleaseConfig) -> dict[str, Any]:
                                               else None},
               "vision_run": str(vision), "bundle": str(bundle),
               "minutes": round((time.perf_counter() - start) / 60, 1),
+              "vision_training_minutes": _training_minutes(vision),
               "evaluation": evaluation}
     (Path(cfg.out) / "release.json").write_text(json.dumps(json_safe(record), indent=2,
                                                            default=str))

@@ -49,7 +49,7 @@ def test_release_runs_every_step_and_ships_a_model_that_serves_and_fine_tunes(sy
     assert grader.manifest.model_name == "toy-base" and grader.manifest.kind == "custom"
     _, config, _ = load_run(ship)
     assert config["img_size"] == 64
-    assert main(args) == 0  # every step done: the second run only re-evaluates
+    assert main(args) == 0  # every step done: the second run only rewrites the card and ships
     assert main(["train", "vision", "--init-from", str(ship), "--manifest",
                  str(synth_dir / "manifest.csv"), "--out", str(tmp_path / "mine"),
                  "--img-size", "64", "--epochs", "1", "--batch-size", "8", "--workers", "0",
