@@ -1,0 +1,68 @@
+"""The shipped model, ``models/photograde-base``: intact, small enough, served by default,
+documented, and grading real photos the way its card says."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from fusion.bundle import BASE_MODEL, load_manifest, verify_bundle
+from photograde.cli import main
+from serve.settings import SHIPPED_BUNDLE, Settings
+from tabular.schema import parse_device_info
+from tests.conftest import REAL_SCREENS
+from tests.support import INFO
+
+MAX_MB = 40
+
+
+def test_the_shipped_bundle_verifies_and_is_the_default(capsys):
+    assert verify_bundle(SHIPPED_BUNDLE)["ok"]
+    assert main(["bundle", "verify", str(SHIPPED_BUNDLE)]) == 0
+    manifest = load_manifest(SHIPPED_BUNDLE)
+    assert manifest.model_name == BASE_MODEL and manifest.kind == "base" and not manifest.demo
+    assert manifest.vision.int8 is not None
+    assert Settings().bundle == SHIPPED_BUNDLE
+    size = sum(f.stat().st_size for f in SHIPPED_BUNDLE.iterdir()) / 2**20
+    assert size <= MAX_MB
+    card = (SHIPPED_BUNDLE / "MODEL_CARD.md").read_text()
+    for heading in ("Intended use", "Training data", "Metrics", "Grades a user sees",
+                    "leave one source out", "Known limits", "Fine-tune"):
+        assert heading in card
+
+
+def test_the_demo_serves_the_shipped_model_unless_told_otherwise(tmp_path, bundle):
+    from photograde.demo import demo_bundle
+
+    assert demo_bundle(tmp_path, None, train=False) == SHIPPED_BUNDLE
+    assert demo_bundle(tmp_path, bundle, train=False) == bundle
+
+
+def test_the_shipped_model_loads_for_fine_tuning():
+    from training.vision_run import load_run
+
+    _, config, temps = load_run(SHIPPED_BUNDLE)
+    assert config["img_size"] == load_manifest(SHIPPED_BUNDLE).vision.input_size
+    assert set(temps) == {"screen", "shell"}
+
+
+@pytest.mark.skipif(not REAL_SCREENS.is_dir(), reason="../shared/data/real-screens not here")
+def test_the_shipped_model_grades_obvious_real_cracks_broken_and_intact_fronts_sellable(
+        synth_dir):
+    """20 real fronts of each label with a flawless synthetic back and a passing checklist
+    (a smoke check; the card's figures come from evaluate bundle on photos never trained on)."""
+    from serve.runtime import Grader
+
+    grader = Grader(SHIPPED_BUNDLE, threads=1)
+    rows = list(csv.DictReader((synth_dir / "manifest.csv").open()))
+    back = next(synth_dir / r["back_path"] for r in rows if r["shell_condition"] == "flawless")
+    info = parse_device_info(json.dumps(INFO))
+    real = list(csv.DictReader((REAL_SCREENS / "manifest.csv").open()))
+    broken = {}
+    for label in ("cracked", "intact"):
+        photos = [REAL_SCREENS / r["path"] for r in real if r["label"] == label][:20]
+        grades = [grader.grade(p, back, info).grade for p in photos]
+        broken[label] = grades.count("broken")
+    assert broken["cracked"] >= 18 and broken["intact"] <= 2, broken
