@@ -274,11 +274,20 @@ def _fmt(v: Any) -> str:
 
 
 def summary_line(part: str, m: dict[str, Any]) -> str:
-    """One line of headline metrics of a head (the CLI's output)."""
-    return (f"{part}: n={m['n']} macro-F1 {_fmt(m.get('macro_f1'))} balanced-acc "
-            f"{_fmt(m.get('balanced_accuracy'))} QWK {_fmt(m.get('qwk'))} ECE "
-            f"{_fmt(m.get('ece'))} -> {_fmt(m.get('ece_calibrated'))} (T={m['temperature']:.3g})"
-            f" ROC-AUC cracked {_fmt(m.get('roc_auc_cracked'))}")
+    """One line of headline metrics of a head (the CLI's output). When fewer than two classes
+    have exact labels (e.g. real photos known only as cracked / not cracked), the 4-class
+    figures mean nothing and the cracked-vs-rest ones are shown instead."""
+    exact_classes = sum(c["support"] > 0 for c in m.get("per_class", {}).values())
+    if exact_classes < 2 and m.get("cracked_vs_rest"):
+        cvr = m["cracked_vs_rest"]
+        head = (f"cracked vs rest: macro-F1 {_fmt(cvr['macro_f1'])} balanced-acc "
+                f"{_fmt(cvr['balanced_accuracy'])}")
+    else:
+        head = (f"macro-F1 {_fmt(m.get('macro_f1'))} balanced-acc "
+                f"{_fmt(m.get('balanced_accuracy'))} QWK {_fmt(m.get('qwk'))}")
+    return (f"{part}: n={m['n']} {head} ECE {_fmt(m.get('ece'))} -> "
+            f"{_fmt(m.get('ece_calibrated'))} (T={m['temperature']:.3g}) ROC-AUC cracked "
+            f"{_fmt(m.get('roc_auc_cracked'))}")
 
 
 def report(result: dict[str, Any], config: dict[str, Any]) -> str:

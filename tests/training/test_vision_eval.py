@@ -164,3 +164,16 @@ def test_cli_missing_run_is_a_clear_error(synth_dir: Path, tmp_path: Path,
     assert rc == 2
     assert str(missing) in capsys.readouterr().err
     assert not (tmp_path / "rep").exists()
+
+
+def test_summary_line_shows_cracked_vs_rest_when_only_one_class_has_exact_labels():
+    from training.vision_eval import summary_line
+
+    coarse = {"n": 10, "temperature": 1.0, "ece": 0.1, "ece_calibrated": 0.05,
+              "roc_auc_cracked": 0.9, "macro_f1": 0.25, "qwk": 0.0,
+              "per_class": {"flawless": {"support": 0}, "cracked": {"support": 4}},
+              "cracked_vs_rest": {"macro_f1": 0.8, "balanced_accuracy": 0.85}}
+    line = summary_line("screen", coarse)
+    assert "cracked vs rest: macro-F1 0.800 balanced-acc 0.850" in line and "QWK" not in line
+    exact = dict(coarse, per_class={"flawless": {"support": 3}, "cracked": {"support": 4}})
+    assert "macro-F1 0.250" in summary_line("screen", exact)
