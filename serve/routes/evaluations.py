@@ -36,6 +36,9 @@ from serve.models import DECISIONS, STATUSES
 from serve.problems import NotFound
 from serve.responses import EvaluationOut, EvaluationPage
 
+# Paging past a billion rows is a client bug; an unbounded offset overflowed SQLite (a 500).
+MAX_OFFSET = 1_000_000_000
+
 router = APIRouter(prefix="/v1", tags=["evaluations"])
 Status = Literal[STATUSES]  # type: ignore[valid-type]
 DecisionName = Literal[DECISIONS]  # type: ignore[valid-type]
@@ -83,7 +86,7 @@ def list_evaluations(
     since: Annotated[dt.datetime | None, Query(description="created at or after")] = None,
     until: Annotated[dt.datetime | None, Query(description="created before")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> dict[str, Any]:
     return evals.list_evaluations(wf.db, who, status=status, decision=decision,
                                   refurbisher_id=refurbisher_id, since=workflow.utc(since),
