@@ -28,6 +28,7 @@ from serve.grading import Service
 from serve.handlers import install_handlers
 from serve.observe import Observe
 from serve.routes import ROUTERS
+from serve.routes.docs import mount_docs
 from serve.runtime import Grader
 from serve.settings import Settings
 from serve.ui import mount_ui
@@ -68,14 +69,16 @@ def create_app(settings: Settings | None = None, grader: Grader | None = None) -
         await svc.stop()
         await workflow.stop()
 
-    app = FastAPI(title="photograde", version="1", lifespan=lifespan,
-                  description="A second opinion on the grade of a refurbished phone.")
+    app = FastAPI(title="photograde", version="1", lifespan=lifespan, docs_url=None,
+                  redoc_url=None, description="A second opinion on the grade of a refurbished "
+                  "phone.")
     app.state.service, app.state.workflow = svc, workflow
     app.add_middleware(Observe, limit_for=body_limit(settings), metrics=svc.metrics)
     install_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
     mount_ui(app)  # the web UI under /ui (serve/ui/)
+    mount_docs(app)  # /docs from local assets (works offline)
     return app
 
 
