@@ -7,6 +7,7 @@ parsing the multipart body itself.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -46,6 +47,14 @@ def capped(receive: Receive, limit: int) -> Receive:
     return receive_capped
 
 
+REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# On every response: no MIME sniffing, no framing by another site (clickjacking), no full URL
+# in the Referer sent to other sites. Pages may set stricter values themselves.
+SECURITY_HEADERS = {"x-content-type-options": "nosniff", "x-frame-options": "DENY",
+                    "content-security-policy": "frame-ancestors 'none'",
+                    "referrer-policy": "same-origin"}
+
+
 class Observe:
     """Give each request an id (``x-request-id``, echoed or new, also in ``request.state``),
     refuse bodies whose Content-Length passes ``limit_for(path)`` with a 413 problem (a
@@ -60,15 +69,23 @@ class Observe:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        request_id = headers.get("x-request-id") or uuid.uuid4().hex
+        request_id = headers.get("x-request-id", "")
+        if not REQUEST_ID.fullmatch(request_id):  # echo only a plain token, never markup
+            request_id = uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         status = 500  # unless a response starts: an unhandled error
+        page = scope["path"].startswith("/ui") and not scope["path"].startswith("/ui/static")
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                MutableHeaders(scope=message).append("x-request-id", request_id)
+                out = MutableHeaders(scope=message)
+                out.append("x-request-id", request_id)
+                for name, value in SECURITY_HEADERS.items():
+                    out.setdefault(name, value)
+                if page:  # an authenticated page must not outlive a logout in a cache
+                    out.setdefault("cache-control", "no-store")
             await send(message)
 
         start = time.perf_counter()
