@@ -9,6 +9,7 @@ use UTC. ``migrate()`` runs Alembic's ``upgrade head`` (``serve/migrations``).
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -61,6 +62,8 @@ class Database:
             memory = database in ("", ":memory:")
             if not memory:
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
+                # created private (SQLite gives its -wal and -shm files the same mode)
+                os.close(os.open(database, os.O_WRONLY | os.O_CREAT, 0o600))
             self.engine = _sqlite_engine(url, "BEGIN IMMEDIATE", memory)
             self.read_engine = (self.engine if memory else
                                 _sqlite_engine(url, "BEGIN", memory))

@@ -64,10 +64,11 @@ class PhotoStore:
             return digest
         folder = final.parent
         if not folder.is_dir():
-            folder.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
             _fsync_dir(folder.parent)
         tmp = folder / f".{digest}.{uuid.uuid4().hex}.tmp"
-        with open(tmp, "wb") as f:
+        # private to the service's user: photos of customers' devices are not world-readable
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

@@ -24,3 +24,19 @@ def test_security_headers_no_store_pages_and_safe_request_ids(tmp_path, grader):
         for bad in ("<script>alert(1)</script>", "x" * 65, "a b"):
             echoed = client.get("/healthz", headers={"X-Request-Id": bad}).headers["x-request-id"]
             assert echoed != bad and len(echoed) == 32
+
+
+def test_photos_and_the_sqlite_file_are_private(tmp_path, synth_dir):
+    from serve.db import Database
+    from serve.photostore import PhotoStore
+
+    store = PhotoStore(tmp_path / "photos")
+    digest = store.put(next(synth_dir.glob("images/*_front.jpg")).read_bytes())
+    assert store.path(digest).stat().st_mode & 0o777 == 0o600
+    assert store.path(digest).parent.stat().st_mode & 0o777 == 0o700
+    db = Database(f"sqlite:///{tmp_path / 'p.db'}")
+    db.migrate()
+    for name in ("p.db", "p.db-wal"):
+        if (tmp_path / name).exists():
+            assert (tmp_path / name).stat().st_mode & 0o777 == 0o600, name
+    db.dispose()
