@@ -14,6 +14,10 @@ reasons are that derivation, and those that cap at the grade are marked ``decide
 differ from the grade, which follows the part decisions. :mod:`fusion.explain_check` checks a
 result against this rule.
 
+Abstention: when ``confidence`` is below the policy's ``min_confidence``, the decision (given a
+refurbisher grade) is ``inconclusive`` and ``inconclusive_reason`` says why
+(:func:`inconclusive_reason`: the least certain part decision and the grade's confidence).
+
 The JSON form is the one photograde has always written: optional fields that are None are left
 out (a part's ``heatmap_png``, a reason's ``probability``, the decision fields without a
 refurbisher grade), while ``damage_box`` and ``battery_health_pct`` are written as null.
@@ -98,11 +102,14 @@ class Prediction(ResultModel):
 class GradeResult(Prediction):
     """A prediction with its bundle and, given the refurbisher's grade, the decision."""
 
-    _omit_if_none = frozenset({"refurbisher_grade", "gap", "decision"})
+    _omit_if_none = frozenset({"refurbisher_grade", "gap", "decision", "inconclusive_reason"})
     bundle_version: str
     refurbisher_grade: str | None = None
     gap: int | None = None
     decision: Decision | None = None
+    inconclusive_reason: str | None = Field(
+        None, description="why the decision is inconclusive: the least certain part decision "
+                          "and the grade's confidence, against the threshold")
 
     def prediction(self) -> Prediction:
         """What an evaluation stores: no heatmaps, bundle version or decision."""
@@ -131,6 +138,20 @@ def decided_grade(policy: GradingPolicy, part_probs: Mapping[str, np.ndarray],
     decided = part_decisions(part_probs)
     return policy.grade(decided.get("screen"), decided.get("shell"), list(failed_checks),
                         battery_health_pct)
+
+
+def inconclusive_reason(policy: GradingPolicy, grade: str, confidence: float,
+                        parts: Mapping[str, PartResult]) -> str | None:
+    """Why a grade is too uncertain to decide (None: it is not): the least certain part decision
+    and the grade's confidence, e.g. ``screen: flawless only 41% likely; grade good only 38%
+    likely (threshold 55%)``."""
+    if policy.conclusive(confidence):
+        return None
+    text = [f"{part}: {r.condition} only {r.probability:.0%} likely"
+            for part, r in sorted(parts.items(), key=lambda kv: kv[1].probability)[:1]]
+    text.append(f"grade {grade} only {confidence:.0%} likely "
+                f"(threshold {policy.min_confidence:.0%})")
+    return "; ".join(text)
 
 
 def risk_grades(policy: GradingPolicy, grade: str, refurbisher_grade: str | None) -> list[str]:
@@ -164,13 +185,15 @@ def assemble_grade(policy: GradingPolicy, p: np.ndarray, part_probs: Mapping[str
                       decides=cap.grade == grade,
                       probability=parts[cap.rule].probability if cap.rule in parts else None)
                for cap in caps]
+    confidence = float(p[policy.rank(grade)])
     decision: dict[str, Any] = {}
     if refurbisher_grade is not None:
         decision = {"refurbisher_grade": refurbisher_grade,
                     "gap": policy.gap(refurbisher_grade, grade),
-                    "decision": policy.decide(refurbisher_grade, grade)}
+                    "decision": policy.decide(refurbisher_grade, grade, confidence),
+                    "inconclusive_reason": inconclusive_reason(policy, grade, confidence, parts)}
     return GradeResult(
-        grade=grade, confidence=float(p[policy.rank(grade)]),
+        grade=grade, confidence=confidence,
         grade_probabilities=dict(zip(policy.grades, map(float, p), strict=True)),
         sellable=policy.sellable(grade), parts=parts,
         functional=FunctionalResult(failed_checks=list(failed_checks),

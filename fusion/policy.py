@@ -2,7 +2,9 @@
 
 The policy is data: each part condition allows a best grade, failed functional checks and a
 low battery cap the grade, and the worst cap wins. The decision compares the refurbisher's grade
-with the predicted one by the number of steps between them.
+with the predicted one by the number of steps between them, unless the evidence is weak: below
+``min_confidence`` (the grade's calibrated probability) the decision is ``inconclusive`` and a
+reviewer decides.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class Decision(StrEnum):
     VALIDATED = "validated"
     SUGGESTION = "suggestion"
     JUSTIFICATION_REQUIRED = "justification_required"
+    INCONCLUSIVE = "inconclusive"  # the evidence is too weak: a reviewer decides
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,7 @@ class GradingPolicy:
     low_battery: str | None
     validated_max_gap: int
     suggestion_max_gap: int
+    min_confidence: float = 0.0  # below it the decision is inconclusive (0: never)
 
     # -- scale --------------------------------------------------------------------------
     def rank(self, grade: str) -> int:
@@ -115,8 +119,17 @@ class GradingPolicy:
         """Steps between two grades (always >= 0)."""
         return abs(self.rank(refurbisher_grade) - self.rank(predicted_grade))
 
-    def decide(self, refurbisher_grade: str, predicted_grade: str) -> Decision:
+    def conclusive(self, confidence: float | None) -> bool:
+        """Whether a grade of this confidence is decided (None: no confidence, decided)."""
+        return confidence is None or confidence >= self.min_confidence
+
+    def decide(self, refurbisher_grade: str, predicted_grade: str,
+               confidence: float | None = None) -> Decision:
+        """From the gap; ``inconclusive`` when the grade's ``confidence`` is below
+        ``min_confidence``, whatever the gap."""
         gap = self.gap(refurbisher_grade, predicted_grade)
+        if not self.conclusive(confidence):
+            return Decision.INCONCLUSIVE
         if gap <= self.validated_max_gap:
             return Decision.VALIDATED
         if gap <= self.suggestion_max_gap:
@@ -134,7 +147,9 @@ class GradingPolicy:
                       "not_sellable": sorted(self.not_sellable, key=self.rank)},
             "policy": policy,
             "decision": {"validated_max_gap": self.validated_max_gap,
-                         "suggestion_max_gap": self.suggestion_max_gap},
+                         "suggestion_max_gap": self.suggestion_max_gap,
+                         **({"min_confidence": self.min_confidence}
+                            if self.min_confidence else {})},
         }
 
 
@@ -198,13 +213,17 @@ def policy_from_dict(data: dict[str, Any]) -> GradingPolicy:
         grade_at(low_battery, "policy.low_battery")
 
     dec = _take(data, "decision", "config", dict)
-    _check_keys(dec, {"validated_max_gap", "suggestion_max_gap"}, "decision")
+    _check_keys(dec, {"validated_max_gap", "suggestion_max_gap", "min_confidence"}, "decision")
     vmax = _take(dec, "validated_max_gap", "decision", int)
     smax = _take(dec, "suggestion_max_gap", "decision", int)
     if not 0 <= vmax <= smax:
         raise ConfigError("decision: need 0 <= validated_max_gap <= suggestion_max_gap")
+    min_conf = _take(dec, "min_confidence", "decision", (int, float), 0.0)
+    if isinstance(min_conf, bool) or not 0 <= min_conf < 1:
+        raise ConfigError(f"decision.min_confidence: expected a number in [0, 1), got "
+                          f"{min_conf!r}")
     return GradingPolicy(name, tuple(grades), frozenset(not_sellable), part_caps, failed_check,
-                         min_battery, low_battery, vmax, smax)
+                         min_battery, low_battery, vmax, smax, float(min_conf))
 
 
 def load_policy(source: str | Path | None = None) -> GradingPolicy:

@@ -8,7 +8,9 @@ ONNX model, fp32 or int8) and the metrics are those of ``evaluate vision`` (same
   manifests have none and count as ``synthetic``);
 - ``grades``: when the manifest knows the true grade and the checklist, the predicted grade
   against it (confusion, accuracy, macro-F1, QWK): the grade as served, the bundle's policy
-  applied to the part decisions;
+  applied to the part decisions, with its risk-coverage (``risk_coverage``: the grade decided
+  only when its confidence reaches a threshold; each part's is under the part, as for
+  ``evaluate vision``);
 - ``user_grades``: with ``--back PHOTO``, each front-only photo graded as a device with that
   back and a checklist that passes (every check works, battery 90%): what a refurbisher would
   see, counted per label (e.g. how many intact fronts come out ``broken``).
@@ -27,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm import tqdm
 
-from fusion.grade import decided_grade
+from fusion.grade import decided_grade, grade_distribution
 from serve.runtime import Grader
 from tabular.schema import CHECKS
 from vision.conditions import CONDITIONS, PARTS
@@ -84,8 +86,11 @@ def _by_source(samples: list[Sample], logits: np.ndarray, allowed: np.ndarray,
     return dict(result)
 
 
-def _grade_metrics(true: list[str], pred: list[str], grades: tuple[str, ...]) -> dict[str, Any]:
+def _grade_metrics(true: list[str], pred: list[str], grades: tuple[str, ...],
+                   confidence: list[float]) -> dict[str, Any]:
     from sklearn.metrics import cohen_kappa_score, confusion_matrix, f1_score
+
+    from training.metrics import risk_coverage
 
     rank = {g: i for i, g in enumerate(grades)}
     t, p = [rank[g] for g in true], [rank[g] for g in pred]
@@ -94,7 +99,8 @@ def _grade_metrics(true: list[str], pred: list[str], grades: tuple[str, ...]) ->
             "macro_f1": float(f1_score(t, p, average="macro", labels=list(range(len(grades))),
                                        zero_division=0)),
             "qwk": float(cohen_kappa_score(t, p, weights="quadratic")),
-            "confusion_matrix": confusion_matrix(t, p, labels=list(range(len(grades)))).tolist()}
+            "confusion_matrix": confusion_matrix(t, p, labels=list(range(len(grades)))).tolist(),
+            "risk_coverage": risk_coverage(np.array(confidence), np.array(t) == np.array(p))}
 
 
 def _part_probs(samples: list[Sample], logits: np.ndarray, temps: dict[str, float]
@@ -107,9 +113,10 @@ def _part_probs(samples: list[Sample], logits: np.ndarray, temps: dict[str, floa
 
 def _grades(grader: Grader, manifests: list[Manifest], probs: dict[tuple[str, str], np.ndarray]
             ) -> dict[str, Any] | None:
-    """Predicted vs true grade for rows with a grade, both photos and a full checklist."""
+    """Predicted vs true grade for rows with a grade, both photos and a full checklist; the
+    risk-coverage of the grade decided by its confidence (the fused probability of the grade)."""
     policy = grader.policy
-    true, pred = [], []
+    true, pred, conf = [], [], []
     for row in (r for m in manifests for r in m.rows):
         info = row.device_info()
         keys = [(row.device_id, part) for part in PARTS]
@@ -119,9 +126,13 @@ def _grades(grader: Grader, manifests: list[Manifest], probs: dict[tuple[str, st
             raise BundleEvalError(f"line {row.line}: grade {row.grade!r} is not on the bundle's "
                                   f"{policy.name} scale ({', '.join(policy.grades)})")
         parts = dict(zip(PARTS, (probs[k] for k in keys), strict=True))
+        grade = decided_grade(policy, parts, info.failed_checks, info.battery_health_pct)
+        p = grade_distribution(policy, grader.fusion, parts, info.failed_checks,
+                               info.battery_health_pct)
         true.append(row.grade)
-        pred.append(decided_grade(policy, parts, info.failed_checks, info.battery_health_pct))
-    return _grade_metrics(true, pred, tuple(policy.grades)) if true else None
+        pred.append(grade)
+        conf.append(float(p[policy.rank(grade)]))
+    return _grade_metrics(true, pred, tuple(policy.grades), conf) if true else None
 
 
 def _user_grades(grader: Grader, samples: list[Sample], probs: dict[tuple[str, str], np.ndarray],

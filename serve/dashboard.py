@@ -85,11 +85,13 @@ def _per_refurbisher(s: Session, start: dt.datetime) -> dict[str, dict[str, int]
     rows = s.execute(select(
         E.refurbisher_id, func.count(), _count_if(E.decision == "validated"),
         _count_if(E.status == "listed"), _count_if(E.agrees_screen.is_(True)),
-        _count_if(E.agrees_shell.is_(True)), _count_if(E.agrees_functional.is_(True)))
+        _count_if(E.agrees_shell.is_(True)), _count_if(E.agrees_functional.is_(True)),
+        _count_if(E.decision == "inconclusive"))
         .where(E.created_at >= start).group_by(E.refurbisher_id)).all()
     out = {r[0]: {"evaluations": r[1], "validated": int(r[2] or 0), "listed": int(r[3] or 0),
                   "screen": int(r[4] or 0), "shell": int(r[5] or 0),
-                  "functional": int(r[6] or 0), "returned": 0} for r in rows}
+                  "functional": int(r[6] or 0), "inconclusive": int(r[7] or 0), "returned": 0}
+           for r in rows}
     distinct = func.count(func.distinct(ReturnReport.evaluation_id))
     returned = s.execute(select(E.refurbisher_id, distinct)
                          .join(E, E.id == ReturnReport.evaluation_id)
@@ -198,6 +200,9 @@ def refurbisher_dashboard(db: Database, refurbisher_id: str, days: int = 30,
             "market_validated_share": _rate(market.get("validated", 0),
                                             market.get("evaluations", 0)),
             "decisions": {d: decisions.get(d, 0) for d in DECISIONS},
+            "inconclusive_share": _rate(mine.get("inconclusive", 0), n),
+            "market_inconclusive_share": _rate(market.get("inconclusive", 0),
+                                               market.get("evaluations", 0)),
         },
         "categories": [{"category": c, "score": _pct(mine.get(c, 0), n),
                         "market": _pct(market.get(c, 0), market.get("evaluations", 0))}
@@ -278,6 +283,7 @@ def platform_dashboard(db: Database, policy: GradingPolicy, days: int = 30,
     return {
         "days": days, "from": start.isoformat(), "to": end.isoformat(), "evaluations": n,
         "validated_share": _rate(market.get("validated", 0), n),
+        "inconclusive_share": _rate(market.get("inconclusive", 0), n),
         "acceptance_rate": _rate(accepted, accepted + kept),
         "suggestions": {"accepted": accepted, "kept": kept},
         "justifications": justifications or 0,

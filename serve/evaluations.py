@@ -4,9 +4,9 @@ Decision (the grading config's ``[decision]`` thresholds, overridable in the set
 is the number of steps between the refurbisher's grade and the model's grade (the policy applied
 to the part decisions, :mod:`fusion.grade`);
 ``gap <= validated_max_gap`` (default 0) validates, ``gap <= suggestion_max_gap`` (default 1)
-suggests the model's grade, a larger gap requires a justification. The model's confidence is
-stored and shown (and reviewers see it) but does not change the decision: an uncertain model
-still only suggests, and the refurbisher or a reviewer has the last word.
+suggests the model's grade, a larger gap requires a justification; but when the model's
+confidence is below the config's ``min_confidence`` the decision is ``inconclusive``, whatever
+the gap: nothing is asked of the refurbisher, and a reviewer decides, seeing the stored reason.
 
 Status machine::
 
@@ -18,6 +18,7 @@ Status machine::
         justification       -> in_review                   (text + at least one extra photo)
         approve             -> listed, resolution approved (final grade: the refurbisher's)
         override            -> listed, resolution overridden (final grade: the reviewer's)
+    inconclusive            -> in_review                   (then approve or override)
 
 Transitions are conditional updates (``WHERE status = <expected>``), so two concurrent actions
 on one evaluation cannot both succeed.
@@ -36,7 +37,7 @@ from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from fusion.grade import GradeResult, Prediction, Reason
+from fusion.grade import GradeResult, Prediction, Reason, inconclusive_reason
 from fusion.policy import GradingPolicy
 from serve.auth import Principal
 from serve.db import Database
@@ -63,7 +64,8 @@ from serve.problems import (
 
 INITIAL = {"validated": ("listed", "validated"),
            "suggestion": ("awaiting_refurbisher", None),
-           "justification_required": ("awaiting_justification", None)}
+           "justification_required": ("awaiting_justification", None),
+           "inconclusive": ("in_review", None)}
 #: action -> (status it needs, status it leads to, resolution)
 TRANSITIONS = {"accept-suggestion": ("awaiting_refurbisher", "listed", "accepted"),
                "keep-grade": ("awaiting_refurbisher", "listed", "kept"),
@@ -146,7 +148,8 @@ def build_evaluation(policy: GradingPolicy, result: GradeResult, *, refurbisher_
     """A new evaluation from a grading result, decided and in its initial status."""
     now = now or utcnow()
     predicted = result.grade
-    decision = str(policy.decide(refurbisher_grade, predicted))
+    decision = str(policy.decide(refurbisher_grade, predicted, result.confidence))
+    why = inconclusive_reason(policy, predicted, result.confidence, result.parts)
     status, resolution = INITIAL[decision]
     agree = category_agreement(policy, refurbisher_grade, result.reasons)
     return Evaluation(
@@ -158,6 +161,7 @@ def build_evaluation(policy: GradingPolicy, result: GradeResult, *, refurbisher_
         declared_shell=declared_shell, refurbisher_grade=refurbisher_grade,
         predicted_grade=predicted, confidence=result.confidence,
         gap=policy.gap(refurbisher_grade, predicted), decision=decision,
+        inconclusive_reason=why,
         agrees_screen=agree["screen"], agrees_shell=agree["shell"],
         agrees_functional=agree["functional"],
         prediction=result.prediction().model_dump(mode="json"),
@@ -393,6 +397,7 @@ def to_dict(ev: Evaluation) -> dict[str, Any]:
         "declared": {"screen": ev.declared_screen, "shell": ev.declared_shell},
         "refurbisher_grade": ev.refurbisher_grade, "predicted_grade": ev.predicted_grade,
         "confidence": ev.confidence, "gap": ev.gap, "decision": ev.decision,
+        **({"inconclusive_reason": ev.inconclusive_reason} if ev.inconclusive_reason else {}),
         "agreement": {"screen": ev.agrees_screen, "shell": ev.agrees_shell,
                       "functional": ev.agrees_functional},
         "prediction": stored_prediction(ev).model_dump(mode="json"),

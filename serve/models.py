@@ -144,6 +144,7 @@ class Evaluation(Base):
     confidence: Mapped[float] = mapped_column(Float)
     gap: Mapped[int] = mapped_column(Integer)
     decision: Mapped[str] = mapped_column(String(32))
+    inconclusive_reason: Mapped[str | None] = mapped_column(Text)  # decision inconclusive: why
     agrees_screen: Mapped[bool] = mapped_column(Boolean)
     agrees_shell: Mapped[bool] = mapped_column(Boolean)
     agrees_functional: Mapped[bool] = mapped_column(Boolean)

@@ -7,7 +7,7 @@ Grading: ``/v1/grade`` (:class:`GradeResponse`) and ``/v1/grade/batch``
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from fusion.grade import GradeResult, Prediction, ResultModel
 from fusion.policy import Decision
@@ -99,7 +99,7 @@ class EvaluationOut(ResultModel):
     """An evaluation: the device, both grades, the decision, the stored prediction and where
     the workflow stands (``heatmaps``: base64 PNG per part, when asked at submission)."""
 
-    _omit_if_none = frozenset({"heatmaps"})
+    _omit_if_none = frozenset({"heatmaps", "inconclusive_reason"})
     id: str
     refurbisher_id: str
     device_ref: str | None = None
@@ -110,6 +110,9 @@ class EvaluationOut(ResultModel):
     confidence: float
     gap: int
     decision: Decision
+    inconclusive_reason: str | None = Field(
+        None, description="decision inconclusive: the least certain part decision and the "
+                          "grade's confidence, against the threshold")
     agreement: Agreement
     prediction: Prediction
     bundle_version: str

@@ -128,3 +128,67 @@ def selection_score(metrics: dict[str, Any]) -> float:
     if metrics.get("n_exact", 0) < metrics.get("n_cracked_known", 0) or exact_classes < 2:
         parts.append(metrics["cracked_vs_rest"]["macro_f1"])
     return float(np.mean(parts)) if parts else float("nan")
+
+
+# -- abstention: risk-coverage -------------------------------------------------------------
+RC_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
+RC_TARGETS = (0.9, 0.95)
+
+
+def _decided_at(confidence: np.ndarray, correct: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """At each distinct confidence t (highest first): t, the share of items with confidence
+    >= t (coverage) and the accuracy of those items."""
+    order = np.argsort(-confidence, kind="stable")
+    conf, ok = confidence[order], correct[order].astype(float)
+    last = np.r_[np.flatnonzero(np.diff(conf) != 0), len(conf) - 1]  # end of each tie group
+    decided = last + 1
+    return conf[last], decided / len(conf), np.cumsum(ok)[last] / decided
+
+
+def threshold_for_accuracy(confidence: np.ndarray, correct: np.ndarray, target: float
+                           ) -> dict[str, float] | None:
+    """The lowest confidence threshold whose decided items (confidence >= threshold) reach
+    ``target`` accuracy, with the coverage and accuracy there; 0.0 when every item may be
+    decided; None when no threshold reaches it."""
+    confidence, correct = np.asarray(confidence, float), np.asarray(correct, bool)
+    if len(confidence) == 0:
+        return None
+    thresholds, coverage, accuracy = _decided_at(confidence, correct)
+    ok = np.flatnonzero(accuracy >= target)
+    if not len(ok):
+        return None
+    i = int(ok[-1])  # lowest threshold = highest coverage
+    return {"threshold": 0.0 if coverage[i] == 1.0 else float(thresholds[i]),
+            "coverage": float(coverage[i]), "accuracy": float(accuracy[i])}
+
+
+def risk_coverage(confidence: np.ndarray, correct: np.ndarray,
+                  thresholds: tuple[float, ...] = RC_THRESHOLDS,
+                  targets: tuple[float, ...] = RC_TARGETS, points: int = 101) -> dict[str, Any]:
+    """The accuracy of the items decided (confidence >= threshold) against their share
+    (coverage), items sorted by confidence.
+
+    ``area``: the mean accuracy over coverage (the area under the accuracy-coverage curve,
+    higher is better; 1 - area is the AURC, the area under the risk-coverage curve).
+    ``at_threshold``: coverage and accuracy at a few thresholds; ``for_accuracy``: the
+    :func:`threshold_for_accuracy` of each target; ``curve``: up to ``points`` points."""
+    confidence, correct = np.asarray(confidence, float), np.asarray(correct, bool)
+    n = len(confidence)
+    if n == 0:
+        return {"n": 0}
+    order = np.argsort(-confidence, kind="stable")
+    area = float(np.mean(np.cumsum(correct[order]) / np.arange(1, n + 1)))
+    at = []
+    for t in thresholds:
+        sel = confidence >= t
+        at.append({"threshold": t, "coverage": float(sel.mean()),
+                   "accuracy": float(correct[sel].mean()) if sel.any() else float("nan")})
+    th, cov, acc = _decided_at(confidence, correct)
+    keep = np.unique(np.linspace(0, len(th) - 1, min(points, len(th))).round().astype(int))
+    return {"n": n, "accuracy": float(correct.mean()), "area": area, "aurc": 1.0 - area,
+            "at_threshold": at,
+            "for_accuracy": {f"{t:g}": threshold_for_accuracy(confidence, correct, t)
+                             for t in targets},
+            "curve": {"threshold": th[keep].tolist(), "coverage": cov[keep].tolist(),
+                      "accuracy": acc[keep].tolist()}}

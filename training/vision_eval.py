@@ -20,7 +20,14 @@ import numpy as np
 from fusion.policy import load_policy
 from training.image_cache import load_images
 from training.manifest import DatasetError, load_manifest
-from training.metrics import cracked_truth, ece, head_metrics, partial_nll, softmax
+from training.metrics import (
+    cracked_truth,
+    ece,
+    head_metrics,
+    partial_nll,
+    risk_coverage,
+    softmax,
+)
 from training.samples import Sample, samples_from
 from vision.conditions import CONDITIONS, PARTS
 
@@ -98,6 +105,8 @@ def evaluate_head(part: str, samples: list[Sample], logits: np.ndarray, allowed:
              "roc": _plot_roc(part, probs_raw, allowed, classes, out / f"roc_{part}.png")}
     m["plots"] = {k: v.name for k, v in plots.items() if v is not None}
 
+    top = probs.argmax(1)
+    m["risk_coverage"] = risk_coverage(probs.max(1), allowed[np.arange(len(top)), top])
     mass = (probs * allowed).sum(1)
     order = np.argsort(mass, kind="stable")[:max(0, worst)]
     m["worst"] = [{"device_id": samples[i].device_id, "path": str(samples[i].path),
@@ -328,6 +337,8 @@ def report(result: dict[str, Any], config: dict[str, Any]) -> str:
             lines += [f"| {c} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | "
                       f"{v['support']} |" for c, v in m["per_class"].items()]
             lines.append("")
+        lines += risk_coverage_lines(f"{part}: decided by its most probable condition",
+                                     m.get("risk_coverage"))
         for key in ("confusion", "reliability", "roc", "worst"):
             if key in m["plots"]:
                 lines += [f"![{part} {key}]({m['plots'][key]})", ""]
@@ -366,6 +377,8 @@ def _extra_sections(result: dict[str, Any]) -> list[str]:
                   "|---|" + "---|" * len(g["grades"])]
         lines += [f"| {t} | " + " | ".join(map(str, row)) + " |"
                   for t, row in zip(g["grades"], g["confusion_matrix"], strict=True)] + [""]
+        lines += risk_coverage_lines("grade: decided by the fused confidence",
+                                     g.get("risk_coverage"))
     ug = result.get("user_grades")
     if ug:
         lines += ["## Grades a user sees", "", f"Each front graded with the back `{ug['back']}` "
@@ -373,6 +386,23 @@ def _extra_sections(result: dict[str, Any]) -> list[str]:
         lines += [f"- {label}: " + ", ".join(f"{k} {v}" for k, v in sorted(c.items()))
                   for label, c in sorted(ug["counts"].items())] + [""]
     return lines
+
+
+def risk_coverage_lines(title: str, rc: dict[str, Any] | None) -> list[str]:
+    """A small risk-coverage table: coverage / accuracy of the decided items at a few
+    confidence thresholds, the area and the thresholds for the target accuracies."""
+    if not rc or not rc.get("n"):
+        return []
+    lines = [f"Risk-coverage ({title}; decided = confidence >= threshold; area = mean "
+             f"accuracy over coverage {_fmt(rc['area'])}, AURC {_fmt(rc['aurc'])}):", "",
+             "| threshold | coverage | accuracy of decided |", "|---|---|---|"]
+    lines += [f"| {a['threshold']:g} | {_fmt(a['coverage'])} | {_fmt(a['accuracy'])} |"
+              for a in rc["at_threshold"]]
+    for target, t in rc["for_accuracy"].items():
+        lines.append(f"| for {float(target):.0%} accuracy: " + (
+            f"{t['threshold']:.3f} | {_fmt(t['coverage'])} | {_fmt(t['accuracy'])} |"
+            if t else "not reached | | |"))
+    return [*lines, ""]
 
 
 def json_safe(obj: Any) -> Any:

@@ -1,4 +1,5 @@
-"""Reviews of justified grades: a reviewer approves the refurbisher's grade or overrides it.
+"""Reviews of justified and inconclusive grades: a reviewer approves the refurbisher's grade
+or overrides it.
 
     POST /v1/evaluations/{id}/approve                 reviewer
     POST /v1/evaluations/{id}/override                reviewer

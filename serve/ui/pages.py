@@ -26,7 +26,8 @@ from tabular.schema import ChecklistError
 COOKIE = "photograde_key"
 SERVE = Path(__file__).resolve().parent.parent  # serve/: templates/ and static/
 LABELS = {"validated": "Grade validated", "suggestion": "Different grade suggested",
-          "justification_required": "Justification required"}
+          "justification_required": "Justification required",
+          "inconclusive": "Inconclusive: sent for review"}
 #: The API's field names, as the form labels them.
 FORM_LABELS = {"front": "Front photo", "back": "Back photo", "refurbisher_grade": "Overall grade",
                "refurbisher_id": "Refurbisher", "screen_condition": "Screen condition",

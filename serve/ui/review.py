@@ -1,4 +1,4 @@
-"""The review queue: justified grades, approved or overridden by a reviewer."""
+"""The review queue: justified and inconclusive grades, approved or overridden by a reviewer."""
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
@@ -14,7 +14,8 @@ router = APIRouter(prefix="/ui")
 
 @router.get("/reviews")
 def reviews(request: Request, who: Staff) -> HTMLResponse:
-    return list_page(request, who, "Review queue: justified grades", status="in_review")
+    return list_page(request, who, "Review queue: justified and inconclusive grades",
+                     status="in_review")
 
 
 @router.post("/evaluations/{evaluation_id}/approve")

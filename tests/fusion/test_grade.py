@@ -99,3 +99,25 @@ def test_stored_prediction_round_trips():
     assert all("heatmap_png" not in part for part in stored["parts"].values())
     assert out.parts["screen"].heatmap_png == "UE5H"  # the result itself keeps it
     assert Prediction.model_validate(stored).model_dump(mode="json") == stored
+
+
+def test_weak_evidence_is_inconclusive_with_its_reason():
+    import dataclasses
+
+    policy = dataclasses.replace(load_policy(), min_confidence=0.9)
+    probs = {"screen": np.array([0.41, 0.39, 0.1, 0.1]), "shell": FLAWLESS}
+    p = grade_distribution(policy, FusionModel(policy.grades), probs, (), 91)
+    grade = decided_grade(policy, probs, (), 91)
+    out = assemble_grade(policy, p, probs, failed_checks=[], battery_health_pct=91,
+                         return_risk={grade: 0.1}, bundle_version="b1", refurbisher_grade=grade)
+    assert grade == "excellent" and out.confidence < 0.9
+    assert out.gap == 0 and out.decision is Decision.INCONCLUSIVE
+    assert out.inconclusive_reason == (f"screen: flawless only 41% likely; grade excellent only "
+                                       f"{out.confidence:.0%} likely (threshold 90%)")
+    data = json.loads(out.model_dump_json())
+    assert list(data)[-2:] == ["decision", "inconclusive_reason"]
+    assert data["decision"] == "inconclusive"
+    assert "inconclusive_reason" not in out.prediction().model_dump(mode="json")
+    sure = _grade(FLAWLESS, FLAWLESS, refurbisher_grade="excellent")
+    assert sure.inconclusive_reason is None
+    assert "inconclusive_reason" not in json.loads(sure.model_dump_json())

@@ -86,10 +86,33 @@ def test_decisions_follow_the_gap():
         p.decide("mint", "good")
 
 
+def test_low_confidence_is_inconclusive_whatever_the_gap():
+    import dataclasses
+
+    p = dataclasses.replace(load_policy(), min_confidence=0.55)
+    assert p.decide("good", "good", 0.54) is Decision.INCONCLUSIVE
+    assert p.decide("excellent", "fair", 0.2) is Decision.INCONCLUSIVE
+    assert p.decide("good", "good", 0.55) is Decision.VALIDATED
+    assert p.decide("excellent", "fair", 0.9) is Decision.JUSTIFICATION_REQUIRED
+    assert p.decide("good", "good") is Decision.VALIDATED  # no confidence: from the gap
+    never = dataclasses.replace(p, min_confidence=0.0)
+    assert never.decide("good", "good", 0.0) is Decision.VALIDATED
+    assert policy_from_dict(p.to_dict()) == p
+    assert p.to_dict()["decision"]["min_confidence"] == 0.55
+
+
+@pytest.mark.parametrize("value", [1, 1.5, -0.1, "0.5", True])
+def test_min_confidence_must_be_in_0_1(value):
+    data = load_policy().to_dict()
+    data["decision"]["min_confidence"] = value
+    with pytest.raises(ConfigError, match=r"decision\.min_confidence"):
+        policy_from_dict(data)
+
+
 def test_stored_decisions_are_the_policys():
     from serve.models import DECISIONS
 
-    assert DECISIONS == ("validated", "suggestion", "justification_required")
+    assert DECISIONS == ("validated", "suggestion", "justification_required", "inconclusive")
     assert all(type(d) is str for d in DECISIONS)  # plain strings for SQL CHECK constraints
 
 

@@ -92,3 +92,23 @@ def test_bundle_kind_says_which_model_is_serving(bundle, demo, name, kind):
                                                                       "model_name": name})
     assert m.kind == kind
     assert ("shipped base model" in model_label(m)) == (kind == "base")
+
+
+def test_evaluate_bundle_reports_risk_coverage_per_part_and_for_the_grade(bundle, synth_dir,
+                                                                          tmp_path):
+    out = tmp_path / "eval"
+    assert main(["evaluate", "bundle", "--bundle", str(bundle), "--manifest",
+                 str(synth_dir / "manifest.csv"), "--out", str(out), "--quiet"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    for rc in (metrics["screen"]["risk_coverage"], metrics["shell"]["risk_coverage"],
+               metrics["grades"]["risk_coverage"]):
+        assert rc["n"] == 24 and 0.0 <= rc["area"] <= 1.0
+        assert rc["aurc"] == pytest.approx(1 - rc["area"])
+        assert rc["curve"]["coverage"][-1] == pytest.approx(1.0)
+        assert set(rc["for_accuracy"]) == {"0.9", "0.95"}
+        assert [a["threshold"] for a in rc["at_threshold"]] == [0.5, 0.6, 0.7, 0.8, 0.9]
+    grade_rc = metrics["grades"]["risk_coverage"]
+    assert grade_rc["accuracy"] == pytest.approx(metrics["grades"]["accuracy"])
+    report = (out / "report.md").read_text()
+    assert "Risk-coverage (grade" in report and "Risk-coverage (screen" in report
+    assert "| for 90% accuracy:" in report

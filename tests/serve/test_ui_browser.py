@@ -1,12 +1,14 @@
 """The web UI end to end in a real headless Chromium (Debian's, driven by Playwright) against a
 real uvicorn server on loopback: login, the evaluation form, the three outcomes, accepting a
-suggestion, a justification and its review, both dashboards, the demo banner, a bad upload.
+suggestion, a justification and its review, an inconclusive case in the review queue, both
+dashboards, the demo banner, a bad upload.
 
 With ``PHOTOGRADE_SCREENSHOTS=DIR`` set, full-page screenshots of the form, a suggestion and
 both dashboards are written to ``DIR``."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Iterator
@@ -221,6 +223,30 @@ def test_justification_then_review(site, as_role):
     reviewer.click("#approve")
     reviewer.wait_for_selector("#resolution")
     assert "Approved" in reviewer.inner_text("#resolution")
+
+
+def test_inconclusive_reaches_the_review_queue(site, as_role):
+    policy = site.grader.policy
+    site.grader.policy = dataclasses.replace(policy, min_confidence=0.999999)  # every grade
+    try:
+        page = as_role("refurbisher")
+        assert submit(page, site, 0) == "inconclusive"
+        assert "Inconclusive" in page.inner_text("h1")
+        assert "threshold" in page.inner_text("#inconclusive-reason")
+        assert page.locator("#send-justification").count() == 0
+        assert page.locator("#accept").count() == 0
+        assert "Queued for review" in page.inner_text("#resolution")
+        evaluation_url = page.url
+
+        reviewer = as_role("reviewer")
+        reviewer.goto(site.url + "/ui/reviews")
+        assert "threshold" in reviewer.inner_text("table")
+        reviewer.click(f"a[href='{evaluation_url.removeprefix(site.url)}']")
+        reviewer.click("#approve")
+        reviewer.wait_for_selector("#resolution")
+        assert "Approved" in reviewer.inner_text("#resolution")
+    finally:
+        site.grader.policy = policy
 
 
 def test_bad_upload_keeps_values(site, as_role, tmp_path):

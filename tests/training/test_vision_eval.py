@@ -94,6 +94,7 @@ def test_evaluate_writes_metrics_plots_and_report(run: Path, synth_dir: Path, ca
     report = (out / "report.md").read_text()
     assert "macro-F1" in report and "confusion_screen.png" in report
     assert "tf_efficientnet_lite0" in report
+    assert metrics["screen"]["risk_coverage"]["n"] == 24 and "Risk-coverage (screen" in report
 
 
 def test_evaluate_coarse_screen_only(run: Path, coarse_manifest: Path, cache: str,
