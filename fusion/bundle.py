@@ -127,6 +127,7 @@ class BundleManifest(_Section):
     created_at: str
     demo: bool = False
     model_name: str | None = None  # e.g. photograde-base; None: a custom bundle
+    abstention: dict[str, Any] | None = None  # how min_confidence was set (train release)
     vision: VisionInfo
     tabular: TabularInfo
     fusion: FusionInfo

@@ -83,6 +83,15 @@ def _loso(loso: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def _abstention(a: dict[str, Any] | None) -> str:
+    if not a or a.get("threshold") is None:
+        return "Abstention: not set (every grade is decided)."
+    return (f"Abstention: below a grade confidence of {a['threshold']:.3f} the decision is "
+            f"`inconclusive` and a reviewer decides; on the {a['measured_on']} "
+            f"{100 * a['coverage']:.1f}% of the grades are decided, {100 * a['accuracy']:.1f}% of "
+            f"them right (target {100 * a['target_accuracy']:.0f}%).")
+
+
 def render(bundle: Path, record: dict[str, Any], loso: dict[str, Any] | None = None) -> str:
     """The card's Markdown."""
     m = load_manifest(bundle, verify_hashes=False)
@@ -120,6 +129,7 @@ def render(bundle: Path, record: dict[str, Any], loso: dict[str, Any] | None = N
         "int8 (`vision.int8.onnx`): macro-F1 change "
         + (", ".join(f"{k} {v:+.2f}" for k, v in int8.macro_f1_change_points.items())
            + f" points, {int8.speedup:.2f}x faster on one CPU thread" if int8 else "n/a") + ".",
+        _abstention(record.get("abstention")),
         "Temperatures (calibration): " + ", ".join(f"{k} {v:.3f}" for k, v in
                                                    m.vision.temperatures.items()) + ".", "",
         "### Grades a user sees", *_user_grades(ev.get("real")), "",

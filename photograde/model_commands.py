@@ -30,6 +30,7 @@ RELEASE_HELP = {
     "ship": "copy the bundle, fp16 weights and card here (e.g. models/photograde-base)",
     "name": "model name recorded in the bundle and the card",
     "synth_size": "longer side of the synthetic photos, px",
+    "target_accuracy": "abstention: decided grades reach this accuracy on the held-out set",
 }
 
 
@@ -38,7 +39,7 @@ def _release_options(p: argparse.ArgumentParser) -> None:
         if f.name == "progress":
             p.add_argument("--quiet", action="store_true", help="no progress bars")
             continue
-        kind = int if f.type in ("int", int) else str
+        kind = {"int": int, "float": float}.get(str(f.type), str)
         p.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default,
                        help=RELEASE_HELP[f.name])
 

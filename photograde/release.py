@@ -12,7 +12,9 @@ where it stopped; delete a step's folder under ``--out`` to redo it):
 4. the tabular and fusion models on the calibration devices;
 5. the bundle (fp32 and int8, int8 judged on the held-out synthetic set);
 6. ``evaluate bundle`` on the held-out synthetic set (fp32 and int8) and on the real photos
-   (with a flawless synthetic back: the grades a user would see);
+   (with a flawless synthetic back: the grades a user would see); the abstention threshold
+   (``min_confidence``) written into the bundle: the lowest grade confidence whose decided
+   grades reach ``--target-accuracy`` on the held-out synthetic set;
 7. ``MODEL_CARD.md`` and ``release.json`` beside the bundle (the card includes the
    leave-one-source-out table when ``OUT/loso/loso.json`` exists, from ``photograde cv vision
    --by-source --out OUT/loso``); with ``--ship DIR``, the bundle, the fp16 weights for
@@ -62,6 +64,7 @@ class ReleaseConfig:
     ship: str | None = None
     name: str = "photograde-base"
     synth_size: int = 1500
+    target_accuracy: float = 0.95
     progress: bool = True
 
 
@@ -185,6 +188,35 @@ def _training_minutes(vision: Path) -> float:
     return round(sum(json.loads(line).get("epoch_s", 0) for line in lines) / 60, 1)
 
 
+def set_abstention(bundle: Path, evaluation: dict[str, Any], target: float) -> dict[str, Any]:
+    """Write the bundle's abstention threshold: the lowest grade confidence whose decided grades
+    reach ``target`` accuracy on the held-out synthetic devices (``min_confidence`` of its
+    grading config; below it the decision is inconclusive). Returns what the manifest records."""
+    from fusion.bundle import load_manifest, write_manifest
+
+    grades = (evaluation["synthetic"].get("grades") or {}).get("risk_coverage")
+    if not grades:
+        raise ReleaseError("the held-out synthetic evaluation has no grade-level figures")
+    key = f"{target:g}"
+    if key not in grades["for_accuracy"]:
+        raise ReleaseError(f"--target-accuracy {target}: not one of the evaluated targets "
+                           f"({', '.join(grades['for_accuracy'])})")
+    found = grades["for_accuracy"][key]
+    record: dict[str, Any] = {"target_accuracy": target, "measured_on": "synthetic held-out set"}
+    manifest = load_manifest(bundle, verify_hashes=False)
+    if found:
+        manifest.grading.decision["min_confidence"] = round(float(found["threshold"]), 3)
+        record |= found
+    else:  # no share of the grades reaches the target: abstaining would not help
+        log.warning("release: no confidence threshold reaches %.0f%% accuracy on the held-out "
+                    "set; the bundle decides every grade", 100 * target)
+        manifest.grading.decision.pop("min_confidence", None)
+        record |= {"threshold": None}
+    manifest.abstention = record
+    write_manifest(bundle, manifest)
+    return record
+
+
 def ship(bundle: Path, vision_run: Path, out: Path) -> Path:
     """Copy the bundle, its card and the fp16 fine-tuning weights to ``out``."""
     from training.vision_run import save_fp16_weights
@@ -211,6 +243,7 @@ def release(cfg: ReleaseConfig) -> dict[str, Any]:
     bundle = _export(cfg, vision, tabular, fusion, test)
     real_val = _real_validation(cfg, real, vision) if real else None
     evaluation = _evaluate(cfg, bundle, test, real_val)
+    abstention = set_abstention(bundle, evaluation, cfg.target_accuracy)
     record = {"recipe": asdict(cfg), "data": {"synthetic_train": str(train),
                                               "synthetic_calibration": str(calib),
                                               "synthetic_test": str(test),
@@ -220,7 +253,7 @@ def release(cfg: ReleaseConfig) -> dict[str, Any]:
               "vision_run": str(vision), "bundle": str(bundle),
               "minutes": round((time.perf_counter() - start) / 60, 1),
               "vision_training_minutes": _training_minutes(vision),
-              "evaluation": evaluation}
+              "abstention": abstention, "evaluation": evaluation}
     (Path(cfg.out) / "release.json").write_text(json.dumps(json_safe(record), indent=2,
                                                            default=str))
     loso = Path(cfg.out) / "loso" / "loso.json"  # photograde cv vision --by-source --out ...

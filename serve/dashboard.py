@@ -8,15 +8,17 @@ submitted in the window (recent weeks are low until their returns come in). Week
 **Trust score** (0-100, per refurbisher, over the window): a Bayesian-smoothed mix of how often
 the refurbisher's grade is validated and how rarely their devices come back::
 
-    v = (validated + m * V) / (evaluations + m)   # smoothed share of validated grades
+    v = (validated + m * V) / (decided + m)       # smoothed share of validated grades
     r = (returned + m * R) / (listed + m)         # smoothed return rate
     trust = 100 * (0.5 * v + 0.5 * max(0, 1 - r / R_MAX))
 
-``V`` and ``R`` are the whole market's share of validated grades and return rate in the same
-window (the prior), ``m = 20`` pseudo-evaluations is the prior's weight and ``R_MAX = 0.25`` is
-the return rate that scores zero. A refurbisher with few evaluations therefore sits near the
-market's score and moves away from it as evidence accumulates; one with no data scores exactly
-what an average refurbisher scores.
+``decided`` counts the evaluations the model did not find inconclusive (an inconclusive case
+is the model's uncertainty, not the refurbisher's doing). ``V`` and ``R`` are the whole
+market's share of validated grades and return rate in the same window (the prior), ``m = 20``
+pseudo-evaluations is the prior's weight and ``R_MAX = 0.25`` is the return rate that scores
+zero. A refurbisher with few evaluations therefore sits near the market's score and moves away
+from it as evidence accumulates; one with no data scores exactly what an average refurbisher
+scores.
 
 **Score by category** (screen, shell, functional): the share (0-100) of the refurbisher's
 evaluations whose grade is no better than what the model's finding for that category allows
@@ -109,14 +111,18 @@ def _market(per: dict[str, dict[str, int]]) -> dict[str, int]:
     return dict(total)
 
 
+def _decided(c: dict[str, int]) -> int:
+    """Evaluations the model decided: an inconclusive one says nothing of the refurbisher."""
+    return c.get("evaluations", 0) - c.get("inconclusive", 0)
+
+
 def _priors(market: dict[str, int]) -> tuple[float, float]:
-    return (market.get("validated", 0) / market["evaluations"] if market.get("evaluations")
-            else 0.0,
+    return (market.get("validated", 0) / _decided(market) if _decided(market) > 0 else 0.0,
             market.get("returned", 0) / market["listed"] if market.get("listed") else 0.0)
 
 
 def _trust_of(c: dict[str, int], priors: tuple[float, float]) -> float:
-    return trust_score(c.get("validated", 0), c.get("evaluations", 0), c.get("returned", 0),
+    return trust_score(c.get("validated", 0), _decided(c), c.get("returned", 0),
                        c.get("listed", 0), *priors)
 
 

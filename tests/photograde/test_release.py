@@ -47,6 +47,10 @@ def test_release_runs_every_step_and_ships_a_model_that_serves_and_fine_tunes(sy
     assert main(["bundle", "verify", str(ship)]) == 0
     grader = Grader(ship, threads=1)
     assert grader.manifest.model_name == "toy-base" and grader.manifest.kind == "custom"
+    threshold = grader.manifest.grading.decision.get("min_confidence", 0.0)
+    assert 0 <= threshold < 1 and grader.policy.min_confidence == threshold
+    if record["abstention"]["threshold"] is not None:  # a toy model may never reach 95%
+        assert record["abstention"]["threshold"] == pytest.approx(threshold, abs=1e-3)
     _, config, _ = load_run(ship)
     assert config["img_size"] == 64
     assert main(args) == 0  # every step done: the second run only rewrites the card and ships
