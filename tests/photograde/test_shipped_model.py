@@ -66,3 +66,29 @@ def test_the_shipped_model_grades_obvious_real_cracks_broken_and_intact_fronts_s
         grades = [grader.grade(p, back, info).grade for p in photos]
         broken[label] = grades.count("broken")
     assert broken["cracked"] >= 18 and broken["intact"] <= 2, broken
+
+
+def test_the_shipped_models_reasons_always_imply_its_grade(tmp_path_factory):
+    """1,000 synthetic devices (small photos, a seed never trained on) and, when present, every
+    shared real front: the grade re-derived from the shown reasons is the grade."""
+    from fusion.explain_check import contradictions
+    from serve.runtime import Grader
+    from training.manifest import load_manifest
+    from training.synth.generate import default_workers, generate
+
+    grader = Grader(SHIPPED_BUNDLE, threads=2)
+    devices = generate(1000, tmp_path_factory.mktemp("contra"), seed=4242, size=256,
+                       workers=default_workers(), progress=False)
+    info = parse_device_info(json.dumps(INFO))
+    bad = []
+    rows = load_manifest(devices).rows
+    for row in rows:
+        result = grader.grade(row.front_path, row.back_path, row.device_info() or info,
+                              row.refurbisher_grade)
+        bad += contradictions(result, grader.policy)
+    if REAL_SCREENS.is_dir():
+        real = list(csv.DictReader((REAL_SCREENS / "manifest.csv").open()))
+        for r in real:
+            bad += contradictions(grader.grade(REAL_SCREENS / r["path"], rows[0].back_path, info),
+                                  grader.policy)
+    assert not bad, bad[:5]
