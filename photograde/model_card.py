@@ -83,6 +83,18 @@ def _loso(loso: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def _real_counts(summary: dict[str, Any] | None) -> str:
+    """``795 real front photos (sources: a 717, b 78; cracked 522, not cracked 273)``."""
+    if not summary:
+        return "no real photos"
+    labels = summary["labels"].get("screen_condition", {})
+    cracked = labels.get("cracked", 0)
+    sources = ", ".join(f"{k} {v}" for k, v in summary.get("sources", {}).items())
+    return (f"{summary['rows']} real front photos ({f'sources: {sources}; ' if sources else ''}"
+            f"cracked {cracked}, not cracked {summary['rows'] - cracked}; coarse labels: intact "
+            "= not cracked)")
+
+
 def _abstention(a: dict[str, Any] | None) -> str:
     if not a or a.get("threshold") is None:
         return "Abstention: not set (every grade is decided)."
@@ -114,8 +126,8 @@ def render(bundle: Path, record: dict[str, Any], loso: dict[str, Any] | None = N
         "## Training data",
         f"- {r['devices']} synthetic devices (front and back, seed {r['seed']}) from "
         "`photograde synth`, exact screen and shell conditions;",
-        "- the real front photos of `--real` (intact = not cracked, cracked): web-scraped "
-        "research data that the project does not redistribute; only the weights are shipped;",
+        f"- {_real_counts(record['data'].get('real_summary'))}: web-scraped research data that "
+        "the project does not redistribute; only the weights are shipped;",
         f"- tabular and fusion models: {r['calib_devices']} other synthetic devices.",
         f"Recipe: `photograde train release` ({r['img_size']} px, {r['epochs']} epochs, "
         f"stem + {r['freeze_stages']} stage(s) frozen): the condition model trained in "

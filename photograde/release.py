@@ -180,6 +180,12 @@ def _evaluate(cfg: ReleaseConfig, bundle: Path, test: Path, real: Path | None
     return result
 
 
+def _summary(manifest: Path | None) -> dict[str, Any] | None:
+    from training.manifest import load_manifest
+
+    return load_manifest(manifest).summary() if manifest else None
+
+
 def _training_minutes(vision: Path) -> float:
     """Wall-clock minutes of the vision run's epochs (its log), wherever it was trained."""
     from training.vision_run import LOG
@@ -248,6 +254,7 @@ def release(cfg: ReleaseConfig) -> dict[str, Any]:
                                               "synthetic_calibration": str(calib),
                                               "synthetic_test": str(test),
                                               "real": str(real) if real else None,
+                                              "real_summary": _summary(real),
                                               "real_validation": str(real_val) if real_val
                                               else None},
               "vision_run": str(vision), "bundle": str(bundle),
