@@ -61,29 +61,24 @@ def bundle_logits(grader: Grader, samples: list[Sample], batch_size: int = 16,
 
 
 def _sources(manifests: list[Manifest]) -> dict[str, str]:
-    return {r.device_id: getattr(r, "source", None) or "synthetic"
+    return {r.device_id: r.source or "synthetic"
             for m in manifests for r in m.rows}
 
 
 def _by_source(samples: list[Sample], logits: np.ndarray, allowed: np.ndarray,
                temps: dict[str, float], sources: dict[str, str], out: Path) -> dict[str, Any]:
     """Per source and head, the head's metrics on that source's photos only."""
-    from training.vision_eval import evaluate_head
+    from training.vision_eval import evaluate_heads
 
-    result: dict[str, Any] = defaultdict(dict)
+    result: dict[str, Any] = {}
     src = np.array([sources.get(s.device_id, "synthetic") for s in samples])
-    parts = np.array([s.part for s in samples])
     for name in sorted(set(src)):
-        for part in PARTS:
-            sel = (src == name) & (parts == part)
-            if not sel.any():
-                continue
-            head = [s for s, ok in zip(samples, sel, strict=True) if ok]
-            sub = out / "by_source" / name
-            sub.mkdir(parents=True, exist_ok=True)
-            result[name][part] = evaluate_head(part, head, logits[sel], allowed[sel],
-                                               temps[part], sub, worst=0)
-    return dict(result)
+        sel = src == name
+        sub = out / "by_source" / name
+        sub.mkdir(parents=True, exist_ok=True)
+        result[name] = evaluate_heads([s for s, ok in zip(samples, sel, strict=True) if ok],
+                                      logits[sel], allowed[sel], temps, sub, worst=0)
+    return result
 
 
 def _grade_metrics(true: list[str], pred: list[str], grades: tuple[str, ...],
@@ -168,7 +163,7 @@ def evaluate_bundle(bundle: str | Path, manifests: list[str | Path], out_dir: st
     """Evaluate the bundle on the manifests; write ``metrics.json`` and ``report.md``."""
     from training.manifest import load_manifest
     from training.samples import samples_from
-    from training.vision_eval import evaluate_head, json_safe, report
+    from training.vision_eval import evaluate_heads, json_safe, report
 
     grader = Grader(bundle, int8=int8, threads=threads)
     loaded = [load_manifest(m) for m in manifests]
@@ -186,13 +181,7 @@ def evaluate_bundle(bundle: str | Path, manifests: list[str | Path], out_dir: st
         grader.vision_file, "manifests": [str(p) for p in manifests],
         "model": {"backbone": m.vision.backbone, "img_size": m.vision.input_size,
                   "temperatures": temps}}
-    parts = np.array([s.part for s in samples])
-    for part in PARTS:
-        sel = parts == part
-        if sel.any():
-            head = [s for s, ok in zip(samples, sel, strict=True) if ok]
-            result[part] = evaluate_head(part, head, logits[sel], allowed[sel], temps[part],
-                                         out, worst)
+    result |= evaluate_heads(samples, logits, allowed, temps, out, worst)
     result["by_source"] = _by_source(samples, logits, allowed, temps, _sources(loaded), out)
     probs = _part_probs(samples, logits, temps)
     result["grades"] = _grades(grader, loaded, probs)

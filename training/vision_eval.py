@@ -74,15 +74,23 @@ def evaluate_vision(run_dir: str | Path, manifests: list[str | Path], out_dir: s
         "model": {"backbone": config["backbone"], "img_size": config["img_size"],
                   "weights_source": config.get("weights_source"), "temperatures": temps},
     }
-    for part in PARTS:
-        sel = np.array([p == part for p in parts], bool)
-        if not sel.any():
-            continue
-        head_samples = [s for s, ok in zip(samples, sel, strict=True) if ok]
-        result[part] = evaluate_head(part, head_samples, logits[sel], allowed[sel],
-                                      temps[part], out, worst)
+    result |= evaluate_heads(samples, logits, allowed, temps, out, worst)
     (out / "metrics.json").write_text(json.dumps(json_safe(result), indent=2))
     (out / "report.md").write_text(report(result, config))
+    return result
+
+
+def evaluate_heads(samples: list[Sample], logits: np.ndarray, allowed: np.ndarray,
+                   temps: dict[str, float], out: Path, worst: int) -> dict[str, Any]:
+    """:func:`evaluate_head` of each part that has photos among ``samples``, by part."""
+    parts = np.array([s.part for s in samples])
+    result = {}
+    for part in PARTS:
+        sel = parts == part
+        if sel.any():
+            head = [s for s, ok in zip(samples, sel, strict=True) if ok]
+            result[part] = evaluate_head(part, head, logits[sel], allowed[sel], temps[part],
+                                         out, worst)
     return result
 
 
