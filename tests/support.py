@@ -141,6 +141,19 @@ class World:
                                 files={"front": ("f.jpg", front), "back": ("b.jpg", back)},
                                 data={k: v for k, v in data.items() if v is not None})
 
+    def review(self, evaluation: dict[str, Any], action: str, comment: str = "ok"
+               ) -> tuple[httpx.Response, str]:
+        """The reviewer approves the refurbisher's grade or overrides it one step worse;
+        returns the response and the final grade the case should have."""
+        url = f"/v1/evaluations/{evaluation['id']}"
+        if action == "approve":
+            return (self.client.post(f"{url}/approve", headers=self.h("reviewer"),
+                                     json={"comment": comment}),
+                    evaluation["refurbisher_grade"])
+        final = grade_at_gap(self.grades, evaluation["refurbisher_grade"], 1)
+        return (self.client.post(f"{url}/override", headers=self.h("reviewer"),
+                                 json={"grade": final}), final)
+
 
 def workflow_app(url: str, tmp: Path, grader: Any, **kw: Any) -> Any:
     """The service with the workflow on database ``url``, photos under ``tmp``, no rate limit

@@ -15,7 +15,6 @@ from tests.support import (
     INFO,
     World,
     database_url,
-    grade_at_gap,
     small_photos,
     workflow_app,
 )
@@ -268,12 +267,7 @@ def test_justification_then_review(world, action):
     assert ev["id"] in {e["id"] for e in queue["items"]}
     assert c.post(f"{url}/justification", headers=w.h("ref_a"), data={"text": "again, again"},
                   files=[("photos", ("a.jpg", extra[0]))]).status_code == 409
-    if action == "approve":
-        r = c.post(f"{url}/approve", headers=w.h("reviewer"), json={"comment": "ok"})
-        final = ev["refurbisher_grade"]
-    else:
-        final = grade_at_gap(w.grades, ev["refurbisher_grade"], 1)
-        r = c.post(f"{url}/override", headers=w.h("reviewer"), json={"grade": final})
+    r, final = w.review(ev, action)
     assert r.status_code == 200, r.text
     d = r.json()
     assert (d["status"], d["final_grade"], d["review"]["action"]) == ("listed", final, action)
