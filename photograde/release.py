@@ -146,11 +146,11 @@ def _real_validation(cfg: ReleaseConfig, real: Path, vision: Path) -> Path:
     """The real photos the vision run kept for validation (never a gradient step), as a
     manifest: the honest real-photo figure of a model that trained on the rest."""
     from training.manifest import load_manifest, write_manifest
-    from training.vision_run import load_run, validation_devices
+    from training.vision_run import RunDir, validation_devices
     from vision.conditions import format_condition_set
 
     manifest = load_manifest(real)
-    keep = validation_devices(vision, load_run(vision)[1], manifest)
+    keep = validation_devices(vision, RunDir(vision).read_config(), manifest)
     rows = [{"device_id": r.device_id, "front_path": str(r.front_path),
              "screen_condition": format_condition_set(r.screen, "screen") if r.screen else "",
              "source": r.source or ""} for r in manifest.rows if r.device_id in keep]
@@ -188,10 +188,9 @@ def _summary(manifest: Path | None) -> dict[str, Any] | None:
 
 def _training_minutes(vision: Path) -> float:
     """Wall-clock minutes of the vision run's epochs (its log), wherever it was trained."""
-    from training.vision_run import LOG
+    from training.vision_run import RunDir
 
-    lines = (vision / LOG).read_text().splitlines() if (vision / LOG).is_file() else []
-    return round(sum(json.loads(line).get("epoch_s", 0) for line in lines) / 60, 1)
+    return round(sum(e.get("epoch_s", 0) for e in RunDir(vision).read_log()) / 60, 1)
 
 
 def set_abstention(bundle: Path, evaluation: dict[str, Any], target: float) -> dict[str, Any]:

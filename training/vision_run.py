@@ -91,6 +91,12 @@ class RunDir:
     def write_config(self, config: dict[str, Any]) -> None:
         self._write_json(CONFIG, config)
 
+    def read_config(self) -> dict[str, Any]:
+        config = self._read_json(CONFIG)
+        if config is None:
+            raise RunError(f"{self.path}: no {CONFIG} (not a vision run directory)")
+        return config
+
     def write_split(self, val_split: ValidationSplit) -> None:
         self._write_json(SPLIT, asdict(val_split))
 
@@ -107,6 +113,12 @@ class RunDir:
     def append_log(self, entry: dict[str, Any]) -> None:
         with (self.path / LOG).open("a") as f:
             f.write(json.dumps(entry) + "\n")
+
+    def read_log(self) -> list[dict[str, Any]]:
+        """One entry per epoch (none for a run without a log)."""
+        path = self.path / LOG
+        return [json.loads(line) for line in path.read_text().splitlines()] \
+            if path.is_file() else []
 
     def write_temperatures(self, temps: dict[str, float]) -> None:
         self._write_json(CALIBRATION, temps)
