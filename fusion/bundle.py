@@ -7,6 +7,8 @@
     fusion.json        the fusion parameters and the grading config
     samples.npz        sample inputs with their expected outputs (for ``bundle verify``)
     heads.npz          the heads' weights, to turn feature maps into heatmaps
+    photocheck.onnx    optional: the photo check's ImageNet backbone (pooled features)
+    photocheck.npz     its two linear heads: phone or not, back or front (numpy)
     manifest.json      :class:`BundleManifest`: format, versions, preprocessing, classes,
                        grading, temperatures, data summary, metrics, sha256 of every file
 
@@ -37,6 +39,8 @@ TABULAR_META_FILE = "tabular.json"
 FUSION_FILE = "fusion.json"
 HEADS_FILE = "heads.npz"
 SAMPLES_FILE = "samples.npz"
+PHOTOCHECK_FILE = "photocheck.onnx"
+PHOTOCHECK_HEADS_FILE = "photocheck.npz"
 VISION_INPUT = "image"
 VISION_OUTPUTS = ("screen_logits", "shell_logits", "features")
 PARTS = ("screen", "shell")
@@ -113,6 +117,19 @@ class GradingInfo(_Section):
     decision: dict[str, Any]
 
 
+class PhotoCheckInfo(_Section):
+    """The photo check's learned part (:mod:`vision.photocheck`): a frozen ImageNet backbone
+    whose pooled features feed two logistic regressions (phone or not; back or front)."""
+
+    file: str = PHOTOCHECK_FILE
+    heads: str = PHOTOCHECK_HEADS_FILE
+    backbone: str
+    input_size: int
+    preprocess: dict[str, Any]
+    training_data: dict[str, Any] = {}
+    metrics: dict[str, Any] = {}
+
+
 class BundleManifest(_Section):
     """``manifest.json``."""
 
@@ -132,6 +149,7 @@ class BundleManifest(_Section):
     tabular: TabularInfo
     fusion: FusionInfo
     grading: GradingInfo
+    photocheck: PhotoCheckInfo | None = None  # bundles without one skip the learned checks
     versions: dict[str, str] = {}
     files: dict[str, str]
 

@@ -118,6 +118,11 @@ class PhotoTooLarge(Problem):
     """An uploaded photo over the size limit (bytes)."""
 
 
+class PhotoRejected(Problem):
+    """A photo the photo check refuses (:mod:`vision.photocheck`); ``extra`` carries its
+    ``reason`` code, ``detail`` tells a person how to retake it."""
+
+
 class BatchTooLarge(Problem):
     """More devices in one batch than allowed."""
 
@@ -155,6 +160,7 @@ PROBLEM_TYPES: dict[type[Exception], tuple[int, str]] = {
     InvalidRefurbisherId: (422, "invalid-refurbisher-id"),
     InvalidBase64: (422, "invalid-base64"),
     PhotoTooLarge: (413, "photo-too-large"),
+    PhotoRejected: (422, "photo-rejected"),
     BatchTooLarge: (413, "batch-too-large"),
     RequestTooLarge: (413, "request-too-large"),
     RateLimited: (429, "rate-limited"),

@@ -40,6 +40,15 @@ from fusion.model import FusionModel
 from fusion.policy import GradingPolicy, policy_from_dict
 from tabular.schema import DeviceInfo
 from vision.heatmap import cam_from_features, damage_box, overlay_png
+from vision.photocheck import (
+    PhotoCheckConfig,
+    PhotoVerdict,
+    SideHeads,
+    SideScores,
+    Slot,
+    check,
+    measure,
+)
 from vision.preprocess import (
     DEFAULT_MAX_PIXELS,
     PreprocessConfig,
@@ -114,6 +123,13 @@ class Grader:
         from tabular.runtime import ReturnRiskModel
 
         self.risk = ReturnRiskModel.from_dir(self.dir, threads=self.threads)
+        self.photocheck: ort.InferenceSession | None = None
+        pc = self.manifest.photocheck
+        if pc is not None:
+            self.photocheck = ort.InferenceSession(str(self.dir / pc.file), opts,
+                                                   providers=provider_list or providers())
+            self.photocheck_pre = PreprocessConfig.from_dict(pc.preprocess)
+            self.side_heads = SideHeads.load(self.dir / pc.heads)
 
     # -- decoding --------------------------------------------------------------------------
     def decode(self, source: bytes | str | Path) -> Photo:
@@ -125,6 +141,26 @@ class Grader:
         """(screen_logits, shell_logits, features) for a batch (N, 3, S, S)."""
         screen, shell, features = self.vision.run(None, {VISION_INPUT: x.astype(np.float32)})
         return screen, shell, features
+
+    # -- the photo check -------------------------------------------------------------------
+    def side_scores(self, photos: list[Photo]) -> list[SideScores] | None:
+        """The photo-check model's scores of each photo (None: the bundle has no such model)."""
+        if self.photocheck is None:
+            return None
+        pre = self.photocheck_pre
+        x = np.stack([p.x if pre == self.pre else normalize(resize_rgb(p.image, pre), pre)
+                      for p in photos])
+        (pooled,) = self.photocheck.run(None, {VISION_INPUT: x.astype(np.float32)})
+        return self.side_heads.scores(pooled)
+
+    def check_photos(self, photos: list[Photo], slots: list[Slot],
+                     cfg: PhotoCheckConfig) -> list[PhotoVerdict]:
+        """The photo check of each photo in its slot (see :mod:`vision.photocheck`)."""
+        stats = [measure(p.image) for p in photos]
+        scores: list[SideScores | None] = [None] * len(photos)
+        scores = list(self.side_scores(photos) or scores)
+        return [PhotoVerdict(slot=slot, stats=st, scores=sc, rejection=check(st, sc, slot, cfg))
+                for slot, st, sc in zip(slots, stats, scores, strict=True)]
 
     # -- grading ---------------------------------------------------------------------------
     def grade(self, front: bytes | str | Path | Photo, back: bytes | str | Path | Photo,
@@ -178,7 +214,8 @@ class Grader:
                 "backbone": m.vision.backbone, "input_size": m.vision.input_size,
                 "vision_file": self.vision_file, "execution_provider": self.provider,
                 "threads": self.threads, "grades": list(self.policy.grades),
-                "grading": self.policy.name}
+                "grading": self.policy.name,
+                "photo_check_model": self.photocheck is not None}
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict, TomlConfigSettin
 from fusion.bundle import BASE_MODEL
 from tabular.schema import RETURN_REASONS
 from vision.errors import PhotogradeError
+from vision.photocheck import PhotoCheckConfig
 
 # The base model shipped with the project (a source checkout or an editable install has it;
 # the Docker image copies it to /models/bundle).
@@ -26,7 +27,8 @@ class SettingsError(PhotogradeError):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PHOTOGRADE_", extra="forbid")
+    model_config = SettingsConfigDict(env_prefix="PHOTOGRADE_", extra="forbid",
+                                      env_nested_delimiter="__")
 
     bundle: Path = Field(SHIPPED_BUNDLE, description="model bundle directory (default: the "
                          "shipped base model, models/photograde-base)")
@@ -45,6 +47,12 @@ class Settings(BaseSettings):
     max_pixels: int = Field(50_000_000, ge=1, description="per photo, against decompression "
                             "bombs")
     max_batch_devices: int = Field(32, ge=1, description="devices per /v1/grade/batch call")
+    photo_check: bool = Field(True, description="check every photo before grading "
+                              "(vision.photocheck); a platform key may skip it per request "
+                              "with quality_check=false")
+    photo_check_thresholds: PhotoCheckConfig = Field(
+        default_factory=PhotoCheckConfig, description="the photo check's thresholds; in the "
+        "environment e.g. PHOTOGRADE_PHOTO_CHECK_THRESHOLDS__MIN_SIDE_PX=120")
     decode_threads: int = Field(0, ge=0, description="photo decoding threads (0: CPU quota)")
     # -- refurbisher workflow: storage, auth, decisions (serve/workflow.py) -----------------
     database_url: str = Field("sqlite:///./photograde.db", description="SQLAlchemy URL: a "

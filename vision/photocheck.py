@@ -1,0 +1,250 @@
+"""The photo check: is this photo fit to grade, and is it the side it claims to be?
+
+Run on every photo before its grade is given (torch-free: numpy and Pillow). Two kinds of
+evidence, one reason per rejected photo (:class:`RejectReason`), checked in this order:
+
+1. **Measured** on the decoded photo (:func:`measure`, about 1 ms at 256 px):
+   ``too_small`` (shorter side under ``min_side_px``), ``too_dark`` (90th percentile of the
+   luminance under ``dark_p90``), ``overexposed`` (share of white-clipped pixels in the central
+   half over ``overexposed_fraction``), ``blurry`` (edge sharpness under ``min_sharpness``:
+   the 99.5th percentile of the luminance gradient over the photo's 1-99% contrast; a blur of
+   1% of the photo's long side brings every shared real front under 0.2).
+2. **Learned** (:class:`SideScores`, from the bundle's photo-check model when it has one):
+   ``not_a_phone`` (P(phone) under ``min_phone_probability``) and ``wrong_side`` (the other
+   side's probability over ``max_wrong_side_probability``).
+
+``duplicate`` is decided by the caller, which knows the photos already submitted: it compares
+:attr:`PhotoStats.phash` (a 64-bit DCT perceptual hash, robust to re-encoding and resizing)
+with :func:`hamming`.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from PIL import Image
+from pydantic import BaseModel, Field
+
+Slot = Literal["front", "back"]
+OTHER_SIDE: dict[str, Slot] = {"front": "back", "back": "front"}
+#: The long side (pixels) the measured checks work at.
+WORK_SIZE = 256
+
+
+class RejectReason(StrEnum):
+    """Why a photo cannot be graded."""
+
+    TOO_SMALL = "too_small"
+    TOO_DARK = "too_dark"
+    OVEREXPOSED = "overexposed"
+    BLURRY = "blurry"
+    NOT_A_PHONE = "not_a_phone"
+    WRONG_SIDE = "wrong_side"
+    DUPLICATE = "duplicate"
+
+
+def retake_advice(reason: RejectReason, slot: Slot, cfg: PhotoCheckConfig) -> str:
+    """What to tell a person about a rejected photo: what is wrong and how to retake it."""
+    side = "front (the screen)" if slot == "front" else "back"
+    return {
+        RejectReason.TOO_SMALL: f"the photo is too small to judge the glass (its shorter side "
+        f"is under {cfg.min_side_px} pixels); retake it with the phone filling the frame, or "
+        "send the original file rather than a thumbnail",
+        RejectReason.TOO_DARK: "the photo is too dark to see the phone; retake it in good "
+        "light, without covering the lens",
+        RejectReason.OVEREXPOSED: "the phone is washed out by glare or over-exposure; retake "
+        "it away from direct light, tilting the phone so no reflection covers the glass",
+        RejectReason.BLURRY: "the photo is blurred; hold the camera still, let it focus on "
+        "the phone, and retake it",
+        RejectReason.NOT_A_PHONE: f"no phone was found in this photo; take the {side} of the "
+        "phone, filling most of the frame",
+        RejectReason.WRONG_SIDE: f"this looks like the {OTHER_SIDE[slot]} of the phone, not "
+        f"its {side}; check which photo goes in which slot and retake it if needed",
+        RejectReason.DUPLICATE: "this photo was already submitted for another device; take "
+        "a new photo of this device",
+    }[reason]
+
+
+class PhotoCheckConfig(BaseModel):
+    """The photo check's thresholds (the service settings hold them; see module doc)."""
+
+    min_side_px: int = Field(100, ge=0, description="shorter side below which a photo is "
+                             "too small (pixels, as uploaded)")
+    dark_p90: float = Field(0.12, ge=0, le=1, description="90th luminance percentile below "
+                            "which a photo is too dark")
+    overexposed_fraction: float = Field(0.8, ge=0, le=1, description="share of clipped white "
+                                        "pixels in the central half above which a photo is "
+                                        "overexposed")
+    min_sharpness: float = Field(0.2, ge=0, description="edge sharpness below which a photo "
+                                 "is blurry")
+    min_phone_probability: float = Field(0.5, ge=0, le=1, description="P(phone) below which "
+                                         "a photo shows no phone")
+    max_wrong_side_probability: float = Field(0.5, ge=0, le=1, description="probability of "
+                                              "the other side above which a photo is refused")
+    duplicate_max_distance: int = Field(4, ge=0, le=64, description="perceptual-hash bits "
+                                        "that may differ for two photos to be the same one")
+
+
+class PhotoStats(BaseModel):
+    """What :func:`measure` found in one decoded photo."""
+
+    width: int
+    height: int
+    brightness_p90: float
+    saturated_centre: float
+    sharpness: float
+    phash: str = Field(description="64-bit DCT perceptual hash, 16 hex digits")
+
+
+class SideScores(BaseModel):
+    """The photo-check model's view of one photo."""
+
+    phone: float = Field(description="P(a phone is in the photo)")
+    back: float = Field(description="P(it shows the back | a phone)")
+
+    def side(self, slot: Slot) -> float:
+        """P(the photo shows ``slot``'s side)."""
+        return self.back if slot == "back" else 1 - self.back
+
+
+class Rejection(BaseModel):
+    """One refused photo: its slot, the reason and what to tell the person."""
+
+    slot: Slot
+    reason: RejectReason
+    detail: str
+
+
+def _grey(image: Image.Image) -> np.ndarray:
+    """Luminance in [0, 1] at :data:`WORK_SIZE` on the long side (never enlarged)."""
+    grey = image.convert("L")
+    w, h = grey.size
+    scale = WORK_SIZE / max(w, h)
+    if scale < 1:
+        grey = grey.resize((max(1, round(w * scale)), max(1, round(h * scale))),
+                           Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return np.asarray(grey, np.float32) / 255
+
+
+def _dct_matrix(n: int) -> np.ndarray:
+    k = np.arange(n)
+    return np.cos(np.pi * (2 * k[None, :] + 1) * k[:, None] / (2 * n))
+
+
+_DCT32 = _dct_matrix(32)
+
+
+def perceptual_hash(image: Image.Image) -> str:
+    """pHash: the signs of the 8x8 lowest DCT frequencies of the 32x32 luminance against
+    their median (the DC term excluded from the median), as 16 hex digits."""
+    small = np.asarray(image.convert("L").resize((32, 32), Image.Resampling.LANCZOS),
+                       np.float64)
+    low = (_DCT32 @ small @ _DCT32.T)[:8, :8].ravel()
+    bits = low > np.median(low[1:])
+    return f"{int(''.join('1' if b else '0' for b in bits), 2):016x}"
+
+
+def hamming(a: str, b: str) -> int:
+    """Bits that differ between two :func:`perceptual_hash` values."""
+    return (int(a, 16) ^ int(b, 16)).bit_count()
+
+
+def measure(image: Image.Image) -> PhotoStats:
+    """The measured evidence of one decoded, upright RGB photo."""
+    a = _grey(image)
+    p1, p90, p99 = np.percentile(a, [1, 90, 99])
+    grads = np.concatenate([np.abs(np.diff(a, axis=1)).ravel(),
+                            np.abs(np.diff(a, axis=0)).ravel()])
+    edge = float(np.percentile(grads, 99.5)) if grads.size else 0.0
+    h, w = a.shape
+    centre = a[h // 4: max(h // 4 + 1, 3 * h // 4), w // 4: max(w // 4 + 1, 3 * w // 4)]
+    return PhotoStats(width=image.width, height=image.height, brightness_p90=float(p90),
+                      saturated_centre=float((centre >= 0.97).mean()),
+                      sharpness=edge / max(float(p99 - p1), 0.05),
+                      phash=perceptual_hash(image))
+
+
+def measured_reason(stats: PhotoStats, cfg: PhotoCheckConfig) -> RejectReason | None:
+    """The first measured reason to refuse the photo, or None."""
+    if min(stats.width, stats.height) < cfg.min_side_px:
+        return RejectReason.TOO_SMALL
+    if stats.brightness_p90 < cfg.dark_p90:
+        return RejectReason.TOO_DARK
+    if stats.saturated_centre > cfg.overexposed_fraction:
+        return RejectReason.OVEREXPOSED
+    if stats.sharpness < cfg.min_sharpness:
+        return RejectReason.BLURRY
+    return None
+
+
+def learned_reason(scores: SideScores, slot: Slot, cfg: PhotoCheckConfig) -> RejectReason | None:
+    """The learned reason to refuse the photo in ``slot``, or None."""
+    if scores.phone < cfg.min_phone_probability:
+        return RejectReason.NOT_A_PHONE
+    if 1 - scores.side(slot) > cfg.max_wrong_side_probability:
+        return RejectReason.WRONG_SIDE
+    return None
+
+
+def check(stats: PhotoStats, scores: SideScores | None, slot: Slot,
+          cfg: PhotoCheckConfig) -> Rejection | None:
+    """The photo's rejection (measured reasons first, then learned ones), or None."""
+    reason = measured_reason(stats, cfg)
+    if reason is None and scores is not None:
+        reason = learned_reason(scores, slot, cfg)
+    if reason is None:
+        return None
+    return Rejection(slot=slot, reason=reason, detail=retake_advice(reason, slot, cfg))
+
+
+def duplicate(slot: Slot, cfg: PhotoCheckConfig) -> Rejection:
+    """The rejection of a photo already submitted for another device."""
+    reason = RejectReason.DUPLICATE
+    return Rejection(slot=slot, reason=reason, detail=retake_advice(reason, slot, cfg))
+
+
+class SideHeads:
+    """The photo-check model's two logistic regressions on standardised pooled features:
+    ``phone`` (a phone or not) and ``back`` (back or front, given a phone). Saved as one
+    ``.npz`` of plain arrays, applied with numpy."""
+
+    KEYS = ("mean", "scale", "phone_coef", "phone_intercept", "back_coef", "back_intercept")
+
+    def __init__(self, arrays: dict[str, np.ndarray]):
+        missing = [k for k in self.KEYS if k not in arrays]
+        if missing:
+            raise ValueError(f"photo-check heads lack {', '.join(missing)}")
+        self.arrays = {k: np.asarray(arrays[k], np.float64) for k in self.KEYS}
+
+    @classmethod
+    def load(cls, path: str | Path) -> SideHeads:
+        with np.load(path) as f:
+            return cls({k: f[k] for k in f.files})
+
+    def save(self, path: str | Path) -> None:
+        np.savez(path, **self.arrays)  # type: ignore[arg-type]
+
+    def scores(self, pooled: np.ndarray) -> list[SideScores]:
+        """One :class:`SideScores` per row of ``pooled`` (N, C)."""
+        a = self.arrays
+        z = (np.asarray(pooled, np.float64) - a["mean"]) / a["scale"]
+        phone = _sigmoid(z @ a["phone_coef"] + a["phone_intercept"])
+        back = _sigmoid(z @ a["back_coef"] + a["back_intercept"])
+        return [SideScores(phone=float(p), back=float(b)) for p, b in zip(phone, back,
+                                                                           strict=True)]
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-np.clip(z, -50, 50)))
+
+
+class PhotoVerdict(BaseModel):
+    """Everything the check found about one photo, and its rejection if any."""
+
+    slot: Slot
+    stats: PhotoStats
+    scores: SideScores | None = None
+    rejection: Rejection | None = None
