@@ -2,7 +2,9 @@
 
 Median time of ``Grader.grade`` for one device (two 12-MP JPEGs + the checklist: decoding,
 vision model, fusion, return risk, decision), and its ratio to raw ONNX Runtime inference on
-the two already-decoded tensors (target: <= 60 ms on this 2-core machine).
+the two already-decoded tensors (target: <= 60 ms on this 2-core machine); then the photo check
+of the two decoded photos (measured checks, and the bundle's photo-check model when it has one;
+target: <= 10 ms a photo), which the service runs before every grade.
 
     python -m benchmarks.predict --bundle BUNDLE [--repeat 20] [--threads 1] [--int8]
 """
@@ -19,6 +21,7 @@ from benchmarks._photos import upload_bytes
 from serve.runtime import Grader
 from tabular.schema import parse_device_info
 from tests.support import INFO
+from vision.photocheck import PhotoCheckConfig
 
 
 def main() -> None:
@@ -35,12 +38,19 @@ def main() -> None:
     full = median_ms(lambda: grader.grade(photos[0], photos[1], info, "good"), args.repeat)
     raw = median_ms(lambda: grader.run_vision(x), args.repeat)
     decode = median_ms(lambda: [grader.decode(p) for p in photos], args.repeat)
+    decoded = [grader.decode(p) for p in photos]
+    cfg = PhotoCheckConfig()
+    check = median_ms(lambda: grader.check_photos(decoded, ["front", "back"], cfg), args.repeat)
     print(f"bundle {grader.manifest.bundle_version} ({grader.vision_file}, "
           f"{grader.pre.img_size} px), {args.threads} thread(s), {grader.provider}")
     print(f"full prediction (2 x 12 MP JPEG + checklist): {full:7.1f} ms median")
     print(f"  of which decoding both photos:              {decode:7.1f} ms")
     print(f"raw onnxruntime on the 2 decoded tensors:     {raw:7.1f} ms")
     print(f"ratio full / raw: {full / raw:.2f}; target full <= 60 ms")
+    model = "with" if grader.photocheck is not None else "without"
+    print(f"photo check of both photos ({model} its model): {check:7.1f} ms "
+          f"({check / 2:.1f} ms a photo; target <= 10)")
+    print(f"full prediction + photo check:                {full + check:7.1f} ms")
 
 
 if __name__ == "__main__":

@@ -104,6 +104,34 @@ def _abstention(a: dict[str, Any] | None) -> str:
             f"them right (target {100 * a['target_accuracy']:.0f}%).")
 
 
+def _pct(r: dict[str, Any]) -> str:
+    return f"{100 * r['rate']:.1f}% of {r['n']}" if r.get("rate") is not None else "n/a"
+
+
+def _photocheck(info: Any) -> list[str]:
+    """The photo check's section: leave-one-source-out on real fronts, held-out sets, speed."""
+    if info is None:
+        return ["No photo check model in this bundle: only the measured checks run."]
+    m = info.metrics
+    lines = [f"A frozen ImageNet `{info.backbone}` at {info.input_size} px"
+             f"{' (int8)' if m.get('int8') else ''} and two logistic heads (phone or not, front "
+             "or back), trained on " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in
+                                                info.training_data.items()) + ".", "",
+             "| photos | expected | result |", "|---|---|---|"]
+    for source, r in m.get("real_fronts_leave_one_source_out", {}).items():
+        lines += [f"| real fronts of {source} (heads fitted without them; {r['too_small']} "
+                  f"of {r['photos']} under {m['thresholds']['min_side_px']} px set apart), "
+                  f"front slot | pass | {_pct(r['front_slot'])} |",
+                  f"| the same, back slot | wrong_side | {_pct(r['back_slot'])} |"]
+    for name, r in m.get("held_out", {}).items():
+        lines.append(f"| {name.replace('_', ' ')} | {r['expected']} | {_pct(r)} |")
+    t = m.get("cpu_one_thread", {})
+    lines += ["", f"Cost per photo on one CPU thread: {t.get('measured_ms')} ms measured checks "
+              f"+ {t.get('model_ms')} ms model = {t.get('total_ms')} ms (decoding, shared with "
+              "grading, excluded)."]
+    return lines
+
+
 def render(bundle: Path, record: dict[str, Any], loso: dict[str, Any] | None = None) -> str:
     """The card's Markdown."""
     m = load_manifest(bundle, verify_hashes=False)
@@ -146,6 +174,7 @@ def render(bundle: Path, record: dict[str, Any], loso: dict[str, Any] | None = N
                                                    m.vision.temperatures.items()) + ".", "",
         "### Grades a user sees", *_user_grades(ev.get("real")), "",
         "### Generalisation to unseen sources (leave one source out)", *_loso(loso), "",
+        "## Photo check", *_photocheck(m.photocheck), "",
         "## Known limits",
         "- No real back photos exist for training: the shell head learned from synthetic backs "
         "only.",

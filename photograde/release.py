@@ -15,7 +15,10 @@ where it stopped; delete a step's folder under ``--out`` to redo it):
    (with a flawless synthetic back: the grades a user would see); the abstention threshold
    (``min_confidence``) written into the bundle: the lowest grade confidence whose decided
    grades reach ``--target-accuracy`` on the held-out synthetic set;
-7. ``MODEL_CARD.md`` and ``release.json`` beside the bundle (the card includes the
+7. the photo check (``train photocheck``): a frozen ImageNet backbone and two logistic heads
+   (phone or not, front or back) added to the bundle, with its leave-one-source-out and
+   held-out figures;
+8. ``MODEL_CARD.md`` and ``release.json`` beside the bundle (the card includes the
    leave-one-source-out table when ``OUT/loso/loso.json`` exists, from ``photograde cv vision
    --by-source --out OUT/loso``); with ``--ship DIR``, the bundle, the fp16 weights for
    fine-tuning and the card copied to ``DIR`` (``models/photograde-base``).
@@ -131,6 +134,18 @@ def _export(cfg: ReleaseConfig, vision: Path, tabular: Path, fusion: Path, test:
         export_bundle(vision, tabular, fusion, bundle, int8=True, int8_eval=test,
                       model_name=cfg.name)
     return bundle
+
+
+def _photocheck(cfg: ReleaseConfig, bundle: Path, real: Path | None, train: Path,
+                test: Path) -> dict[str, Any]:
+    from fusion.bundle import load_manifest
+    from training.photocheck_cli import train_photocheck
+
+    done = load_manifest(bundle, verify_hashes=False).photocheck
+    if done is not None:
+        log.info("release: photo check already in %s", bundle)
+        return done.metrics
+    return train_photocheck(bundle, real, train, test, seed=cfg.seed, progress=cfg.progress)
 
 
 def _flawless_back(test: Path) -> Path:
@@ -249,6 +264,7 @@ def release(cfg: ReleaseConfig) -> dict[str, Any]:
     real_val = _real_validation(cfg, real, vision) if real else None
     evaluation = _evaluate(cfg, bundle, test, real_val)
     abstention = set_abstention(bundle, evaluation, cfg.target_accuracy)
+    photocheck = _photocheck(cfg, bundle, real, train, test)
     record = {"recipe": asdict(cfg), "data": {"synthetic_train": str(train),
                                               "synthetic_calibration": str(calib),
                                               "synthetic_test": str(test),
@@ -259,7 +275,7 @@ def release(cfg: ReleaseConfig) -> dict[str, Any]:
               "vision_run": str(vision), "bundle": str(bundle),
               "minutes": round((time.perf_counter() - start) / 60, 1),
               "vision_training_minutes": _training_minutes(vision),
-              "abstention": abstention, "evaluation": evaluation}
+              "abstention": abstention, "evaluation": evaluation, "photocheck": photocheck}
     (Path(cfg.out) / "release.json").write_text(json.dumps(json_safe(record), indent=2,
                                                            default=str))
     loso = Path(cfg.out) / "loso" / "loso.json"  # photograde cv vision --by-source --out ...

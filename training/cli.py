@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from training import photocheck_cli
 from training.train_config import TrainConfig
 from vision.conditions import PARTS
 from vision.errors import PhotogradeError
@@ -424,5 +425,6 @@ def register(sub: argparse._SubParsersAction) -> Groups:
     returns the command groups by name (``manifest``, ``train``, ``cv``, ``evaluate``)."""
     groups = {"manifest": _add_data_commands(sub)}
     groups.update(_add_train_commands(sub))
+    photocheck_cli.register(groups["train"], _torch_command, DEFAULTS)
     groups["evaluate"] = _add_model_commands(sub)
     return groups

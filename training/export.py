@@ -89,6 +89,11 @@ def static_same_padding(model: ConditionModel) -> int:
     it once (same weights, same arithmetic) and the graph gets constant pads (~15% faster on
     CPU here, and cleaner int8 quantisation).
     """
+    return freeze_same_padding(model, model.preprocess.img_size)
+
+
+def freeze_same_padding(model: torch.nn.Module, size: int) -> int:
+    """:func:`static_same_padding` for any module run at ``size`` x ``size``."""
     from timm.layers.conv2d_same import Conv2dSame, Conv2dSameExport
 
     changed = 0
@@ -98,7 +103,6 @@ def static_same_padding(model: ConditionModel) -> int:
             conv.__class__ = Conv2dSameExport
             conv.pad, conv.pad_input_size = None, (0, 0)
             changed += 1
-    size = model.preprocess.img_size
     with torch.no_grad():  # an eager pass fixes each layer's padding as plain integers
         model.eval()(torch.zeros(1, 3, size, size))
     return changed

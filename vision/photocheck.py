@@ -1,17 +1,23 @@
 """The photo check: is this photo fit to grade, and is it the side it claims to be?
 
 Run on every photo before its grade is given (torch-free: numpy and Pillow). Two kinds of
-evidence, one reason per rejected photo (:class:`RejectReason`), checked in this order:
+evidence, one reason per rejected photo (:class:`RejectReason`):
 
-1. **Measured** on the decoded photo (:func:`measure`, about 1 ms at 256 px):
-   ``too_small`` (shorter side under ``min_side_px``), ``too_dark`` (90th percentile of the
-   luminance under ``dark_p90``), ``overexposed`` (share of white-clipped pixels in the central
-   half over ``overexposed_fraction``), ``blurry`` (edge sharpness under ``min_sharpness``:
-   the 99.5th percentile of the luminance gradient over the photo's 1-99% contrast; a blur of
-   1% of the photo's long side brings every shared real front under 0.2).
-2. **Learned** (:class:`SideScores`, from the bundle's photo-check model when it has one):
-   ``not_a_phone`` (P(phone) under ``min_phone_probability``) and ``wrong_side`` (the other
-   side's probability over ``max_wrong_side_probability``).
+* **measured** on the decoded photo (:func:`measure`, 2-3 ms at 256 px): ``too_small``
+  (shorter side under ``min_side_px``), ``too_dark`` (90th percentile of the luminance under
+  ``dark_p90``), ``overexposed`` (share of white-clipped pixels in the central half over
+  ``overexposed_fraction``), ``blurry`` (edge sharpness under ``min_sharpness``: the 99.5th
+  percentile of the luminance gradient over the photo's 1-99% contrast; a Gaussian blur of
+  1.5% of the long side brings every shared real front under 0.15, while 99.9% of them are
+  above it unblurred);
+* **learned** (:class:`SideScores`, from the bundle's photo-check model when it has one):
+  ``not_a_phone`` (P(phone) under ``min_phone_probability``) and ``wrong_side`` (the other
+  side's probability over ``max_wrong_side_probability``).
+
+Order (:func:`check`): too_small, too_dark, then ``not_a_phone`` when the model is sure
+(P(phone) under ``sure_not_a_phone_probability``: an empty table has no edges, but it is no
+phone rather than a blurred one), overexposed, blurry, then the learned reasons (a blurred
+phone's P(phone) drops, so blur is named before a doubtful ``not_a_phone``).
 
 ``duplicate`` is decided by the caller, which knows the photos already submitted: it compares
 :attr:`PhotoStats.phash` (a 64-bit DCT perceptual hash, robust to re-encoding and resizing)
@@ -78,11 +84,14 @@ class PhotoCheckConfig(BaseModel):
     overexposed_fraction: float = Field(0.8, ge=0, le=1, description="share of clipped white "
                                         "pixels in the central half above which a photo is "
                                         "overexposed")
-    min_sharpness: float = Field(0.2, ge=0, description="edge sharpness below which a photo "
+    min_sharpness: float = Field(0.15, ge=0, description="edge sharpness below which a photo "
                                  "is blurry")
     min_phone_probability: float = Field(0.5, ge=0, le=1, description="P(phone) below which "
                                          "a photo shows no phone")
-    max_wrong_side_probability: float = Field(0.5, ge=0, le=1, description="probability of "
+    sure_not_a_phone_probability: float = Field(
+        0.05, ge=0, le=1, description="P(phone) below which a photo shows no phone, whatever "
+        "its quality")
+    max_wrong_side_probability: float = Field(0.7, ge=0, le=1, description="probability of "
                                               "the other side above which a photo is refused")
     duplicate_max_distance: int = Field(4, ge=0, le=64, description="perceptual-hash bits "
                                         "that may differ for two photos to be the same one")
@@ -167,12 +176,16 @@ def measure(image: Image.Image) -> PhotoStats:
                       phash=perceptual_hash(image))
 
 
-def measured_reason(stats: PhotoStats, cfg: PhotoCheckConfig) -> RejectReason | None:
-    """The first measured reason to refuse the photo, or None."""
+def measured_reason(stats: PhotoStats, cfg: PhotoCheckConfig,
+                    scores: SideScores | None = None) -> RejectReason | None:
+    """The first measured reason to refuse the photo (with ``scores``, a sure
+    ``not_a_phone`` comes before over-exposure and blur), or None."""
     if min(stats.width, stats.height) < cfg.min_side_px:
         return RejectReason.TOO_SMALL
     if stats.brightness_p90 < cfg.dark_p90:
         return RejectReason.TOO_DARK
+    if scores is not None and scores.phone < cfg.sure_not_a_phone_probability:
+        return RejectReason.NOT_A_PHONE
     if stats.saturated_centre > cfg.overexposed_fraction:
         return RejectReason.OVEREXPOSED
     if stats.sharpness < cfg.min_sharpness:
@@ -191,8 +204,8 @@ def learned_reason(scores: SideScores, slot: Slot, cfg: PhotoCheckConfig) -> Rej
 
 def check(stats: PhotoStats, scores: SideScores | None, slot: Slot,
           cfg: PhotoCheckConfig) -> Rejection | None:
-    """The photo's rejection (measured reasons first, then learned ones), or None."""
-    reason = measured_reason(stats, cfg)
+    """The photo's rejection (in the order of the module doc), or None."""
+    reason = measured_reason(stats, cfg, scores)
     if reason is None and scores is not None:
         reason = learned_reason(scores, slot, cfg)
     if reason is None:

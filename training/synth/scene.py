@@ -187,6 +187,23 @@ def photograph(rng: Rng, part: np.ndarray, alpha: np.ndarray, size: tuple[int, i
     return cv2.resize(img8, (out_w, out_h), interpolation=cv2.INTER_LINEAR)
 
 
+def empty_scene(rng: Rng, size: tuple[int, int], work_scale: float = 0.45) -> np.ndarray:
+    """A photo of size (width, height) like :func:`photograph`'s with no phone in it (the photo
+    check's "no phone" examples): the surface, sometimes an open hand, light and camera."""
+    out_w, out_h = size
+    w, h = max(32, int(out_w * work_scale)), max(32, int(out_h * work_scale))
+    img, _ = background(rng, h, w)
+    centre = np.array([w / 2, h / 2]) + rng.normal(0, 0.1, 2) * (w, h)
+    if rng.random() < 0.2:
+        skin = np.asarray(SKIN[rng.integers(len(SKIN))]) * rng.uniform(0.85, 1.1)
+        cv2.ellipse(img, tuple(int(v) for v in centre), (int(w * 0.2), int(h * 0.25)),
+                    float(rng.uniform(0, 180)), 0, 360, skin.tolist(), -1, cv2.LINE_AA)
+    _light(rng, img, centre)
+    img = _camera(rng, img)
+    img8 = np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8)
+    return cv2.resize(img8, (out_w, out_h), interpolation=cv2.INTER_LINEAR)
+
+
 def encode_jpeg(rgb: np.ndarray, rng: Rng, quality: tuple[int, int] = (60, 95)) -> bytes:
     """JPEG bytes at a random quality in ``quality``."""
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),

@@ -1,0 +1,185 @@
+"""Train the photo check's learned part and add it to a bundle: ``photograde train photocheck``.
+
+The learned part answers "is there a phone?" and "front or back?". Fine-tuned condition
+features do not: trained to grade glass, they call any real-looking photo a phone. The
+frozen ImageNet ``tf_efficientnet_lite0`` still knows a temple from a phone, so the check runs
+it (exported to ONNX, pooled features) and fits two logistic regressions on its features
+(:class:`vision.photocheck.SideHeads`). Data: :mod:`training.photocheck_data`.
+The figures written to the manifest come from :mod:`training.photocheck_eval`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+from tqdm import tqdm
+
+from fusion.bundle import (
+    PHOTOCHECK_FILE,
+    PHOTOCHECK_HEADS_FILE,
+    VISION_INPUT,
+    PhotoCheckInfo,
+    bundle_version,
+    hash_files,
+    load_manifest,
+    write_manifest,
+)
+from training import photocheck_data as data
+from vision.photocheck import PhotoStats, SideHeads, measure
+from vision.preprocess import PreprocessConfig, normalize, open_image, resize_rgb
+
+log = logging.getLogger("photograde.training")
+BACKBONE = "tf_efficientnet_lite0"
+POOLED = "pooled"
+Source = Path | bytes
+
+
+def export_backbone(path: Path, size: int) -> PreprocessConfig:
+    """The frozen ImageNet backbone, pooled features out, as ONNX (dynamic batch)."""
+    import torch
+
+    from training.export import freeze_same_padding
+    from vision.weights import create_backbone, pretrained_cfg
+
+    net, source = create_backbone(BACKBONE, allow_download=False)
+    model: Any = net  # a timm model: reset_classifier is beyond nn.Module's type
+    cfg = pretrained_cfg(model)
+    model.reset_classifier(0)
+    model.eval()
+    freeze_same_padding(model, size)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.zeros(2, 3, size, size),), str(path), dynamo=False,
+                          input_names=[VISION_INPUT], output_names=[POOLED], opset_version=17,
+                          dynamic_axes={VISION_INPUT: {0: "batch"}, POOLED: {0: "batch"}})
+    log.info("photo check: %s (%s weights) exported at %d px", BACKBONE, source, size)
+    return PreprocessConfig(img_size=size, mean=tuple(cfg["mean"]), std=tuple(cfg["std"]))
+
+
+@dataclass
+class Featured:
+    """Photos run through the check: pooled features and measured stats, row by row."""
+
+    pooled: np.ndarray
+    stats: list[PhotoStats]
+
+
+def featurize(sess: ort.InferenceSession, pre: PreprocessConfig, sources: Sequence[Source],
+              desc: str, batch: int = 16, progress: bool = True) -> Featured:
+    """Decode each photo as the service does, measure it and run the backbone."""
+    if not sources:
+        return Featured(np.zeros((0, 0), np.float32), [])
+    pooled, stats = [], []
+    bar = tqdm(total=len(sources), desc=desc, unit="photo", disable=not progress, leave=False)
+    for i in range(0, len(sources), batch):
+        images = [open_image(s, draft_size=pre.img_size) for s in sources[i:i + batch]]
+        stats += [measure(im) for im in images]
+        x = np.stack([normalize(resize_rgb(im, pre), pre) for im in images])
+        pooled.append(sess.run(None, {VISION_INPUT: x.astype(np.float32)})[0])
+        bar.update(len(images))
+    bar.close()
+    return Featured(np.concatenate(pooled), stats)
+
+
+def fit_heads(phone: Sequence[np.ndarray], not_phone: Sequence[np.ndarray],
+              fronts: Sequence[np.ndarray], backs: Sequence[np.ndarray],
+              c: float = 0.01, c_side: float = 0.001) -> SideHeads:
+    """Two logistic regressions on standardised features. Each list holds groups of rows
+    (e.g. real fronts, synthetic fronts) that weigh the same in total, so that no source
+    dominates a class (and "real-looking" cannot stand for "front")."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    phone, not_phone, fronts, backs = ([g for g in groups if len(g)]
+                                       for groups in (phone, not_phone, fronts, backs))
+    everything = np.concatenate([*phone, *not_phone])
+    scaler = StandardScaler().fit(everything)
+
+    def fit(pos: Sequence[np.ndarray], neg: Sequence[np.ndarray], c: float) -> LogisticRegression:
+        groups = [*pos, *neg]
+        x = scaler.transform(np.concatenate(groups))
+        y = np.concatenate([np.full(len(g), int(k < len(pos))) for k, g in enumerate(groups)])
+        per_class = {1: len(pos), 0: len(neg)}
+        w = np.concatenate([np.full(len(g), 1 / (len(g) * per_class[int(k < len(pos))]))
+                            for k, g in enumerate(groups)])
+        return LogisticRegression(C=c, max_iter=5000).fit(x, y, sample_weight=w * len(x))
+
+    ph, bk = fit(phone, not_phone, c), fit(backs, fronts, c_side)
+    return SideHeads({"mean": scaler.mean_, "scale": scaler.scale_,
+                      "phone_coef": ph.coef_[0], "phone_intercept": ph.intercept_,
+                      "back_coef": bk.coef_[0], "back_intercept": bk.intercept_})
+
+
+@dataclass
+class CheckData:
+    """The photo check's training and evaluation sets, featurized."""
+
+    real_fronts: Featured
+    real_sources: list[str]
+    synth_fronts: Featured
+    synth_backs: Featured
+    empty: Featured
+    screens: Featured
+    natural: Featured
+
+
+def build_data(sess: ort.InferenceSession, pre: PreprocessConfig, real: str | Path | None,
+               synth: str | Path, n_synth: int = 600, n_empty: int = 400, n_screens: int = 300,
+               n_natural: int = 400, seed: int = 0, progress: bool = True) -> CheckData:
+    """Featurize the training sets (see :mod:`training.photocheck_data`)."""
+    def run(sources: Sequence[Source], desc: str) -> Featured:
+        return featurize(sess, pre, sources, desc, progress=progress)
+
+    return CheckData(
+        real_fronts=run(data.manifest_photos(real, "front") if real else [], "real fronts"),
+        real_sources=data.manifest_sources(real) if real else [],
+        synth_fronts=run(data.manifest_photos(synth, "front", n_synth, seed), "synthetic fronts"),
+        synth_backs=run(data.manifest_photos(synth, "back", n_synth, seed), "synthetic backs"),
+        empty=run(data.empty_scenes(n_empty, seed + 11), "scenes without a phone"),
+        screens=run(data.screen_images(n_screens, seed + 21), "screens without a phone"),
+        natural=run(data.crops(data.train_natural(), n_natural, seed + 3), "natural photos"))
+
+
+def train_heads(d: CheckData, keep_real: np.ndarray | None = None) -> SideHeads:
+    """The heads on ``d`` (real fronts restricted to ``keep_real`` when given)."""
+    real = d.real_fronts.pooled if keep_real is None else d.real_fronts.pooled[keep_real]
+    fronts = [real, d.synth_fronts.pooled]
+    return fit_heads(phone=[*fronts, d.synth_backs.pooled],
+                     not_phone=[d.empty.pooled, d.screens.pooled, d.natural.pooled],
+                     fronts=fronts, backs=[d.synth_backs.pooled])
+
+
+def add_to_bundle(bundle: Path, backbone: Path, heads: SideHeads, pre: PreprocessConfig,
+                  d: CheckData, metrics: dict[str, Any]) -> str:
+    """Write the check into ``bundle`` (model, heads, manifest section, hashes, version)."""
+    if backbone != bundle / PHOTOCHECK_FILE:
+        (bundle / PHOTOCHECK_FILE).write_bytes(backbone.read_bytes())
+    heads.save(bundle / PHOTOCHECK_HEADS_FILE)
+    manifest = load_manifest(bundle, verify_hashes=False)
+    counts = {"real_fronts": len(d.real_fronts.stats), "synthetic_fronts":
+              len(d.synth_fronts.stats), "synthetic_backs": len(d.synth_backs.stats),
+              "scenes_without_phone": len(d.empty.stats),
+              "screens_without_phone": len(d.screens.stats),
+              "natural_photo_crops": len(d.natural.stats)}
+    manifest.photocheck = PhotoCheckInfo(backbone=BACKBONE, input_size=pre.img_size,
+                                         preprocess=pre.to_dict(), training_data=counts,
+                                         metrics=metrics)
+    hashes = hash_files(bundle)  # the files the bundle had, and the check's two
+    manifest.files = {k: hashes[k] for k in {*manifest.files, PHOTOCHECK_FILE,
+                                              PHOTOCHECK_HEADS_FILE}}
+    manifest.bundle_version = bundle_version(manifest.files, dt.datetime.now(dt.UTC))
+    write_manifest(bundle, manifest)
+    return manifest.bundle_version
+
+
+def images_of(sources: Iterable[Source]) -> list[Image.Image]:
+    return [open_image(s) for s in sources]
