@@ -1,7 +1,8 @@
 """The web UI end to end in a real headless Chromium (Debian's, driven by Playwright) against a
 real uvicorn server on loopback: login, the evaluation form, the three outcomes, accepting a
 suggestion, a justification and its review, an inconclusive case in the review queue, both
-dashboards, the demo banner, a bad upload.
+dashboards, the demo banner, a bad upload, a photo the photo check refuses (too dark; the wrong
+side, with the shipped model's photo check) explained beside it at phone width.
 
 With ``PHOTOGRADE_SCREENSHOTS=DIR`` set, full-page screenshots of the form, a suggestion and
 both dashboards are written to ``DIR``."""
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from PIL import Image
 
 from photograde.demo import busiest_refurbisher
 from photograde.seed import seed_history
@@ -25,9 +27,11 @@ from serve.auth import create_key
 from serve.db import Database
 from serve.photostore import PhotoStore
 from serve.runtime import Grader
-from serve.settings import Settings
+from serve.settings import SHIPPED_BUNDLE, Settings
+from serve.ui.pages import LABELS
 from tests.support import INFO, ThreadServer, grade_at_gap, small_photos
 from vision.conditions import CONDITIONS
+from vision.photocheck import PhotoCheckConfig, RejectReason, Slot, retake_advice
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -98,20 +102,26 @@ def browser():
         b.close()
 
 
+def sign_in(browser, url: str, key: str, width: int = 1200):
+    """A fresh browser context ``width`` px wide, signed in with ``key``: (context, page)."""
+    ctx = browser.new_context(viewport={"width": width, "height": 900})
+    page = ctx.new_page()
+    page.set_default_timeout(30_000)
+    page.goto(url + "/ui/login")
+    page.fill("#key", key)
+    page.click("button[type=submit]")
+    page.wait_for_load_state()
+    return ctx, page
+
+
 @pytest.fixture
 def as_role(site, browser):
-    """``as_role(role)``: a fresh browser page logged in with that role's key."""
+    """``as_role(role, width=1200)``: a fresh browser page logged in with that role's key."""
     contexts = []
 
-    def login(role: str):
-        ctx = browser.new_context(viewport={"width": 1200, "height": 900})
+    def login(role: str, width: int = 1200):
+        ctx, page = sign_in(browser, site.url, site.keys[role], width)
         contexts.append(ctx)
-        page = ctx.new_page()
-        page.set_default_timeout(30_000)
-        page.goto(site.url + "/ui/login")
-        page.fill("#key", site.keys[role])
-        page.click("button[type=submit]")
-        page.wait_for_load_state()
         return page
 
     yield login
@@ -125,8 +135,8 @@ def shot(page, name: str) -> None:
         page.screenshot(path=str(Path(SHOTS) / name), full_page=True)
 
 
-def fill_form(page, site: Site, pair: tuple[Path, Path], grade: str) -> None:
-    page.goto(site.url + "/ui/evaluations/new")
+def fill_form(page, url: str, pair: tuple[Path, Path], grade: str) -> None:
+    page.goto(url + "/ui/evaluations/new")
     page.fill("#brand", INFO["brand"])
     page.fill("#model", INFO["model"])
     page.fill("#storage_gb", str(INFO["storage_gb"]))
@@ -143,7 +153,7 @@ def submit(page, site: Site, gap: int, screenshot: str | None = None) -> str:
     """Fill and send the form with a grade ``gap`` steps from the model's; the outcome page's
     decision."""
     pair = site.pair()
-    fill_form(page, site, pair, site.grade_for(pair, gap))
+    fill_form(page, site.url, pair, site.grade_for(pair, gap))
     if screenshot:
         page.wait_for_function("document.getElementById('back-preview').naturalWidth > 0")
         shot(page, screenshot)
@@ -252,7 +262,7 @@ def test_inconclusive_reaches_the_review_queue(site, as_role):
 def test_bad_upload_keeps_values(site, as_role, tmp_path):
     page = as_role("refurbisher")
     pair = site.pair()
-    fill_form(page, site, pair, site.grades[0])
+    fill_form(page, site.url, pair, site.grades[0])
     page.fill("#model", "Pixel 7 Pro")
     corrupt = tmp_path / "broken.jpg"
     corrupt.write_bytes(b"\xff\xd8\xff\xe0 this is not really a JPEG" * 10)
@@ -260,10 +270,92 @@ def test_bad_upload_keeps_values(site, as_role, tmp_path):
     page.click("#submit")
     page.wait_for_selector("#form-error")
     assert page.inner_text("#form-error").startswith("Front photo:")
+    assert page.get_attribute("#front", "aria-describedby") == "front-problem"
+    assert page.eval_on_selector("#back", "i => i.files.length") == 1  # kept
     assert page.input_value("#model") == "Pixel 7 Pro"
     assert page.input_value("#battery_health_pct") == str(INFO["battery_health_pct"])
     assert page.eval_on_selector("#refurbisher_grade", "s => s.value") == site.grades[0]
     assert page.is_checked("#unlocked")
+
+
+def refused(page, slot: Slot, reason: RejectReason):
+    """The refusal of the photo in ``slot``: the retake advice beside its input, announced
+    and describing it; nothing beside the other photo, whose chosen file is kept."""
+    problem = page.wait_for_selector(f"#{slot}-problem")
+    advice = retake_advice(reason, slot, PhotoCheckConfig())  # the settings' defaults
+    assert problem.inner_text() == advice[0].upper() + advice[1:]
+    assert (problem.get_attribute("role"), problem.get_attribute("data-reason")) == (
+        "alert", reason.value)
+    assert page.get_attribute(f"#{slot}", "aria-describedby") == f"{slot}-problem"
+    assert page.get_attribute(f"#{slot}", "aria-invalid") == "true"
+    other = "back" if slot == "front" else "front"
+    assert page.locator(f"#{other}-problem").count() == 0
+    assert page.eval_on_selector(f"#{slot}", "i => i.files.length") == 0  # choose it again
+    assert page.eval_on_selector(f"#{other}", "i => i.files.length") == 1  # kept
+    assert advice in page.inner_text("#form-error")
+    return problem
+
+
+def test_a_dark_photo_is_explained_beside_it_at_phone_width(site, as_role, tmp_path):
+    """A black front on a 390 px wide page: too_dark's retake advice right above the front
+    input, on screen; every typed value and the back photo kept; a new front goes through."""
+    page = as_role("refurbisher", width=390)
+    pair = site.pair()
+    grade = site.grade_for(pair, 0)
+    fill_form(page, site.url, pair, grade)
+    page.fill("#model", "Pixel 7 Pro")
+    page.uncheck("#check_wifi")
+    black = tmp_path / "black.jpg"
+    Image.new("RGB", (400, 300)).save(black, "JPEG")
+    page.set_input_files("#front", str(black))
+    page.click("#submit")
+    box = refused(page, "front", RejectReason.TOO_DARK).bounding_box()
+    field = page.locator("#front").bounding_box()
+    assert box and field and 0 <= field["y"] - (box["y"] + box["height"]) <= 24
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 390
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390  # no sideways scroll
+    shot(page, "form-photo-refused.png")
+    assert page.input_value("#brand") == INFO["brand"]
+    assert page.input_value("#model") == "Pixel 7 Pro"
+    assert page.input_value("#storage_gb") == str(INFO["storage_gb"])
+    assert page.input_value("#battery_health_pct") == str(INFO["battery_health_pct"])
+    assert page.input_value("#screen_condition") == "light_scratches"
+    assert page.input_value("#shell_condition") == "light_wear"
+    assert page.input_value("#refurbisher_grade") == grade
+    assert page.is_checked("#unlocked") and page.is_checked("#check_biometrics")
+    assert not page.is_checked("#check_wifi")
+    assert page.is_visible("#back-preview")
+    page.set_input_files("#front", str(pair[0]))
+    page.click("#submit")
+    assert page.get_attribute("#outcome", "data-decision") in LABELS
+
+
+@pytest.mark.skipif(not (SHIPPED_BUNDLE / "photocheck.onnx").exists(),
+                    reason="models/photograde-base has no photo-check model (photocheck.onnx) "
+                           "yet: wrong_side needs its learned side heads")
+def test_a_front_in_the_back_slot_is_refused_as_the_wrong_side(browser, synth_dir, tmp_path):
+    """The shipped bundle's photo check: a synthetic front sent as the back photo."""
+    from training.manifest import load_manifest
+
+    url = f"sqlite:///{tmp_path / 'photograde.db'}"
+    db = Database(url)
+    db.migrate()
+    key = create_key(db, "refurbisher", "side-check")[1]
+    db.dispose()
+    rows = load_manifest(synth_dir / "manifest.csv").rows
+    pair = (Path(rows[0].front_path), Path(rows[1].front_path))
+    settings = Settings(bundle=SHIPPED_BUNDLE, threads=1, database_url=url,
+                        photo_dir=tmp_path / "photos", rate_limit_per_minute=100_000)
+    grader = Grader(SHIPPED_BUNDLE, threads=1)
+    with ThreadServer(create_app(settings, grader)) as server:
+        ctx, page = sign_in(browser, server.url, key, width=390)
+        try:
+            fill_form(page, server.url, pair, grader.policy.grades[0])
+            page.click("#submit")
+            refused(page, "back", RejectReason.WRONG_SIDE)
+            assert page.input_value("#model") == INFO["model"]
+        finally:
+            ctx.close()
 
 
 def test_dashboards(site, as_role):
