@@ -17,10 +17,18 @@ from fusion.grade import GradeResult
 from fusion.policy import GradingPolicy
 from serve.batcher import Batcher, QueueFull
 from serve.metrics import Metrics
-from serve.problems import FieldError, NotReady, Overloaded, PhotoTooLarge, UnknownGrade
+from serve.problems import (
+    FieldError,
+    NotReady,
+    Overloaded,
+    PhotoRejected,
+    PhotoTooLarge,
+    UnknownGrade,
+)
 from serve.runtime import Grader, Photo
 from serve.settings import Settings
 from tabular.schema import ChecklistError, DeviceInfo, parse_device_info
+from vision.photocheck import PhotoVerdict, Slot
 from vision.preprocess import ImageError
 
 log = logging.getLogger("photograde.serve")
@@ -110,16 +118,34 @@ class Service:
         except ImageError as e:
             raise FieldError(field, e) from None
 
+    async def check(self, photos: list[Photo], prefix: str = "") -> list[PhotoVerdict]:
+        """The photo check of (front, back) in the decode pool; PhotoRejected (naming the
+        field, with its ``reason``) for the first refused photo, front first."""
+        assert self.grader is not None
+        loop = asyncio.get_running_loop()
+        slots: list[Slot] = ["front", "back"]
+        verdicts = await loop.run_in_executor(
+            self.decode_pool, self.grader.check_photos, photos, slots,
+            self.settings.photo_check_thresholds)
+        for v in verdicts:
+            if v.rejection is not None:
+                raise PhotoRejected(f"{prefix}{v.slot}: {v.rejection.detail}",
+                                    f"{prefix}{v.slot}", reason=v.rejection.reason.value)
+        return verdicts
+
     async def grade(self, front: bytes, back: bytes, info: DeviceInfo,
                     refurbisher_grade: str | None, heatmaps: bool,
-                    prefix: str = "") -> GradeResult:
-        """Grade one device; ``prefix`` goes before every field a problem names."""
+                    prefix: str = "", *, quality_check: bool = True) -> GradeResult:
+        """Grade one device; ``prefix`` goes before every field a problem names. The photos
+        are checked first (:meth:`check`) when the settings and ``quality_check`` ask it."""
         g = self.grader
         assert g is not None and self.batcher is not None
         if refurbisher_grade is not None:
             check_grade(g.policy, refurbisher_grade, f"{prefix}refurbisher_grade")
         photos = await asyncio.gather(self.decode(f"{prefix}front", front),
                                       self.decode(f"{prefix}back", back))
+        if quality_check and self.settings.photo_check:
+            await self.check(list(photos), prefix)
         self.metrics.queue_depth.set(self.batcher.pending)
         try:
             screen, shell, features = await self.batcher.infer(np.stack([p.x for p in photos]))

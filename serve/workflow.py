@@ -87,14 +87,24 @@ def _submitter(who: Principal, refurbisher_id: str | None) -> str:
     return check_refurbisher_id(refurbisher_id)
 
 
+def check_quality_skip(who: Principal, quality_check: bool, field: str = "quality_check") -> None:
+    """Only a platform key (or anyone, auth off) may skip the photo check (Forbidden)."""
+    if not quality_check and who.role not in (None, "platform"):
+        raise Forbidden(f"{field}: only a platform key may skip the photo check; this key is "
+                        f"a {who.role} key", field)
+
+
 async def submit_evaluation(
         wf: Workflow, who: Principal, *, front: bytes, back: bytes, device: str | dict,
         refurbisher_grade: str, idempotency_key: str | None = None,
         refurbisher_id: str | None = None, device_ref: str | None = None,
         screen_condition: str | None = None, shell_condition: str | None = None,
-        heatmaps: bool = False) -> tuple[dict[str, Any], bool, dict[str, str] | None]:
+        heatmaps: bool = False, quality_check: bool = True,
+) -> tuple[dict[str, Any], bool, dict[str, str] | None]:
     """Grade, decide and store one evaluation (idempotent with ``idempotency_key``); returns
-    (its JSON, created, the damage heatmaps: base64 PNG per part when asked and created)."""
+    (its JSON, created, the damage heatmaps: base64 PNG per part when asked and created).
+    ``quality_check`` false (a platform key only) skips the photo check."""
+    check_quality_skip(who, quality_check)
     refurbisher_id = _submitter(who, refurbisher_id)
     info = parse_device(device)
     policy = wf.policy
@@ -113,7 +123,8 @@ async def submit_evaluation(
         stored = await run_in_threadpool(lookup)
         if stored is not None:
             return stored, False, None
-    result = await wf.svc.grade(front, back, info, refurbisher_grade, heatmaps)
+    result = await wf.svc.grade(front, back, info, refurbisher_grade, heatmaps,
+                                quality_check=quality_check)
     ev = evals.build_evaluation(
         policy, result, refurbisher_id=refurbisher_id, refurbisher_grade=refurbisher_grade,
         info=info.model_dump(mode="json"), front_sha256=sha256(front),
