@@ -17,6 +17,7 @@ from fusion.grade import GradeResult
 from fusion.policy import GradingPolicy
 from serve.batcher import Batcher, QueueFull
 from serve.metrics import Metrics
+from serve.photorecords import Screen
 from serve.problems import (
     FieldError,
     NotReady,
@@ -28,7 +29,7 @@ from serve.problems import (
 from serve.runtime import Grader, Photo
 from serve.settings import Settings
 from tabular.schema import ChecklistError, DeviceInfo, parse_device_info
-from vision.photocheck import PhotoVerdict, Slot
+from vision.photocheck import PhotoVerdict, Slot, duplicate
 from vision.preprocess import ImageError
 
 log = logging.getLogger("photograde.serve")
@@ -118,26 +119,37 @@ class Service:
         except ImageError as e:
             raise FieldError(field, e) from None
 
-    async def check(self, photos: list[Photo], prefix: str = "") -> list[PhotoVerdict]:
-        """The photo check of (front, back) in the decode pool; PhotoRejected (naming the
-        field, with its ``reason``) for the first refused photo, front first."""
+    async def check(self, photos: list[Photo], prefix: str = "",
+                    screen: Screen | None = None) -> list[PhotoVerdict]:
+        """The photo check of (front, back), measured in the decode pool, then the
+        ``screen``'s duplicates; PhotoRejected (naming the field, with its ``reason``) for
+        the first refused photo, front first, counted and recorded."""
         assert self.grader is not None
+        cfg = self.settings.photo_check_thresholds
         loop = asyncio.get_running_loop()
         slots: list[Slot] = ["front", "back"]
         verdicts = await loop.run_in_executor(
-            self.decode_pool, self.grader.check_photos, photos, slots,
-            self.settings.photo_check_thresholds)
-        for v in verdicts:
-            if v.rejection is not None:
-                raise PhotoRejected(f"{prefix}{v.slot}: {v.rejection.detail}",
-                                    f"{prefix}{v.slot}", reason=v.rejection.reason.value)
-        return verdicts
+            self.decode_pool, self.grader.check_photos, photos, slots, cfg)
+        rejection = next((v.rejection for v in verdicts if v.rejection is not None), None)
+        if rejection is None and screen is not None:
+            slot = await screen.duplicate(verdicts, cfg.duplicate_max_distance)
+            rejection = duplicate(slot, cfg) if slot is not None else None
+        if rejection is None:
+            return verdicts
+        self.metrics.photo_rejections.labels(rejection.reason.value, rejection.slot).inc()
+        if screen is not None:
+            await screen.rejected(rejection.slot, rejection.reason)
+        field = f"{prefix}{rejection.slot}"
+        raise PhotoRejected(f"{field}: {rejection.detail}", field,
+                            reason=rejection.reason.value)
 
     async def grade(self, front: bytes, back: bytes, info: DeviceInfo,
                     refurbisher_grade: str | None, heatmaps: bool,
-                    prefix: str = "", *, quality_check: bool = True) -> GradeResult:
+                    prefix: str = "", *, quality_check: bool = True,
+                    screen: Screen | None = None) -> GradeResult:
         """Grade one device; ``prefix`` goes before every field a problem names. The photos
-        are checked first (:meth:`check`) when the settings and ``quality_check`` ask it."""
+        are checked first (:meth:`check`, with ``screen``) when the settings and
+        ``quality_check`` ask it."""
         g = self.grader
         assert g is not None and self.batcher is not None
         if refurbisher_grade is not None:
@@ -145,16 +157,16 @@ class Service:
         photos = await asyncio.gather(self.decode(f"{prefix}front", front),
                                       self.decode(f"{prefix}back", back))
         if quality_check and self.settings.photo_check:
-            await self.check(list(photos), prefix)
+            await self.check(list(photos), prefix, screen)
         self.metrics.queue_depth.set(self.batcher.pending)
         try:
-            screen, shell, features = await self.batcher.infer(np.stack([p.x for p in photos]))
+            screen_l, shell_l, features = await self.batcher.infer(np.stack([p.x for p in photos]))
         except QueueFull:
             raise Overloaded("the inference queue is full; retry shortly",
                              headers={"Retry-After": "1"}) from None
         finally:
             self.metrics.queue_depth.set(self.batcher.pending)
-        result = await asyncio.to_thread(g.fuse, list(photos), screen[0], shell[1], features,
+        result = await asyncio.to_thread(g.fuse, list(photos), screen_l[0], shell_l[1], features,
                                          info, refurbisher_grade, heatmaps)
         self.metrics.count(result)
         return result

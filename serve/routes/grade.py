@@ -10,8 +10,9 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from pydantic import BaseModel, Field, ValidationError
 
 from serve.auth import Principal
-from serve.deps import ServiceDep, SettingsDep, Submitter, read_upload
+from serve.deps import ServiceDep, SettingsDep, Submitter, WorkflowDep, read_upload
 from serve.grading import Service, parse_device
+from serve.photorecords import Screen
 from serve.problems import BatchTooLarge, InvalidBase64, InvalidRequest, Problem, problem_of
 from serve.responses import BatchItem, BatchProblem, BatchResponse, GradeResponse
 from serve.workflow import check_quality_skip
@@ -39,6 +40,7 @@ async def grade(
     request: Request,
     who: Submitter,
     svc: ServiceDep,
+    wf: WorkflowDep,
     settings: SettingsDep,
     front: Annotated[UploadFile, File(description="front photo (JPEG, PNG, WebP, HEIC)")],
     back: Annotated[UploadFile, File(description="back photo")],
@@ -53,8 +55,9 @@ async def grade(
     limit = settings.max_upload_bytes
     front_b, back_b = await read_upload(front, "front", limit), await read_upload(back, "back",
                                                                                   limit)
+    screen = Screen(wf.db, "/v1/grade", who.refurbisher_id, any_device=True)
     result = await svc.grade(front_b, back_b, info, refurbisher_grade or None, heatmaps,
-                             quality_check=quality_check)
+                             quality_check=quality_check, screen=screen)
     return GradeResponse(request_id=request.state.request_id, **dict(result))
 
 
@@ -66,7 +69,8 @@ def _batch_request(body: bytes) -> BatchRequest:
         raise InvalidRequest("; ".join(errors[:10]), errors[0].split(":")[0]) from None
 
 
-async def _grade_one(svc: Service, who: Principal, i: int, item: BatchDevice) -> BatchItem:
+async def _grade_one(svc: Service, screen: Screen, who: Principal, i: int,
+                     item: BatchDevice) -> BatchItem:
     """One device of a batch: its result, or the problem that stopped it (an overloaded
     queue stops the whole batch)."""
     prefix = f"devices[{i}]."
@@ -81,7 +85,7 @@ async def _grade_one(svc: Service, who: Principal, i: int, item: BatchDevice) ->
                 raise InvalidBase64(f"{prefix}{name}: not valid base64",
                                     f"{prefix}{name}") from None
         result = await svc.grade(photos[0], photos[1], info, item.refurbisher_grade, False,
-                                 prefix, quality_check=item.quality_check)
+                                 prefix, quality_check=item.quality_check, screen=screen)
         return BatchItem(id=item.id, ok=True, result=result)
     except Problem as e:
         p = problem_of(e)
@@ -94,14 +98,15 @@ async def _grade_one(svc: Service, who: Principal, i: int, item: BatchDevice) ->
 
 
 @router.post("/v1/grade/batch", summary="Grade many devices in one call (base64 photos)")
-async def grade_batch(request: Request, who: Submitter, svc: ServiceDep,
+async def grade_batch(request: Request, who: Submitter, svc: ServiceDep, wf: WorkflowDep,
                       settings: SettingsDep) -> BatchResponse:
     body = _batch_request(await request.body())
     if len(body.devices) > settings.max_batch_devices:
         raise BatchTooLarge(f"devices: {len(body.devices)} exceeds the limit of "
                             f"{settings.max_batch_devices}", "devices")
-    results = await asyncio.gather(*(_grade_one(svc, who, i, d)
-                                     for i, d in enumerate(body.devices)))
+    results = await asyncio.gather(*(
+        _grade_one(svc, Screen(wf.db, "/v1/grade/batch", who.refurbisher_id, any_device=True),
+                   who, i, d) for i, d in enumerate(body.devices)))
     return BatchResponse(request_id=request.state.request_id, results=list(results))
 
 
