@@ -129,7 +129,8 @@ async def create(request: Request, who: Submitter, wf: WorkflowDep,
             refurbisher_id=values["refurbisher_id"] or None,
             device_ref=values["device_ref"] or None,
             screen_condition=values["screen_condition"] or None,
-            shell_condition=values["shell_condition"] or None, heatmaps=True)
+            shell_condition=values["shell_condition"] or None, heatmaps=True,
+            route="/ui/evaluations")
     except Problem as p:
         if p.status in (401, 429):
             raise
