@@ -1,8 +1,9 @@
 """The web UI end to end in a real headless Chromium (Debian's, driven by Playwright) against a
 real uvicorn server on loopback: login, the evaluation form, the three outcomes, accepting a
 suggestion, a justification and its review, an inconclusive case in the review queue, both
-dashboards, the demo banner, a bad upload, a photo the photo check refuses (too dark; the wrong
-side, with the shipped model's photo check) explained beside it at phone width.
+dashboards (with the photo check's), the demo banner, a bad upload, a photo the photo check
+refuses (too dark) explained beside it at phone width. (The wrong side, which needs the shipped
+model's photo check, is in test_ui_photo_check.py.)
 
 With ``PHOTOGRADE_SCREENSHOTS=DIR`` set, full-page screenshots of the form, a suggestion and
 both dashboards are written to ``DIR``."""
@@ -11,14 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-from PIL import Image
 
 from photograde.demo import busiest_refurbisher
 from photograde.seed import seed_history
@@ -27,28 +26,22 @@ from serve.auth import create_key
 from serve.db import Database
 from serve.photostore import PhotoStore
 from serve.runtime import Grader
-from serve.settings import SHIPPED_BUNDLE, Settings
+from serve.settings import Settings
 from serve.ui.pages import LABELS
+from tests.serve.ui_support import (
+    BROWSER_TESTS,
+    black_jpeg,
+    chromium,
+    fill_form,
+    refused,
+    shot,
+    sign_in,
+)
 from tests.support import INFO, ThreadServer, grade_at_gap, small_photos
 from vision.conditions import CONDITIONS
-from vision.photocheck import (
-    PhotoCheckConfig,
-    RejectReason,
-    Slot,
-    measure,
-    measured_reason,
-    retake_advice,
-)
+from vision.photocheck import RejectReason
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run",
-        "--host-resolver-rules=MAP *.photograde.test 127.0.0.1"]  # sibling hosts, one server
-SHOTS = os.environ.get("PHOTOGRADE_SCREENSHOTS")
-
-pytestmark = [pytest.mark.torch,  # a trained bundle
-              pytest.mark.skipif(not CHROMIUM.exists(),
-                                 reason=f"{CHROMIUM} is absent (apt-get install chromium)")]
+pytestmark = BROWSER_TESTS
 
 
 @dataclass
@@ -102,24 +95,7 @@ def site(bundle, synth_dir, tmp_path_factory) -> Iterator[Site]:
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield b
-        b.close()
-
-
-def sign_in(browser, url: str, key: str, width: int = 1200):
-    """A fresh browser context ``width`` px wide, signed in with ``key``: (context, page)."""
-    ctx = browser.new_context(viewport={"width": width, "height": 900})
-    page = ctx.new_page()
-    page.set_default_timeout(30_000)
-    page.goto(url + "/ui/login")
-    page.fill("#key", key)
-    page.click("button[type=submit]")
-    page.wait_for_load_state()
-    return ctx, page
+    yield from chromium()
 
 
 @pytest.fixture
@@ -135,26 +111,6 @@ def as_role(site, browser):
     yield login
     for ctx in contexts:
         ctx.close()
-
-
-def shot(page, name: str) -> None:
-    if SHOTS:
-        Path(SHOTS).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(SHOTS) / name), full_page=True)
-
-
-def fill_form(page, url: str, pair: tuple[Path, Path], grade: str) -> None:
-    page.goto(url + "/ui/evaluations/new")
-    page.fill("#brand", INFO["brand"])
-    page.fill("#model", INFO["model"])
-    page.fill("#storage_gb", str(INFO["storage_gb"]))
-    page.check("#unlocked")
-    page.select_option("#screen_condition", "light_scratches")
-    page.select_option("#shell_condition", "light_wear")
-    page.fill("#battery_health_pct", str(INFO["battery_health_pct"]))
-    page.set_input_files("#front", str(pair[0]))
-    page.set_input_files("#back", str(pair[1]))
-    page.select_option("#refurbisher_grade", grade)
 
 
 def submit(page, site: Site, gap: int, screenshot: str | None = None) -> str:
@@ -286,24 +242,6 @@ def test_bad_upload_keeps_values(site, as_role, tmp_path):
     assert page.is_checked("#unlocked")
 
 
-def refused(page, slot: Slot, reason: RejectReason):
-    """The refusal of the photo in ``slot``: the retake advice beside its input, announced
-    and describing it; nothing beside the other photo, whose chosen file is kept."""
-    problem = page.wait_for_selector(f"#{slot}-problem")
-    advice = retake_advice(reason, slot, PhotoCheckConfig())  # the settings' defaults
-    assert problem.inner_text() == advice[0].upper() + advice[1:]
-    assert (problem.get_attribute("role"), problem.get_attribute("data-reason")) == (
-        "alert", reason.value)
-    assert page.get_attribute(f"#{slot}", "aria-describedby") == f"{slot}-problem"
-    assert page.get_attribute(f"#{slot}", "aria-invalid") == "true"
-    other = "back" if slot == "front" else "front"
-    assert page.locator(f"#{other}-problem").count() == 0
-    assert page.eval_on_selector(f"#{slot}", "i => i.files.length") == 0  # choose it again
-    assert page.eval_on_selector(f"#{other}", "i => i.files.length") == 1  # kept
-    assert advice in page.inner_text("#form-error")
-    return problem
-
-
 def test_a_dark_photo_is_explained_beside_it_at_phone_width(site, as_role, tmp_path):
     """A black front on a 390 px wide page: too_dark's retake advice right above the front
     input, on screen; every typed value and the back photo kept; with a new front (the check
@@ -315,7 +253,7 @@ def test_a_dark_photo_is_explained_beside_it_at_phone_width(site, as_role, tmp_p
     page.fill("#model", "Pixel 7 Pro")
     page.uncheck("#check_wifi")
     black = tmp_path / "black.jpg"
-    Image.new("RGB", (400, 300)).save(black, "JPEG")
+    black.write_bytes(black_jpeg())
     page.set_input_files("#front", str(black))
     site.settings.photo_check = True  # the front is checked first: the back's softness is moot
     try:
@@ -343,35 +281,16 @@ def test_a_dark_photo_is_explained_beside_it_at_phone_width(site, as_role, tmp_p
     assert page.get_attribute("#outcome", "data-decision") in LABELS
 
 
-@pytest.mark.skipif(not (SHIPPED_BUNDLE / "photocheck.onnx").exists(),
-                    reason="models/photograde-base has no photo-check model (photocheck.onnx) "
-                           "yet: wrong_side needs its learned side heads")
-def test_a_front_in_the_back_slot_is_refused_as_the_wrong_side(browser, synth_dir, tmp_path):
-    """The shipped bundle's photo check: a synthetic front sent as the back photo."""
-    from training.manifest import load_manifest
-
-    url = f"sqlite:///{tmp_path / 'photograde.db'}"
-    db = Database(url)
-    db.migrate()
-    key = create_key(db, "refurbisher", "side-check")[1]
-    db.dispose()
-    cfg = PhotoCheckConfig()
-    fronts = [Path(r.front_path) for r in load_manifest(synth_dir / "manifest.csv").rows]
-    sharp = [f for f in fronts if measured_reason(measure(Image.open(f).convert("RGB")), cfg)
-             is None]  # many synthetic photos are soft: blurry comes before wrong_side
-    pair = (sharp[0], sharp[1])
-    settings = Settings(bundle=SHIPPED_BUNDLE, threads=1, database_url=url,
-                        photo_dir=tmp_path / "photos", rate_limit_per_minute=100_000)
-    grader = Grader(SHIPPED_BUNDLE, threads=1)
-    with ThreadServer(create_app(settings, grader)) as server:
-        ctx, page = sign_in(browser, server.url, key, width=390)
-        try:
-            fill_form(page, server.url, pair, grader.policy.grades[0])
-            page.click("#submit")
-            refused(page, "back", RejectReason.WRONG_SIDE)
-            assert page.input_value("#model") == INFO["model"]
-        finally:
-            ctx.close()
+def refuse_a_dark_photo(site: Site) -> None:
+    """One photo refused too_dark by ``POST /v1/grade`` (recorded for the platform)."""
+    site.settings.photo_check = True
+    try:
+        r = httpx.post(f"{site.url}/v1/grade", headers={"X-API-Key": site.keys["platform"]},
+                       files={"front": black_jpeg(), "back": site.photos[0][1].read_bytes()},
+                       data={"device": json.dumps(INFO)}, timeout=60)
+    finally:
+        site.settings.photo_check = False
+    assert (r.status_code, r.json()["reason"]) == (422, "too_dark")
 
 
 def test_dashboards(site, as_role):
@@ -385,12 +304,18 @@ def test_dashboards(site, as_role):
     page.goto(site.url + "/ui/platform")  # not a refurbisher's page
     assert "Not allowed" in page.inner_text("h1")
 
+    refuse_a_dark_photo(site)
     platform = as_role("platform")
     platform.goto(site.url + "/ui/platform?days=30")
     assert platform.inner_text("#kpi-acceptance").endswith("%")
     assert platform.locator("#trust-quartiles").count() == 1
-    assert platform.locator("svg.chart").count() == 3
+    assert platform.locator("svg.chart").count() == 6
     assert platform.locator("svg.chart rect").count() > 3
+    assert int(platform.inner_text("#kpi-refused")) >= 1
+    assert int(platform.inner_text("#kpi-inconclusive-count")) >= 0
+    assert "too dark" in platform.inner_text("#photo-rejections")  # by reason, ...
+    assert platform.locator("#photo-rejections-weekly svg rect title",  # ... and per week
+                            has_text="too dark").count() >= 1
     shot(platform, "dashboard-platform.png")
 
 
