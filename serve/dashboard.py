@@ -38,7 +38,15 @@ from sqlalchemy.orm import Session
 
 from fusion.policy import GradingPolicy
 from serve.db import Database
-from serve.models import DECISIONS, Evaluation, Justification, ReturnReport, utcnow
+from serve.models import (
+    DECISIONS,
+    REJECT_REASONS,
+    Evaluation,
+    Justification,
+    PhotoRejection,
+    ReturnReport,
+    utcnow,
+)
 
 PRIOR_WEIGHT = 20.0
 R_MAX = 0.25
@@ -161,6 +169,36 @@ def _reasons(s: Session, start: dt.datetime, refurbisher_id: str | None) -> dict
     return out
 
 
+def _photo_check(s: Session, start: dt.datetime, end: dt.datetime) -> dict[str, Any]:
+    """Photos the check refused, by reason, and inconclusive decisions: over the window and
+    per week (rejections by when they happened, evaluations by submission)."""
+    E, R = Evaluation, PhotoRejection
+    day = func.date(R.created_at)
+    rejected = s.execute(select(day, R.reason, func.count()).where(R.created_at >= start)
+                         .group_by(day, R.reason)).all()
+    eval_day = func.date(E.created_at)
+    decided = s.execute(select(eval_day, func.count(), _count_if(E.decision == "inconclusive"))
+                        .where(E.created_at >= start).group_by(eval_day)).all()
+    reasons: dict[dt.date, Counter] = defaultdict(Counter)
+    for d, reason, n in rejected:
+        reasons[_week(d)][reason] += n
+    evals: dict[dt.date, Counter] = defaultdict(Counter)
+    for d, n, inconclusive in decided:
+        evals[_week(d)].update(evaluations=n, inconclusive=int(inconclusive or 0))
+    total: Counter = sum(reasons.values(), Counter())
+    return {
+        "inconclusive": sum(c["inconclusive"] for c in evals.values()),
+        "photo_rejections": {r: total[r] for r in REJECT_REASONS},
+        "photo_rejections_total": sum(total.values()),
+        "photo_check_weekly": [
+            {"week": _label(w), "week_start": w.isoformat(),
+             "evaluations": evals[w]["evaluations"], "inconclusive": evals[w]["inconclusive"],
+             "rejected": sum(reasons[w].values()),
+             "rejections": {r: reasons[w][r] for r in REJECT_REASONS}}
+            for w in _weeks(start, end)],
+    }
+
+
 def _window(days: int, now: dt.datetime | None) -> tuple[dt.datetime, dt.datetime]:
     end = now or utcnow()
     return end - dt.timedelta(days=days), end
@@ -271,6 +309,7 @@ def platform_dashboard(db: Database, policy: GradingPolicy, days: int = 30,
                                .where(ReturnReport.occurred_at >= start)
                                .group_by(claim_day, ReturnReport.kind)).all()
         reasons = _reasons(s, start, None)
+        photo_check = _photo_check(s, start, end)
     weeks = _weeks(start, end)
     by_week: dict[dt.date, Counter] = defaultdict(Counter)
     for d, grade, n in grade_days:
@@ -290,6 +329,7 @@ def platform_dashboard(db: Database, policy: GradingPolicy, days: int = 30,
         "days": days, "from": start.isoformat(), "to": end.isoformat(), "evaluations": n,
         "validated_share": _rate(market.get("validated", 0), n),
         "inconclusive_share": _rate(market.get("inconclusive", 0), n),
+        **photo_check,
         "acceptance_rate": _rate(accepted, accepted + kept),
         "suggestions": {"accepted": accepted, "kept": kept},
         "justifications": justifications or 0,

@@ -17,10 +17,19 @@ from fusion.grade import GradeResult
 from fusion.policy import GradingPolicy
 from serve.batcher import Batcher, QueueFull
 from serve.metrics import Metrics
-from serve.problems import FieldError, NotReady, Overloaded, PhotoTooLarge, UnknownGrade
+from serve.photorecords import Screen
+from serve.problems import (
+    FieldError,
+    NotReady,
+    Overloaded,
+    PhotoRejected,
+    PhotoTooLarge,
+    UnknownGrade,
+)
 from serve.runtime import Grader, Photo
 from serve.settings import Settings
 from tabular.schema import ChecklistError, DeviceInfo, parse_device_info
+from vision.photocheck import PhotoVerdict, Slot, duplicate
 from vision.preprocess import ImageError
 
 log = logging.getLogger("photograde.serve")
@@ -110,25 +119,54 @@ class Service:
         except ImageError as e:
             raise FieldError(field, e) from None
 
+    async def check(self, photos: list[Photo], prefix: str = "",
+                    screen: Screen | None = None) -> list[PhotoVerdict]:
+        """The photo check of (front, back), measured in the decode pool, then the
+        ``screen``'s duplicates; PhotoRejected (naming the field, with its ``reason``) for
+        the first refused photo, front first, counted and recorded."""
+        assert self.grader is not None
+        cfg = self.settings.photo_check_thresholds
+        loop = asyncio.get_running_loop()
+        slots: list[Slot] = ["front", "back"]
+        verdicts = await loop.run_in_executor(
+            self.decode_pool, self.grader.check_photos, photos, slots, cfg)
+        rejection = next((v.rejection for v in verdicts if v.rejection is not None), None)
+        if rejection is None and screen is not None:
+            slot = await screen.duplicate(verdicts, cfg.duplicate_max_distance)
+            rejection = duplicate(slot, cfg) if slot is not None else None
+        if rejection is None:
+            return verdicts
+        self.metrics.photo_rejections.labels(rejection.reason.value, rejection.slot).inc()
+        if screen is not None:
+            await screen.rejected(rejection.slot, rejection.reason)
+        field = f"{prefix}{rejection.slot}"
+        raise PhotoRejected(f"{field}: {rejection.detail}", field,
+                            reason=rejection.reason.value)
+
     async def grade(self, front: bytes, back: bytes, info: DeviceInfo,
                     refurbisher_grade: str | None, heatmaps: bool,
-                    prefix: str = "") -> GradeResult:
-        """Grade one device; ``prefix`` goes before every field a problem names."""
+                    prefix: str = "", *, quality_check: bool = True,
+                    screen: Screen | None = None) -> GradeResult:
+        """Grade one device; ``prefix`` goes before every field a problem names. The photos
+        are checked first (:meth:`check`, with ``screen``) when the settings and
+        ``quality_check`` ask it."""
         g = self.grader
         assert g is not None and self.batcher is not None
         if refurbisher_grade is not None:
             check_grade(g.policy, refurbisher_grade, f"{prefix}refurbisher_grade")
         photos = await asyncio.gather(self.decode(f"{prefix}front", front),
                                       self.decode(f"{prefix}back", back))
+        if quality_check and self.settings.photo_check:
+            await self.check(list(photos), prefix, screen)
         self.metrics.queue_depth.set(self.batcher.pending)
         try:
-            screen, shell, features = await self.batcher.infer(np.stack([p.x for p in photos]))
+            screen_l, shell_l, features = await self.batcher.infer(np.stack([p.x for p in photos]))
         except QueueFull:
             raise Overloaded("the inference queue is full; retry shortly",
                              headers={"Retry-After": "1"}) from None
         finally:
             self.metrics.queue_depth.set(self.batcher.pending)
-        result = await asyncio.to_thread(g.fuse, list(photos), screen[0], shell[1], features,
+        result = await asyncio.to_thread(g.fuse, list(photos), screen_l[0], shell_l[1], features,
                                          info, refurbisher_grade, heatmaps)
         self.metrics.count(result)
         return result

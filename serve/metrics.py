@@ -23,6 +23,9 @@ class Metrics:
                               ["grade"], registry=r)
         self.decisions = Counter("photograde_decision_total", "Decisions against the "
                                  "refurbisher's grade", ["decision"], registry=r)
+        self.photo_rejections = Counter(
+            "photograde_photo_rejections_total", "Photos the photo check refused, by reason and "
+            "slot", ["reason", "slot"], registry=r)
         self.errors = Counter("photograde_errors_total", "Errors by kind", ["kind"], registry=r)
 
     def count(self, result: GradeResult) -> None:

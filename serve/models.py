@@ -1,5 +1,6 @@
 """The workflow's tables (SQLAlchemy 2): refurbishers, API keys, photos, evaluations,
-justifications with their extra photos, reviews, returns and claims.
+justifications with their extra photos, reviews, returns and claims, and the photo check's
+records (accepted photos' perceptual hashes, rejections).
 
 Timestamps are timezone-aware UTC in Python; SQLite stores them as naive UTC text. Every schema
 change goes through an Alembic migration (``serve/migrations``).
@@ -29,12 +30,15 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from fusion.policy import Decision
+from vision.photocheck import RejectReason
 
 ROLES = ("refurbisher", "platform", "reviewer", "admin")
 STATUSES = ("awaiting_refurbisher", "awaiting_justification", "in_review", "listed")
 DECISIONS = tuple(d.value for d in Decision)  # fusion.policy.Decision: the one definition
 RESOLUTIONS = ("validated", "accepted", "kept", "approved", "overridden")
 RETURN_KINDS = ("return", "claim")
+REJECT_REASONS = tuple(r.value for r in RejectReason)  # vision.photocheck: the one definition
+SLOTS = ("front", "back")
 
 
 def utcnow() -> dt.datetime:
@@ -165,6 +169,7 @@ class Evaluation(Base):
     review: Mapped[Review | None] = relationship(lazy="selectin")
     returns: Mapped[list[ReturnReport]] = relationship(lazy="selectin",
                                                        order_by="ReturnReport.created_at")
+    photo_hashes: Mapped[list[PhotoHash]] = relationship()  # written with it, never read
 
 
 class Justification(Base):
@@ -222,3 +227,40 @@ class ReturnReport(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
     created_by_key_id: Mapped[str | None] = mapped_column(ForeignKey("api_keys.id"))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PhotoHash(Base):
+    """An accepted evaluation photo's perceptual hash (duplicates across devices). The 64-bit
+    hash is also split in four 16-bit bands (``band0`` the highest), each indexed: photos
+    within 3 bits share at least one band, so the candidates are the rows matching any."""
+
+    __tablename__ = "photo_hashes"
+    __table_args__ = (CheckConstraint(_in("slot", SLOTS), name="slot"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    evaluation_id: Mapped[str] = mapped_column(ForeignKey("evaluations.id"), index=True)
+    refurbisher_id: Mapped[str] = mapped_column(String(64))
+    device_ref: Mapped[str | None] = mapped_column(String(128))
+    slot: Mapped[str] = mapped_column(String(8))
+    phash: Mapped[str] = mapped_column(String(16))
+    band0: Mapped[int] = mapped_column(Integer, index=True)
+    band1: Mapped[int] = mapped_column(Integer, index=True)
+    band2: Mapped[int] = mapped_column(Integer, index=True)
+    band3: Mapped[int] = mapped_column(Integer, index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PhotoRejection(Base):
+    """A photo the photo check refused: when, for whom (None: no refurbisher, e.g. a platform
+    key's /v1/grade), on which route, which photo and why."""
+
+    __tablename__ = "photo_rejections"
+    __table_args__ = (CheckConstraint(_in("reason", REJECT_REASONS), name="reason"),
+                      CheckConstraint(_in("slot", SLOTS), name="slot"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    refurbisher_id: Mapped[str | None] = mapped_column(String(64))
+    route: Mapped[str] = mapped_column(String(64))
+    slot: Mapped[str] = mapped_column(String(8))
+    reason: Mapped[str] = mapped_column(String(16))

@@ -25,6 +25,7 @@ class BatchProblem(BaseModel):
     type: str
     detail: str
     field: str | None = None
+    reason: str | None = Field(None, description="photo-rejected: the photo check's reason")
 
 
 class BatchItem(ResultModel):

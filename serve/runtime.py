@@ -11,6 +11,7 @@ reasons, return risk and the decision against the refurbisher's grade.
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 from dataclasses import dataclass
@@ -91,6 +92,18 @@ class Photo:
 
     x: np.ndarray
     image: Image.Image
+    #: (width, height) as uploaded, upright; ``image`` may be smaller (JPEG draft decoding).
+    size: tuple[int, int] | None = None
+
+
+def uploaded_size(source: bytes | str | Path, image: Image.Image) -> tuple[int, int]:
+    """The photo's size as uploaded (its header), oriented like ``image``."""
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
+            w, h = im.size
+    except Exception:  # already decoded once: an odd header only loses the exact size
+        return image.size
+    return (w, h) if (w >= h) == (image.width >= image.height) else (h, w)
 
 
 class Grader:
@@ -135,7 +148,8 @@ class Grader:
     def decode(self, source: bytes | str | Path) -> Photo:
         """Photo bytes or path -> model input (JPEG draft decoding, EXIF orientation)."""
         image = open_image(source, max_pixels=self.max_pixels, draft_size=self.pre.img_size)
-        return Photo(normalize(resize_rgb(image, self.pre), self.pre), image)
+        return Photo(normalize(resize_rgb(image, self.pre), self.pre), image,
+                     uploaded_size(source, image))
 
     def run_vision(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(screen_logits, shell_logits, features) for a batch (N, 3, S, S)."""
@@ -155,8 +169,12 @@ class Grader:
 
     def check_photos(self, photos: list[Photo], slots: list[Slot],
                      cfg: PhotoCheckConfig) -> list[PhotoVerdict]:
-        """The photo check of each photo in its slot (see :mod:`vision.photocheck`)."""
+        """The photo check of each photo in its slot (see :mod:`vision.photocheck`); the
+        size checked is the photo's as uploaded."""
         stats = [measure(p.image) for p in photos]
+        stats = [st if p.size is None else st.model_copy(update={"width": p.size[0],
+                                                                 "height": p.size[1]})
+                 for p, st in zip(photos, stats, strict=True)]
         scores: list[SideScores | None] = [None] * len(photos)
         scores = list(self.side_scores(photos) or scores)
         return [PhotoVerdict(slot=slot, stats=st, scores=sc, rejection=check(st, sc, slot, cfg))

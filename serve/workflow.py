@@ -22,6 +22,7 @@ from serve.auth import Principal, RateLimiter, authenticate, check_refurbisher_i
 from serve.db import Database
 from serve.grading import Service, check_grade, parse_device
 from serve.models import Photo, Refurbisher, ReturnReport
+from serve.photorecords import Screen, hash_rows
 from serve.photostore import PhotoStore, sha256
 from serve.problems import Forbidden, InvalidRequest, NotFound, UnknownCondition, UnknownReason
 from serve.settings import Settings
@@ -87,14 +88,25 @@ def _submitter(who: Principal, refurbisher_id: str | None) -> str:
     return check_refurbisher_id(refurbisher_id)
 
 
+def check_quality_skip(who: Principal, quality_check: bool, field: str = "quality_check") -> None:
+    """Only a platform key (or anyone, auth off) may skip the photo check (Forbidden)."""
+    if not quality_check and who.role not in (None, "platform"):
+        raise Forbidden(f"{field}: only a platform key may skip the photo check; this key is "
+                        f"a {who.role} key", field)
+
+
 async def submit_evaluation(
         wf: Workflow, who: Principal, *, front: bytes, back: bytes, device: str | dict,
         refurbisher_grade: str, idempotency_key: str | None = None,
         refurbisher_id: str | None = None, device_ref: str | None = None,
         screen_condition: str | None = None, shell_condition: str | None = None,
-        heatmaps: bool = False) -> tuple[dict[str, Any], bool, dict[str, str] | None]:
+        heatmaps: bool = False, quality_check: bool = True, route: str = "/v1/evaluations",
+) -> tuple[dict[str, Any], bool, dict[str, str] | None]:
     """Grade, decide and store one evaluation (idempotent with ``idempotency_key``); returns
-    (its JSON, created, the damage heatmaps: base64 PNG per part when asked and created)."""
+    (its JSON, created, the damage heatmaps: base64 PNG per part when asked and created).
+    ``quality_check`` false (a platform key only) skips the photo check; a rejection is
+    recorded under ``route``; the accepted photos' hashes are stored with the evaluation."""
+    check_quality_skip(who, quality_check)
     refurbisher_id = _submitter(who, refurbisher_id)
     info = parse_device(device)
     policy = wf.policy
@@ -113,7 +125,9 @@ async def submit_evaluation(
         stored = await run_in_threadpool(lookup)
         if stored is not None:
             return stored, False, None
-    result = await wf.svc.grade(front, back, info, refurbisher_grade, heatmaps)
+    screen = Screen(wf.db, route, refurbisher_id, device_ref=device_ref or None)
+    result = await wf.svc.grade(front, back, info, refurbisher_grade, heatmaps,
+                                quality_check=quality_check, screen=screen)
     ev = evals.build_evaluation(
         policy, result, refurbisher_id=refurbisher_id, refurbisher_grade=refurbisher_grade,
         info=info.model_dump(mode="json"), front_sha256=sha256(front),
@@ -121,6 +135,7 @@ async def submit_evaluation(
         idempotency_key=idempotency_key, device_ref=device_ref or None,
         declared_screen=declared[0], declared_shell=declared[1],
         created_by_key_id=who.key_id)
+    ev.photo_hashes = hash_rows(screen.verdicts, refurbisher_id, device_ref or None)
     ev, created = await run_in_threadpool(evals.save_evaluation, wf.db, wf.photos, ev,
                                           front, back)
     body = evals.to_dict(ev)

@@ -61,6 +61,8 @@ async def create_evaluation(
     screen_condition: Annotated[str | None, Form(description="declared")] = None,
     shell_condition: Annotated[str | None, Form(description="declared")] = None,
     heatmaps: Annotated[bool, Form(description="damage heatmaps in this answer")] = False,
+    quality_check: Annotated[bool, Form(description="check the photos before grading; "
+                                        "only a platform key may send false")] = True,
 ) -> JSONResponse:
     limit = wf.settings.max_upload_bytes
     front_b = await read_upload(front, "front", limit)
@@ -69,7 +71,8 @@ async def create_evaluation(
         wf, who, front=front_b, back=back_b, device=device,
         refurbisher_grade=refurbisher_grade, idempotency_key=idempotency_key,
         refurbisher_id=refurbisher_id, device_ref=device_ref,
-        screen_condition=screen_condition, shell_condition=shell_condition, heatmaps=heatmaps)
+        screen_condition=screen_condition, shell_condition=shell_condition, heatmaps=heatmaps,
+        quality_check=quality_check)
     if not created:
         return JSONResponse(body, headers={"Idempotent-Replayed": "true"})
     return JSONResponse(body, status_code=201,

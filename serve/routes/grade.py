@@ -9,10 +9,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from pydantic import BaseModel, Field, ValidationError
 
-from serve.deps import ServiceDep, SettingsDep, read_upload, require
+from serve.auth import Principal
+from serve.deps import ServiceDep, SettingsDep, Submitter, WorkflowDep, read_upload
 from serve.grading import Service, parse_device
+from serve.photorecords import Screen
 from serve.problems import BatchTooLarge, InvalidBase64, InvalidRequest, Problem, problem_of
 from serve.responses import BatchItem, BatchProblem, BatchResponse, GradeResponse
+from serve.workflow import check_quality_skip
 from tabular.schema import describe_errors
 
 router = APIRouter()
@@ -24,29 +27,37 @@ class BatchDevice(BaseModel):
     back: str = Field(description="back photo, base64")
     device: dict[str, Any]
     refurbisher_grade: str | None = None
+    quality_check: bool = Field(True, description="check the photos before grading; only a "
+                                "platform key may send false")
 
 
 class BatchRequest(BaseModel):
     devices: list[BatchDevice] = Field(min_length=1)
 
 
-@router.post("/v1/grade", summary="Grade one device from its photos and checklist",
-             dependencies=[require("refurbisher", "platform")])
+@router.post("/v1/grade", summary="Grade one device from its photos and checklist")
 async def grade(
     request: Request,
+    who: Submitter,
     svc: ServiceDep,
+    wf: WorkflowDep,
     settings: SettingsDep,
     front: Annotated[UploadFile, File(description="front photo (JPEG, PNG, WebP, HEIC)")],
     back: Annotated[UploadFile, File(description="back photo")],
     device: Annotated[str, Form(description="device facts and checks, JSON")],
     refurbisher_grade: Annotated[str | None, Form()] = None,
     heatmaps: Annotated[bool, Form(description="include damage heatmaps (PNG)")] = False,
+    quality_check: Annotated[bool, Form(description="check the photos before grading; "
+                                        "only a platform key may send false")] = True,
 ) -> GradeResponse:
+    check_quality_skip(who, quality_check)
     info = parse_device(device)
     limit = settings.max_upload_bytes
     front_b, back_b = await read_upload(front, "front", limit), await read_upload(back, "back",
                                                                                   limit)
-    result = await svc.grade(front_b, back_b, info, refurbisher_grade or None, heatmaps)
+    screen = Screen(wf.db, "/v1/grade", who.refurbisher_id, any_device=True)
+    result = await svc.grade(front_b, back_b, info, refurbisher_grade or None, heatmaps,
+                             quality_check=quality_check, screen=screen)
     return GradeResponse(request_id=request.state.request_id, **dict(result))
 
 
@@ -58,11 +69,13 @@ def _batch_request(body: bytes) -> BatchRequest:
         raise InvalidRequest("; ".join(errors[:10]), errors[0].split(":")[0]) from None
 
 
-async def _grade_one(svc: Service, i: int, item: BatchDevice) -> BatchItem:
+async def _grade_one(svc: Service, screen: Screen, who: Principal, i: int,
+                     item: BatchDevice) -> BatchItem:
     """One device of a batch: its result, or the problem that stopped it (an overloaded
     queue stops the whole batch)."""
     prefix = f"devices[{i}]."
     try:
+        check_quality_skip(who, item.quality_check, f"{prefix}quality_check")
         info = parse_device(item.device, f"{prefix}device")
         photos = []
         for name in ("front", "back"):
@@ -72,7 +85,7 @@ async def _grade_one(svc: Service, i: int, item: BatchDevice) -> BatchItem:
                 raise InvalidBase64(f"{prefix}{name}: not valid base64",
                                     f"{prefix}{name}") from None
         result = await svc.grade(photos[0], photos[1], info, item.refurbisher_grade, False,
-                                 prefix)
+                                 prefix, quality_check=item.quality_check, screen=screen)
         return BatchItem(id=item.id, ok=True, result=result)
     except Problem as e:
         p = problem_of(e)
@@ -80,17 +93,20 @@ async def _grade_one(svc: Service, i: int, item: BatchDevice) -> BatchItem:
             raise
         svc.metrics.errors.labels(p.kind).inc()
         return BatchItem(id=item.id, ok=False, problem=BatchProblem(
-            status=p.status, type=p.kind, detail=p.detail, field=p.field))
+            status=p.status, type=p.kind, detail=p.detail, field=p.field,
+            reason=p.extra.get("reason")))
 
 
-@router.post("/v1/grade/batch", summary="Grade many devices in one call (base64 photos)",
-             dependencies=[require("refurbisher", "platform")])
-async def grade_batch(request: Request, svc: ServiceDep, settings: SettingsDep) -> BatchResponse:
+@router.post("/v1/grade/batch", summary="Grade many devices in one call (base64 photos)")
+async def grade_batch(request: Request, who: Submitter, svc: ServiceDep, wf: WorkflowDep,
+                      settings: SettingsDep) -> BatchResponse:
     body = _batch_request(await request.body())
     if len(body.devices) > settings.max_batch_devices:
         raise BatchTooLarge(f"devices: {len(body.devices)} exceeds the limit of "
                             f"{settings.max_batch_devices}", "devices")
-    results = await asyncio.gather(*(_grade_one(svc, i, d) for i, d in enumerate(body.devices)))
+    results = await asyncio.gather(*(
+        _grade_one(svc, Screen(wf.db, "/v1/grade/batch", who.refurbisher_id, any_device=True),
+                   who, i, d) for i, d in enumerate(body.devices)))
     return BatchResponse(request_id=request.state.request_id, results=list(results))
 
 

@@ -9,6 +9,8 @@ from markupsafe import Markup
 #: Best to worst: green to red (grades); other series use the first and the last colours.
 RAMP = ("#2e7d32", "#7cb342", "#f9a825", "#ef6c00", "#c62828")
 PAIR = ("#1565c0", "#9e9e9e")
+#: Unordered categories (reasons): distinct hues, none implying better or worse.
+HUES = ("#1565c0", "#6a1b9a", "#00838f", "#ef6c00", "#ad1457", "#5d4037", "#9e9e9e")
 W, H = 640, 240
 LEFT, RIGHT, TOP, BOTTOM = 48, 40, 16, 48
 
@@ -18,6 +20,11 @@ def ramp(n: int) -> list[str]:
     if n <= 1:
         return [RAMP[0]]
     return [RAMP[round(i * (len(RAMP) - 1) / (n - 1))] for i in range(n)]
+
+
+def hues(n: int) -> list[str]:
+    """``n`` distinct colours for unordered categories (repeating after seven)."""
+    return [HUES[i % len(HUES)] for i in range(n)]
 
 
 def _svg(body: str, title: str, height: int = H, width: int = W) -> Markup:

@@ -1,4 +1,5 @@
-"""The dashboards as pages with SVG charts: a refurbisher's, and the platform's KPIs."""
+"""The dashboards as pages with SVG charts: a refurbisher's, and the platform's KPIs (with the
+photo check: refused photos by reason, inconclusive decisions per week)."""
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
@@ -8,7 +9,7 @@ from serve import dashboard
 from serve.deps import WorkflowDep
 from serve.models import Refurbisher
 from serve.problems import NotFound
-from serve.ui.charts import PAIR, bar_chart, line_chart, stacked_bars
+from serve.ui.charts import PAIR, bar_chart, hues, line_chart, stacked_bars
 from serve.ui.pages import Reader, Staff, page, pretty
 
 router = APIRouter(prefix="/ui")
@@ -43,7 +44,8 @@ def platform(request: Request, who: Staff, wf: WorkflowDep, days: int = 30) -> H
     days = max(1, min(366, days))
     policy = wf.policy
     d = dashboard.platform_dashboard(wf.db, policy, days)
-    weekly = d["predicted_grades_weekly"]
+    weekly, checks = d["predicted_grades_weekly"], d["photo_check_weekly"]
+    reasons = [pretty(r) for r in d["photo_rejections"]]
     charts = {
         "gaps": bar_chart([(f"gap {g}", n) for g, n in d["gap_distribution"].items()],
                           "Distribution of gaps (steps between grades)"),
@@ -51,5 +53,13 @@ def platform(request: Request, who: Staff, wf: WorkflowDep, days: int = 30) -> H
                                list(policy.grades), "Predicted grades per week"),
         "claims": stacked_bars([w["week"] for w in d["claims_weekly"]], d["claims_weekly"],
                                ["returns", "claims"], "Returns and claims per week", list(PAIR)),
+        "rejections": bar_chart([(pretty(r), n) for r, n in d["photo_rejections"].items()],
+                                "Photos refused by reason", color=PAIR[0]),
+        "inconclusive": stacked_bars([w["week"] for w in checks], checks, ["inconclusive"],
+                                     "Inconclusive decisions per week", ["#455a64"]),
+        "rejections_weekly": stacked_bars(
+            [w["week"] for w in checks],
+            [{pretty(r): n for r, n in w["rejections"].items()} for w in checks], reasons,
+            "Photos refused per week, by reason", hues(len(reasons))),
     }
     return page(request, "platform.html", who, d=d, charts=charts, days=days)

@@ -1,41 +1,82 @@
 """The evaluation form: the empty form, and its submission through the same service function
-as ``POST /v1/evaluations``; a refused submission shows the form again with its values."""
+as ``POST /v1/evaluations``; a refused submission shows the form again with its values, and a
+problem about one photo (the photo check's retake advice, an unreadable file) beside that
+photo's input. (app.js sends the form in the background when it can, so that a refused
+submission also keeps the photos it did not refuse: a page cannot refill a file input.)"""
 
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import BaseModel, Field
 from starlette.datastructures import FormData, UploadFile
 
 from serve import workflow
 from serve.auth import Principal
 from serve.deps import WorkflowDep
 from serve.problems import InvalidRequest, PhotoTooLarge, Problem
-from serve.ui.pages import Heatmaps, Submitter, page, readable
+from serve.ui.pages import FORM_LABELS, Heatmaps, Submitter, page, readable
 from tabular.schema import CHECK_LABELS
 from vision.conditions import CONDITIONS
 
 router = APIRouter(prefix="/ui")
 TEXT_FIELDS = ("brand", "model", "storage_gb", "battery_health_pct", "screen_condition",
                "shell_condition", "refurbisher_grade", "refurbisher_id", "device_ref")
+PHOTOS = ("front", "back")
+
+
+class PhotoProblem(BaseModel):
+    """What the form shows beside one photo's input."""
+
+    field: str
+    detail: str = Field(description="what is wrong and how to retake it, without the label")
+    reason: str | None = Field(None, description="the photo check's reason code, if any")
+
+    @property
+    def message(self) -> str:
+        """The detail as a sentence, beside the photo."""
+        return self.detail[:1].upper() + self.detail[1:]
+
+    @property
+    def summary(self) -> str:
+        """The detail after the photo's label, at the top of the form."""
+        return f"{FORM_LABELS[self.field]}: {self.detail}"
+
+
+def photo_problem(p: Problem) -> PhotoProblem | None:
+    """The problem as a message beside the photo it names (``field`` front or back), or None."""
+    if p.field not in PHOTOS:
+        return None
+    detail = p.detail
+    for prefix in (p.field, FORM_LABELS[p.field]):
+        detail = detail.removeprefix(f"{prefix}:").strip()
+    reason = p.extra.get("reason")
+    return PhotoProblem(field=p.field, detail=detail,
+                        reason=None if reason is None else str(reason))
 
 
 def form_page(request: Request, who: Principal, values: dict[str, Any],
-              error: str | None = None) -> HTMLResponse:
-    return page(request, "form.html", who, 422 if error else 200, values=values, error=error,
-                grades=list(request.app.state.workflow.policy.grades), checks=CHECK_LABELS,
-                conditions=CONDITIONS)
+              problem: Problem | None = None) -> HTMLResponse:
+    """The form with ``values``; with a refused submission's ``problem``, a 422 that shows it
+    at the top and, when it is about one photo, beside that photo."""
+    photo = photo_problem(problem) if problem else None
+    error = photo.summary if photo else readable(problem) if problem else None
+    return page(request, "form.html", who, 422 if problem else 200, values=values, error=error,
+                photo_problem=photo, grades=list(request.app.state.workflow.policy.grades),
+                checks=CHECK_LABELS, conditions=CONDITIONS)
 
 
-async def photo_bytes(upload: Any, label: str, limit: int) -> bytes:
-    """An uploaded photo's bytes; a readable error when missing, empty or too large."""
+async def photo_bytes(upload: Any, label: str, limit: int, name: str | None = None) -> bytes:
+    """An uploaded photo's bytes; a readable error (about field ``name``) when missing, empty
+    or too large."""
     if not isinstance(upload, UploadFile) or not upload.filename:
-        raise InvalidRequest(f"{label}: choose a photo")
+        raise InvalidRequest(f"{label}: choose a photo", name)
     data = await upload.read(limit + 1)
     if len(data) > limit:
-        raise PhotoTooLarge(f"{label}: larger than the limit of {limit // (1024 * 1024)} MB")
+        raise PhotoTooLarge(f"{label}: larger than the limit of {limit // (1024 * 1024)} MB",
+                            name)
     if not data:
-        raise InvalidRequest(f"{label}: the file is empty")
+        raise InvalidRequest(f"{label}: the file is empty", name)
     return data
 
 
@@ -77,8 +118,8 @@ async def create(request: Request, who: Submitter, wf: WorkflowDep,
     values = _values(form)
     limit = wf.settings.max_upload_bytes
     try:
-        photos = [await photo_bytes(form.get(name), label, limit)
-                  for name, label in (("front", "Front photo"), ("back", "Back photo"))]
+        photos = [await photo_bytes(form.get(name), FORM_LABELS[name], limit, name)
+                  for name in PHOTOS]
         device = _device(values)
         if not values["refurbisher_grade"]:
             raise InvalidRequest("Overall grade: choose a grade")
@@ -88,10 +129,11 @@ async def create(request: Request, who: Submitter, wf: WorkflowDep,
             refurbisher_id=values["refurbisher_id"] or None,
             device_ref=values["device_ref"] or None,
             screen_condition=values["screen_condition"] or None,
-            shell_condition=values["shell_condition"] or None, heatmaps=True)
+            shell_condition=values["shell_condition"] or None, heatmaps=True,
+            route="/ui/evaluations")
     except Problem as p:
         if p.status in (401, 429):
             raise
-        return form_page(request, who, values, readable(p))
+        return form_page(request, who, values, p)
     heatmaps.put_b64(body["id"], maps)
     return RedirectResponse(f"/ui/evaluations/{body['id']}", status_code=303)

@@ -1,7 +1,9 @@
 """The web UI end to end in a real headless Chromium (Debian's, driven by Playwright) against a
 real uvicorn server on loopback: login, the evaluation form, the three outcomes, accepting a
 suggestion, a justification and its review, an inconclusive case in the review queue, both
-dashboards, the demo banner, a bad upload.
+dashboards (with the photo check's), the demo banner, a bad upload, a photo the photo check
+refuses (too dark) explained beside it at phone width. (The wrong side, which needs the shipped
+model's photo check, is in test_ui_photo_check.py.)
 
 With ``PHOTOGRADE_SCREENSHOTS=DIR`` set, full-page screenshots of the form, a suggestion and
 both dashboards are written to ``DIR``."""
@@ -10,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,18 +27,21 @@ from serve.db import Database
 from serve.photostore import PhotoStore
 from serve.runtime import Grader
 from serve.settings import Settings
+from serve.ui.pages import LABELS
+from tests.serve.ui_support import (
+    BROWSER_TESTS,
+    black_jpeg,
+    chromium,
+    fill_form,
+    refused,
+    shot,
+    sign_in,
+)
 from tests.support import INFO, ThreadServer, grade_at_gap, small_photos
 from vision.conditions import CONDITIONS
+from vision.photocheck import RejectReason
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run",
-        "--host-resolver-rules=MAP *.photograde.test 127.0.0.1"]  # sibling hosts, one server
-SHOTS = os.environ.get("PHOTOGRADE_SCREENSHOTS")
-
-pytestmark = [pytest.mark.torch,  # a trained bundle
-              pytest.mark.skipif(not CHROMIUM.exists(),
-                                 reason=f"{CHROMIUM} is absent (apt-get install chromium)")]
+pytestmark = BROWSER_TESTS
 
 
 @dataclass
@@ -47,6 +51,7 @@ class Site:
     grades: list[str]
     photos: list[tuple[Path, Path]]
     grader: Grader
+    settings: Settings
     used: int = 0
 
     def pair(self) -> tuple[Path, Path]:
@@ -83,35 +88,24 @@ def site(bundle, synth_dir, tmp_path_factory) -> Iterator[Site]:
         paths[1].write_bytes(back)
         photos.append(paths)
     settings = Settings(bundle=bundle, threads=1, database_url=url, photo_dir=tmp / "photos",
-                        rate_limit_per_minute=100_000)
+                        rate_limit_per_minute=100_000, photo_check=False)  # soft, small photos
     with ThreadServer(create_app(settings, grader)) as server:
-        yield Site(server.url, keys, list(grader.policy.grades), photos, grader)
+        yield Site(server.url, keys, list(grader.policy.grades), photos, grader, settings)
 
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield b
-        b.close()
+    yield from chromium()
 
 
 @pytest.fixture
 def as_role(site, browser):
-    """``as_role(role)``: a fresh browser page logged in with that role's key."""
+    """``as_role(role, width=1200)``: a fresh browser page logged in with that role's key."""
     contexts = []
 
-    def login(role: str):
-        ctx = browser.new_context(viewport={"width": 1200, "height": 900})
+    def login(role: str, width: int = 1200):
+        ctx, page = sign_in(browser, site.url, site.keys[role], width)
         contexts.append(ctx)
-        page = ctx.new_page()
-        page.set_default_timeout(30_000)
-        page.goto(site.url + "/ui/login")
-        page.fill("#key", site.keys[role])
-        page.click("button[type=submit]")
-        page.wait_for_load_state()
         return page
 
     yield login
@@ -119,31 +113,11 @@ def as_role(site, browser):
         ctx.close()
 
 
-def shot(page, name: str) -> None:
-    if SHOTS:
-        Path(SHOTS).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(SHOTS) / name), full_page=True)
-
-
-def fill_form(page, site: Site, pair: tuple[Path, Path], grade: str) -> None:
-    page.goto(site.url + "/ui/evaluations/new")
-    page.fill("#brand", INFO["brand"])
-    page.fill("#model", INFO["model"])
-    page.fill("#storage_gb", str(INFO["storage_gb"]))
-    page.check("#unlocked")
-    page.select_option("#screen_condition", "light_scratches")
-    page.select_option("#shell_condition", "light_wear")
-    page.fill("#battery_health_pct", str(INFO["battery_health_pct"]))
-    page.set_input_files("#front", str(pair[0]))
-    page.set_input_files("#back", str(pair[1]))
-    page.select_option("#refurbisher_grade", grade)
-
-
 def submit(page, site: Site, gap: int, screenshot: str | None = None) -> str:
     """Fill and send the form with a grade ``gap`` steps from the model's; the outcome page's
     decision."""
     pair = site.pair()
-    fill_form(page, site, pair, site.grade_for(pair, gap))
+    fill_form(page, site.url, pair, site.grade_for(pair, gap))
     if screenshot:
         page.wait_for_function("document.getElementById('back-preview').naturalWidth > 0")
         shot(page, screenshot)
@@ -252,7 +226,7 @@ def test_inconclusive_reaches_the_review_queue(site, as_role):
 def test_bad_upload_keeps_values(site, as_role, tmp_path):
     page = as_role("refurbisher")
     pair = site.pair()
-    fill_form(page, site, pair, site.grades[0])
+    fill_form(page, site.url, pair, site.grades[0])
     page.fill("#model", "Pixel 7 Pro")
     corrupt = tmp_path / "broken.jpg"
     corrupt.write_bytes(b"\xff\xd8\xff\xe0 this is not really a JPEG" * 10)
@@ -260,10 +234,63 @@ def test_bad_upload_keeps_values(site, as_role, tmp_path):
     page.click("#submit")
     page.wait_for_selector("#form-error")
     assert page.inner_text("#form-error").startswith("Front photo:")
+    assert page.get_attribute("#front", "aria-describedby") == "front-problem"
+    assert page.eval_on_selector("#back", "i => i.files.length") == 1  # kept
     assert page.input_value("#model") == "Pixel 7 Pro"
     assert page.input_value("#battery_health_pct") == str(INFO["battery_health_pct"])
     assert page.eval_on_selector("#refurbisher_grade", "s => s.value") == site.grades[0]
     assert page.is_checked("#unlocked")
+
+
+def test_a_dark_photo_is_explained_beside_it_at_phone_width(site, as_role, tmp_path):
+    """A black front on a 390 px wide page: too_dark's retake advice right above the front
+    input, on screen; every typed value and the back photo kept; with a new front (the check
+    off again: the synthetic photos are soft) the same form goes through."""
+    page = as_role("refurbisher", width=390)
+    pair = site.pair()
+    grade = site.grade_for(pair, 0)
+    fill_form(page, site.url, pair, grade)
+    page.fill("#model", "Pixel 7 Pro")
+    page.uncheck("#check_wifi")
+    black = tmp_path / "black.jpg"
+    black.write_bytes(black_jpeg())
+    page.set_input_files("#front", str(black))
+    site.settings.photo_check = True  # the front is checked first: the back's softness is moot
+    try:
+        page.click("#submit")
+        box = refused(page, "front", RejectReason.TOO_DARK).bounding_box()
+    finally:
+        site.settings.photo_check = False
+    field = page.locator("#front").bounding_box()
+    assert box and field and 0 <= field["y"] - (box["y"] + box["height"]) <= 24
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 390
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390  # no sideways scroll
+    shot(page, "form-photo-refused.png")
+    assert page.input_value("#brand") == INFO["brand"]
+    assert page.input_value("#model") == "Pixel 7 Pro"
+    assert page.input_value("#storage_gb") == str(INFO["storage_gb"])
+    assert page.input_value("#battery_health_pct") == str(INFO["battery_health_pct"])
+    assert page.input_value("#screen_condition") == "light_scratches"
+    assert page.input_value("#shell_condition") == "light_wear"
+    assert page.input_value("#refurbisher_grade") == grade
+    assert page.is_checked("#unlocked") and page.is_checked("#check_biometrics")
+    assert not page.is_checked("#check_wifi")
+    assert page.is_visible("#back-preview")
+    page.set_input_files("#front", str(pair[0]))
+    page.click("#submit")
+    assert page.get_attribute("#outcome", "data-decision") in LABELS
+
+
+def refuse_a_dark_photo(site: Site) -> None:
+    """One photo refused too_dark by ``POST /v1/grade`` (recorded for the platform)."""
+    site.settings.photo_check = True
+    try:
+        r = httpx.post(f"{site.url}/v1/grade", headers={"X-API-Key": site.keys["platform"]},
+                       files={"front": black_jpeg(), "back": site.photos[0][1].read_bytes()},
+                       data={"device": json.dumps(INFO)}, timeout=60)
+    finally:
+        site.settings.photo_check = False
+    assert (r.status_code, r.json()["reason"]) == (422, "too_dark")
 
 
 def test_dashboards(site, as_role):
@@ -277,12 +304,18 @@ def test_dashboards(site, as_role):
     page.goto(site.url + "/ui/platform")  # not a refurbisher's page
     assert "Not allowed" in page.inner_text("h1")
 
+    refuse_a_dark_photo(site)
     platform = as_role("platform")
     platform.goto(site.url + "/ui/platform?days=30")
     assert platform.inner_text("#kpi-acceptance").endswith("%")
     assert platform.locator("#trust-quartiles").count() == 1
-    assert platform.locator("svg.chart").count() == 3
+    assert platform.locator("svg.chart").count() == 6
     assert platform.locator("svg.chart rect").count() > 3
+    assert int(platform.inner_text("#kpi-refused")) >= 1
+    assert int(platform.inner_text("#kpi-inconclusive-count")) >= 0
+    assert "too dark" in platform.inner_text("#photo-rejections")  # by reason, ...
+    assert platform.locator("#photo-rejections-weekly svg rect title",  # ... and per week
+                            has_text="too dark").count() >= 1
     shot(platform, "dashboard-platform.png")
 
 

@@ -1,0 +1,102 @@
+"""What the photo check keeps in the database: each accepted evaluation photo's perceptual
+hash (to refuse the same photo for another device) and each rejected photo (the dashboard).
+
+A :class:`Screen` is one request's side of the check, given to
+:meth:`serve.grading.Service.grade`: it finds duplicates among the stored hashes, records a
+rejection, and keeps the verdicts an evaluation stores with itself (:func:`hash_rows`).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import or_, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from serve.db import Database
+from serve.models import PhotoHash, PhotoRejection
+from vision.photocheck import PhotoVerdict, RejectReason, Slot, hamming
+
+log = logging.getLogger("photograde.serve")
+BANDS = 4
+
+
+def bands(phash: str) -> tuple[int, ...]:
+    """The 64-bit hash as four 16-bit integers, the highest bits first."""
+    h = int(phash, 16)
+    return tuple((h >> (16 * (BANDS - 1 - i))) & 0xFFFF for i in range(BANDS))
+
+
+def hash_rows(verdicts: list[PhotoVerdict], refurbisher_id: str,
+              device_ref: str | None) -> list[PhotoHash]:
+    """The rows an evaluation stores for its accepted photos."""
+    rows = []
+    for v in verdicts:
+        b = bands(v.stats.phash)
+        rows.append(PhotoHash(refurbisher_id=refurbisher_id, device_ref=device_ref,
+                              slot=v.slot, phash=v.stats.phash, band0=b[0], band1=b[1],
+                              band2=b[2], band3=b[3]))
+    return rows
+
+
+def same_photos(s: Session, phash: str, max_distance: int) -> list[PhotoHash]:
+    """Stored photos within ``max_distance`` bits of ``phash``: the rows sharing a band with
+    it (every photo within 3 bits does), then their exact distance."""
+    b = bands(phash)
+    cols = (PhotoHash.band0, PhotoHash.band1, PhotoHash.band2, PhotoHash.band3)
+    found = s.scalars(select(PhotoHash).where(or_(*(c == v for c, v in zip(cols, b,
+                                                                           strict=True)))))
+    return [row for row in found if hamming(row.phash, phash) <= max_distance]
+
+
+def another_device(row: PhotoHash, device_ref: str | None) -> bool:
+    """Whether a stored photo belongs to another device than a new evaluation's: another
+    ``device_ref``, or, when either has none, another evaluation (any, as this one is new)."""
+    return device_ref is None or row.device_ref is None or row.device_ref != device_ref
+
+
+def first_duplicate(db: Database, verdicts: list[PhotoVerdict], max_distance: int, *,
+                    device_ref: str | None = None, any_device: bool = False) -> Slot | None:
+    """The slot of the first photo already stored for another device than ``device_ref``
+    (``any_device``: for any evaluation), or None."""
+    with db.read() as s:
+        for v in verdicts:
+            rows = same_photos(s, v.stats.phash, max_distance)
+            if any(any_device or another_device(r, device_ref) for r in rows):
+                return v.slot
+    return None
+
+
+def record_rejection(db: Database, refurbisher_id: str | None, route: str, slot: Slot,
+                     reason: RejectReason) -> None:
+    """Store one rejected photo; a database failure is logged, never the caller's error."""
+    try:
+        with db.write() as s:
+            s.add(PhotoRejection(refurbisher_id=refurbisher_id, route=route, slot=slot,
+                                 reason=reason.value))
+    except SQLAlchemyError:
+        log.exception("could not record a photo rejection (%s, %s)", slot, reason.value)
+
+
+class Screen:
+    """One request's side of the photo check: where it comes from (``route``, the
+    refurbisher, for the rejection record) and which stored photos it must not repeat: those
+    of another device (``device_ref``, an evaluation) or, ``any_device``, any stored one."""
+
+    def __init__(self, db: Database, route: str, refurbisher_id: str | None = None, *,
+                 device_ref: str | None = None, any_device: bool = False):
+        self.db, self.route, self.refurbisher_id = db, route, refurbisher_id
+        self.device_ref, self.any_device = device_ref, any_device
+        self.verdicts: list[PhotoVerdict] = []
+
+    async def duplicate(self, verdicts: list[PhotoVerdict], max_distance: int) -> Slot | None:
+        """Keep the verdicts (accepted so far); the slot of the first duplicate, or None."""
+        self.verdicts = verdicts
+        return await run_in_threadpool(first_duplicate, self.db, verdicts, max_distance,
+                                       device_ref=self.device_ref, any_device=self.any_device)
+
+    async def rejected(self, slot: Slot, reason: RejectReason) -> None:
+        await run_in_threadpool(record_rejection, self.db, self.refurbisher_id, self.route,
+                                slot, reason)
