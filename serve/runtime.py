@@ -11,7 +11,6 @@ reasons, return risk and the decision against the refurbisher's grade.
 from __future__ import annotations
 
 import base64
-import io
 import json
 import os
 from dataclasses import dataclass
@@ -56,6 +55,7 @@ from vision.preprocess import (
     normalize,
     open_image,
     resize_rgb,
+    uploaded_size,
 )
 
 PARTS = (("screen", "front"), ("shell", "back"))
@@ -94,16 +94,6 @@ class Photo:
     image: Image.Image
     #: (width, height) as uploaded, upright; ``image`` may be smaller (JPEG draft decoding).
     size: tuple[int, int] | None = None
-
-
-def uploaded_size(source: bytes | str | Path, image: Image.Image) -> tuple[int, int]:
-    """The photo's size as uploaded (its header), oriented like ``image``."""
-    try:
-        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
-            w, h = im.size
-    except Exception:  # already decoded once: an odd header only loses the exact size
-        return image.size
-    return (w, h) if (w >= h) == (image.width >= image.height) else (h, w)
 
 
 class Grader:

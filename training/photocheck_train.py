@@ -35,7 +35,13 @@ from fusion.bundle import (
 )
 from training import photocheck_data as data
 from vision.photocheck import PhotoStats, SideHeads, measure
-from vision.preprocess import PreprocessConfig, normalize, open_image, resize_rgb
+from vision.preprocess import (
+    PreprocessConfig,
+    normalize,
+    open_image,
+    resize_rgb,
+    uploaded_size,
+)
 
 log = logging.getLogger("photograde.training")
 BACKBONE = "tf_efficientnet_lite0"
@@ -81,8 +87,11 @@ def featurize(sess: ort.InferenceSession, pre: PreprocessConfig, sources: Sequen
     pooled, stats = [], []
     bar = tqdm(total=len(sources), desc=desc, unit="photo", disable=not progress, leave=False)
     for i in range(0, len(sources), batch):
-        images = [open_image(s, draft_size=pre.img_size) for s in sources[i:i + batch]]
-        stats += [measure(im) for im in images]
+        chunk = sources[i:i + batch]
+        images = [open_image(s, draft_size=pre.img_size) for s in chunk]
+        stats += [measure(im).model_copy(update=dict(zip(("width", "height"),
+                                                         uploaded_size(s, im), strict=True)))
+                  for s, im in zip(chunk, images, strict=True)]
         x = np.stack([normalize(resize_rgb(im, pre), pre) for im in images])
         pooled.append(sess.run(None, {VISION_INPUT: x.astype(np.float32)})[0])
         bar.update(len(images))

@@ -170,6 +170,16 @@ def open_image(
     return _to_rgb(upright)
 
 
+def uploaded_size(source: bytes | str | Path, image: Image.Image) -> tuple[int, int]:
+    """The photo's size as uploaded (its header), oriented like ``image``."""
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
+            w, h = im.size
+    except Exception:  # already decoded once: an odd header only loses the exact size
+        return image.size
+    return (w, h) if (w >= h) == (image.width >= image.height) else (h, w)
+
+
 @dataclass(frozen=True)
 class PreprocessConfig:
     """How a photo becomes a model input; stored with the model (JSON) for serving.
