@@ -43,6 +43,8 @@ CASES = [
     (P.InvalidBase64("devices[0].front: not valid base64", "devices[0].front"), 422,
      "invalid-base64"),
     (P.PhotoTooLarge("front: larger than the limit", "front"), 413, "photo-too-large"),
+    (P.PhotoRejected("front: the photo is too dark", "front", reason="too_dark"), 422,
+     "photo-rejected"),
     (P.BatchTooLarge("devices: 40 exceeds the limit of 32", "devices"), 413, "batch-too-large"),
     (P.RequestTooLarge("request body exceeds the limit"), 413, "request-too-large"),
     (P.RateLimited("too many requests", headers={"Retry-After": "3"}), 429, "rate-limited"),
