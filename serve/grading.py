@@ -29,7 +29,7 @@ from serve.problems import (
 from serve.runtime import Grader, Photo
 from serve.settings import Settings
 from tabular.schema import ChecklistError, DeviceInfo, parse_device_info
-from vision.photocheck import PhotoVerdict, Slot, duplicate
+from vision.photocheck import PhotoVerdict, Slot, duplicate, measure
 from vision.preprocess import ImageError
 
 log = logging.getLogger("photograde.serve")
@@ -55,6 +55,15 @@ def check_grade(policy: GradingPolicy, grade: str, field: str) -> str:
         raise UnknownGrade(f"{field}: unknown grade {grade!r}; this scale has "
                            f"{', '.join(policy.grades)}", field)
     return grade
+
+
+def unchecked(photos: list[Photo]) -> list[PhotoVerdict]:
+    """Verdicts of (front, back) that skipped the check: measured only, for the hashes an
+    evaluation stores (a later copy of a photo graded with ``quality_check=false`` is still a
+    duplicate)."""
+    slots: list[Slot] = ["front", "back"]
+    return [PhotoVerdict(slot=slot, stats=measure(p.image))
+            for slot, p in zip(slots, photos, strict=True)]
 
 
 class Service:
@@ -158,6 +167,9 @@ class Service:
                                       self.decode(f"{prefix}back", back))
         if quality_check and self.settings.photo_check:
             await self.check(list(photos), prefix, screen)
+        elif screen is not None:  # unchecked photos are remembered all the same
+            screen.verdicts = await asyncio.get_running_loop().run_in_executor(
+                self.decode_pool, unchecked, list(photos))
         self.metrics.queue_depth.set(self.batcher.pending)
         try:
             screen_l, shell_l, features = await self.batcher.infer(np.stack([p.x for p in photos]))

@@ -231,8 +231,9 @@ class ReturnReport(Base):
 
 class PhotoHash(Base):
     """An accepted evaluation photo's perceptual hash (duplicates across devices). The 64-bit
-    hash is also split in four 16-bit bands (``band0`` the highest), each indexed: photos
-    within 3 bits share at least one band, so the candidates are the rows matching any."""
+    hash is also split in five bands of 13, 13, 13, 13 and 12 bits (``band0`` the highest),
+    each indexed: two hashes within 4 bits (the default distance) differ in at most four
+    bands, so they share one, and the candidates are the rows matching any band."""
 
     __tablename__ = "photo_hashes"
     __table_args__ = (CheckConstraint(_in("slot", SLOTS), name="slot"),)
@@ -247,6 +248,7 @@ class PhotoHash(Base):
     band1: Mapped[int] = mapped_column(Integer, index=True)
     band2: Mapped[int] = mapped_column(Integer, index=True)
     band3: Mapped[int] = mapped_column(Integer, index=True)
+    band4: Mapped[int] = mapped_column(Integer, index=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

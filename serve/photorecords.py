@@ -9,6 +9,7 @@ rejection, and keeps the verdicts an evaluation stores with itself (:func:`hash_
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import or_, select
@@ -20,13 +21,23 @@ from serve.models import PhotoHash, PhotoRejection
 from vision.photocheck import PhotoVerdict, RejectReason, Slot, hamming
 
 log = logging.getLogger("photograde.serve")
-BANDS = 4
+#: Bits of each band of the 64-bit hash, highest first: five bands, so that two hashes within
+#: 4 bits (the default ``duplicate_max_distance``) always share one (pigeonhole). A larger
+#: distance setting still finds every pair that shares a band, most of them.
+BAND_BITS = (13, 13, 13, 13, 12)
 
 
 def bands(phash: str) -> tuple[int, ...]:
-    """The 64-bit hash as four 16-bit integers, the highest bits first."""
-    h = int(phash, 16)
-    return tuple((h >> (16 * (BANDS - 1 - i))) & 0xFFFF for i in range(BANDS))
+    """The 64-bit hash cut into :data:`BAND_BITS` integers, the highest bits first."""
+    h, shift, out = int(phash, 16), 64, []
+    for bits in BAND_BITS:
+        shift -= bits
+        out.append((h >> shift) & ((1 << bits) - 1))
+    return tuple(out)
+
+
+def _band_columns() -> tuple[Any, ...]:
+    return tuple(getattr(PhotoHash, f"band{i}") for i in range(len(BAND_BITS)))
 
 
 def hash_rows(verdicts: list[PhotoVerdict], refurbisher_id: str,
@@ -34,18 +45,17 @@ def hash_rows(verdicts: list[PhotoVerdict], refurbisher_id: str,
     """The rows an evaluation stores for its accepted photos."""
     rows = []
     for v in verdicts:
-        b = bands(v.stats.phash)
+        b = {f"band{i}": band for i, band in enumerate(bands(v.stats.phash))}
         rows.append(PhotoHash(refurbisher_id=refurbisher_id, device_ref=device_ref,
-                              slot=v.slot, phash=v.stats.phash, band0=b[0], band1=b[1],
-                              band2=b[2], band3=b[3]))
+                              slot=v.slot, phash=v.stats.phash, **b))
     return rows
 
 
 def same_photos(s: Session, phash: str, max_distance: int) -> list[PhotoHash]:
     """Stored photos within ``max_distance`` bits of ``phash``: the rows sharing a band with
-    it (every photo within 3 bits does), then their exact distance."""
+    it (every photo within 4 bits does), then their exact distance."""
     b = bands(phash)
-    cols = (PhotoHash.band0, PhotoHash.band1, PhotoHash.band2, PhotoHash.band3)
+    cols = _band_columns()
     found = s.scalars(select(PhotoHash).where(or_(*(c == v for c, v in zip(cols, b,
                                                                            strict=True)))))
     return [row for row in found if hamming(row.phash, phash) <= max_distance]

@@ -178,6 +178,10 @@ def test_a_platform_key_may_skip_the_check(api):
     assert api.grade("platform", BLACK, back, quality_check="false").status_code == 200
     r = api.submit("platform", BLACK, back, refurbisher_id="R001", quality_check="false")
     assert r.status_code == 201, r.text
+    # unchecked photos are remembered all the same: the back again, for another device
+    front, _ = api.photos.pair()
+    assert_rejected(api.submit("platform", front, back, refurbisher_id="R001",
+                               device_ref="IMEI-skip"), "back", "duplicate")
 
 
 def test_a_refurbisher_key_may_not_skip_the_check(api):
@@ -233,7 +237,8 @@ def test_accepted_evaluation_photos_are_stored_with_their_hashes(api):
         rows = s.scalars(select(PhotoHash).where(PhotoHash.evaluation_id == r.json()["id"])
                          .order_by(PhotoHash.slot.desc())).all()
         got = [(h.slot, h.refurbisher_id, h.device_ref, len(h.phash)) for h in rows]
-        bands = [(h.band0 << 48 | h.band1 << 32 | h.band2 << 16 | h.band3) for h in rows]
+        bands = [(h.band0 << 51 | h.band1 << 38 | h.band2 << 25 | h.band3 << 12 | h.band4)
+                 for h in rows]
         hashes = [int(h.phash, 16) for h in rows]
     assert got == [("front", "R003", "IMEI-9", 16), ("back", "R003", "IMEI-9", 16)]
     assert bands == hashes
@@ -302,8 +307,8 @@ def test_migration_0003_upgrades_a_0002_database(kind, tmp_path):
         d.migrate()
         insert_hash = text(
             "INSERT INTO photo_hashes (evaluation_id, refurbisher_id, device_ref, slot, phash, "
-            "band0, band1, band2, band3, created_at) VALUES (:ev, 'r1', NULL, 'front', "
-            "'00ff00ff00ff00ff', 255, 255, 255, 255, '2026-11-30 00:00:00')")
+            "band0, band1, band2, band3, band4, created_at) VALUES (:ev, 'r1', NULL, 'front', "
+            "'00ff00ff00ff00ff', 255, 255, 255, 255, 255, '2026-11-30 00:00:00')")
         insert_rejection = text(
             "INSERT INTO photo_rejections (created_at, refurbisher_id, route, slot, reason) "
             "VALUES ('2026-11-30 00:00:00', NULL, '/v1/grade', 'back', :reason)")

@@ -18,7 +18,7 @@ depends_on = None
 REASONS = ("reason IN ('too_small', 'too_dark', 'overexposed', 'blurry', 'not_a_phone', "
            "'wrong_side', 'duplicate')")
 SLOTS = "slot IN ('front', 'back')"
-BANDS = ("band0", "band1", "band2", "band3")
+BANDS = ("band0", "band1", "band2", "band3", "band4")
 
 
 def upgrade() -> None:
