@@ -89,6 +89,30 @@ def _evaluate_bundle(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate_photocheck_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bundle", type=Path, required=True, help="bundle directory")
+    p.add_argument("--folder", type=Path, required=True, help="a folder with sub-folders "
+                   "front/, back/, not_a_phone/, blurry/, too_dark/, overexposed/, too_small/")
+    p.add_argument("--out", type=Path, help="write the report here (JSON)")
+    p.add_argument("--threads", type=int, help="ONNX Runtime threads (default: CPU quota)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _evaluate_photocheck(args: argparse.Namespace) -> int:
+    from photograde.check_eval import evaluate_photocheck
+
+    report = evaluate_photocheck(args.bundle, args.folder, args.out, threads=args.threads,
+                                 progress=not args.quiet)
+    for name, figures in report["folders"].items():
+        for key, r in figures.items():
+            if key.endswith("_slot"):
+                rate = "n/a" if r["rate"] is None else f"{100 * r['rate']:.1f}%"
+                print(f"{name:12s} {key:10s} expected {r['expected']:12s} {rate:>7s} of "
+                      f"{r['n']} (too_small set apart: {r['too_small_set_apart']}) "
+                      f"{json.dumps(r['answers'])}")
+    return 0
+
+
 def register(groups: dict[str, argparse._SubParsersAction]) -> None:
     """Add ``train release`` and ``evaluate bundle`` to the training command groups."""
     groups["train"].add_parser("release", help="the shipped model's recipe: synthetic data, "
@@ -98,3 +122,8 @@ def register(groups: dict[str, argparse._SubParsersAction]) -> None:
                                   "(torch-free), per source and per grade",
                                   populate=_evaluate_bundle_options
                                   ).set_defaults(func=_evaluate_bundle)
+    groups["evaluate"].add_parser("photocheck", help="the photo check of a bundle as served, "
+                                  "on sub-folders of labelled photos (front, back, "
+                                  "not_a_phone, blurry, ...)",
+                                  populate=_evaluate_photocheck_options
+                                  ).set_defaults(func=_evaluate_photocheck)
