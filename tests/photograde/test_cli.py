@@ -16,7 +16,7 @@ COMMANDS = {
     "manifest check", "synth", "import-folder", "train vision", "train tabular", "train fusion",
     "cv vision", "evaluate vision", "explain", "export", "predict", "serve", "demo",
     "bundle verify", "keys create", "keys list", "keys revoke", "db upgrade", "db seed",
-    "train release", "evaluate bundle",
+    "train release", "evaluate bundle", "train photocheck", "evaluate photocheck",
 }
 TRAIN_OPTIONS = {  # shared by train vision and cv vision
     "--backbone", "--img-size", "--epochs", "--batch-size", "--accum-steps", "--lr",
