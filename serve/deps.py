@@ -16,7 +16,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from serve.auth import OPEN, Principal
 from serve.grading import Service
 from serve.models import ROLES
-from serve.problems import Forbidden, PhotoTooLarge
+from serve.problems import Forbidden, InvalidRequest, PhotoTooLarge
 from serve.settings import Settings
 from serve.workflow import Workflow
 
@@ -72,6 +72,27 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_lengt
                                               max_length=255)]
 EvaluationId = Annotated[str, Path(min_length=1, max_length=64)]
 Days = Annotated[int, Query(ge=1, le=366, description="window: the last N days")]
+
+
+#: The checklist as a form field or a file part (``-F "device=<d.json"`` or ``-F device=@d.json``).
+DEVICE_FORM_HELP = ("device facts and checks, JSON: a text field or a JSON file part (curl "
+                    "-F device=@device.json)")
+MAX_DEVICE_BYTES = 64 * 1024
+
+
+async def form_json_text(value: str | UploadFile, field: str,
+                         limit: int = MAX_DEVICE_BYTES) -> str:
+    """A JSON form value sent as text or as a file part, as text; InvalidRequest naming
+    ``field`` for a part over ``limit`` bytes or not UTF-8."""
+    if isinstance(value, str):
+        return value
+    data = await value.read(limit + 1)
+    if len(data) > limit:
+        raise InvalidRequest(f"{field}: larger than the limit of {limit} bytes", field)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidRequest(f"{field}: not UTF-8 text (expected JSON)", field) from None
 
 
 async def read_upload(upload: UploadFile, field: str, limit: int) -> bytes:

@@ -24,12 +24,14 @@ from fastapi.responses import FileResponse, JSONResponse
 from serve import evaluations as evals
 from serve import workflow
 from serve.deps import (
+    DEVICE_FORM_HELP,
     EvaluationId,
     IdempotencyKey,
     Reader,
     RefurbisherKey,
     Submitter,
     WorkflowDep,
+    form_json_text,
     read_upload,
 )
 from serve.models import DECISIONS, STATUSES
@@ -51,7 +53,7 @@ async def create_evaluation(
     wf: WorkflowDep,
     front: Annotated[UploadFile, File(description="front photo")],
     back: Annotated[UploadFile, File(description="back photo")],
-    device: Annotated[str, Form(description="device facts and checks, JSON")],
+    device: Annotated[str | UploadFile, Form(description=DEVICE_FORM_HELP)],
     refurbisher_grade: Annotated[str, Form(description="the refurbisher's grade")],
     idempotency_key: IdempotencyKey = None,
     refurbisher_id: Annotated[str | None, Form(description="required for a platform key; "
@@ -68,7 +70,7 @@ async def create_evaluation(
     front_b = await read_upload(front, "front", limit)
     back_b = await read_upload(back, "back", limit)
     body, created, _ = await workflow.submit_evaluation(
-        wf, who, front=front_b, back=back_b, device=device,
+        wf, who, front=front_b, back=back_b, device=await form_json_text(device, "device"),
         refurbisher_grade=refurbisher_grade, idempotency_key=idempotency_key,
         refurbisher_id=refurbisher_id, device_ref=device_ref,
         screen_condition=screen_condition, shell_condition=shell_condition, heatmaps=heatmaps,

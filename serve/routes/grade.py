@@ -10,7 +10,15 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from pydantic import BaseModel, Field, ValidationError
 
 from serve.auth import Principal
-from serve.deps import ServiceDep, SettingsDep, Submitter, WorkflowDep, read_upload
+from serve.deps import (
+    DEVICE_FORM_HELP,
+    ServiceDep,
+    SettingsDep,
+    Submitter,
+    WorkflowDep,
+    form_json_text,
+    read_upload,
+)
 from serve.grading import Service, parse_device
 from serve.photorecords import Screen
 from serve.problems import BatchTooLarge, InvalidBase64, InvalidRequest, Problem, problem_of
@@ -21,12 +29,24 @@ from tabular.schema import describe_errors
 router = APIRouter()
 
 
+DEVICE_REF_HELP = ("the platform's id of the device or listing: a photo already stored for "
+                   "another device_ref is a duplicate; without it, any stored photo is")
+
+
+def screen_for(wf: Any, route: str, who: Any, device_ref: str | None) -> Screen:
+    """The duplicate check of a stateless grade: photos stored for another device than
+    ``device_ref`` or, without one, any stored photo."""
+    return Screen(wf.db, route, who.refurbisher_id, device_ref=device_ref or None,
+                  any_device=not device_ref)
+
+
 class BatchDevice(BaseModel):
     id: str = Field(min_length=1, max_length=128)
     front: str = Field(description="front photo, base64")
     back: str = Field(description="back photo, base64")
     device: dict[str, Any]
     refurbisher_grade: str | None = None
+    device_ref: str | None = Field(None, max_length=128, description=DEVICE_REF_HELP)
     quality_check: bool = Field(True, description="check the photos before grading; only a "
                                 "platform key may send false")
 
@@ -44,18 +64,19 @@ async def grade(
     settings: SettingsDep,
     front: Annotated[UploadFile, File(description="front photo (JPEG, PNG, WebP, HEIC)")],
     back: Annotated[UploadFile, File(description="back photo")],
-    device: Annotated[str, Form(description="device facts and checks, JSON")],
+    device: Annotated[str | UploadFile, Form(description=DEVICE_FORM_HELP)],
     refurbisher_grade: Annotated[str | None, Form()] = None,
     heatmaps: Annotated[bool, Form(description="include damage heatmaps (PNG)")] = False,
     quality_check: Annotated[bool, Form(description="check the photos before grading; "
                                         "only a platform key may send false")] = True,
+    device_ref: Annotated[str | None, Form(max_length=128, description=DEVICE_REF_HELP)] = None,
 ) -> GradeResponse:
     check_quality_skip(who, quality_check)
-    info = parse_device(device)
+    info = parse_device(await form_json_text(device, "device"))
     limit = settings.max_upload_bytes
     front_b, back_b = await read_upload(front, "front", limit), await read_upload(back, "back",
                                                                                   limit)
-    screen = Screen(wf.db, "/v1/grade", who.refurbisher_id, any_device=True)
+    screen = screen_for(wf, "/v1/grade", who, device_ref)
     result = await svc.grade(front_b, back_b, info, refurbisher_grade or None, heatmaps,
                              quality_check=quality_check, screen=screen)
     return GradeResponse(request_id=request.state.request_id, **dict(result))
@@ -105,8 +126,8 @@ async def grade_batch(request: Request, who: Submitter, svc: ServiceDep, wf: Wor
         raise BatchTooLarge(f"devices: {len(body.devices)} exceeds the limit of "
                             f"{settings.max_batch_devices}", "devices")
     results = await asyncio.gather(*(
-        _grade_one(svc, Screen(wf.db, "/v1/grade/batch", who.refurbisher_id, any_device=True),
-                   who, i, d) for i, d in enumerate(body.devices)))
+        _grade_one(svc, screen_for(wf, "/v1/grade/batch", who, d.device_ref), who, i, d)
+        for i, d in enumerate(body.devices)))
     return BatchResponse(request_id=request.state.request_id, results=list(results))
 
 

@@ -217,6 +217,10 @@ def test_the_same_photo_for_another_device_is_a_duplicate(api):
     assert_rejected(api.grade("platform", new_front, back), "back", "duplicate")
     # a platform key may still grade it
     assert api.grade("platform", new_front, back, quality_check="false").status_code == 200
+    # /v1/grade with the stored device's device_ref: the same device, graded again
+    assert api.grade("platform", front, new_back, device_ref="IMEI-1").status_code == 200
+    assert_rejected(api.grade("platform", front, new_back, device_ref="IMEI-7"), "front",
+                    "duplicate")
 
 
 def test_an_idempotent_replay_is_answered_before_the_check(api):
