@@ -236,10 +236,12 @@ def export_dataset(db: Database, store: PhotoStore, out: str | Path, *,
     total = history.count_evaluations(db, since, until)
     evaluations = tqdm(history.iter_evaluations(db, since, until), total=total,
                        desc="export", unit="evaluation", disable=not progress)
-    tmp = out / ".manifest.csv.tmp"
-    write_manifest(tmp, job.rows(iter(evaluations)))
-    manifest = out / "manifest.csv"
-    os.replace(tmp, manifest)
+    tmp, manifest = out / ".manifest.csv.tmp", out / "manifest.csv"
+    try:
+        write_manifest(tmp, job.rows(iter(evaluations)))
+        os.replace(tmp, manifest)
+    finally:
+        tmp.unlink(missing_ok=True)
     summary = ExportSummary(
         manifest=str(manifest), database=db.url.render_as_string(hide_password=True),
         since=since.isoformat() if since else None, until=until.isoformat() if until else None,

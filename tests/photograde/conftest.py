@@ -11,6 +11,7 @@ approved and one left open.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.support import World, small_photos, workflow_app
+from tests.support import DB_KINDS, World, database_url, small_photos, workflow_app
 
 ALMOST_SURE = 0.999999  # above any confidence of the tiny test model: every grade abstains
 
@@ -75,17 +76,24 @@ def _play_cases(w: World) -> dict[str, dict[str, Any]]:
     return cases
 
 
-@pytest.fixture(scope="session")
-def workflow_history(bundle, grader, synth_dir, tmp_path_factory) -> SeededHistory:
+@pytest.fixture(scope="session", params=DB_KINDS)
+def workflow_history(request, bundle, grader, synth_dir, tmp_path_factory
+                     ) -> Iterator[SeededHistory]:
+    from training.synth.generate import generate
+
+    tmp = tmp_path_factory.mktemp(f"history-{request.param}")
+    synth = generate(120, tmp / "synth", seed=5, size=128, progress=False)
+    with database_url(request.param, tmp) as url:
+        yield _seed(url, tmp, synth, bundle, grader, synth_dir)
+
+
+def _seed(url: str, tmp: Path, synth: Path, bundle: Path, grader: Any, synth_dir: Path
+          ) -> SeededHistory:
     from photograde.seed import seed_history
     from serve.auth import create_key
     from serve.photostore import PhotoStore
     from serve.runtime import Grader
-    from training.synth.generate import generate
 
-    tmp = tmp_path_factory.mktemp("history")
-    synth = generate(120, tmp / "synth", seed=5, size=128, progress=False)
-    url = f"sqlite:///{tmp / 'photograde.db'}"
     pairs = small_photos(synth_dir, 16)
     grades = list(grader.policy.grades)
     with TestClient(workflow_app(url, tmp, grader)) as client:
