@@ -161,6 +161,20 @@ def test_the_export_passes_manifest_check_and_trains(exported, bundle, tmp_path,
     assert (tmp_path / "f" / "fusion.json").is_file()
 
 
+def test_vision_trains_on_the_export(exported, workflow_history, tmp_path):
+    """One short epoch on the exported photos and their declared or implied labels."""
+    from training.vision_train import TrainConfig, train_vision
+
+    if not workflow_history.url.startswith("sqlite"):
+        pytest.skip("the manifest does not depend on the database (run with SQLite)")
+    out = exported[0]
+    train_vision(TrainConfig(manifests=[str(out / "manifest.csv")], out=str(tmp_path / "v"),
+                             img_size=64, epochs=1, batch_size=8, workers=0, progress=False,
+                             cache_dir=str(tmp_path / "cache")))
+    summary = json.loads((tmp_path / "v" / "summary.json").read_text())
+    assert summary and (tmp_path / "v" / "best.pt").is_file()
+
+
 def test_the_command_line(workflow_history, tmp_path, capsys):
     today = dt.datetime.now(dt.UTC).date().isoformat()
     args = ["dataset", "export", "--database", workflow_history.url, "--photo-dir",
