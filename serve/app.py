@@ -26,6 +26,7 @@ from starlette.formparsers import MultiPartParser
 
 from serve.grading import Service
 from serve.handlers import install_handlers
+from serve.headers import SecurityHeaders
 from serve.observe import Observe
 from serve.routes import ROUTERS
 from serve.routes.docs import mount_docs
@@ -74,6 +75,8 @@ def create_app(settings: Settings | None = None, grader: Grader | None = None) -
                   "phone.")
     app.state.service, app.state.workflow = svc, workflow
     app.add_middleware(Observe, limit_for=body_limit(settings), metrics=svc.metrics)
+    # outermost: every answer gets the security headers, Observe's early 413 included
+    app.add_middleware(SecurityHeaders, hsts_max_age=settings.hsts_max_age)
     install_handlers(app)
     for router in ROUTERS:
         app.include_router(router)

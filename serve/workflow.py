@@ -25,6 +25,7 @@ from serve.models import Photo, Refurbisher, ReturnReport
 from serve.photorecords import Screen, hash_rows
 from serve.photostore import PhotoStore, sha256
 from serve.problems import Forbidden, InvalidRequest, NotFound, UnknownCondition, UnknownReason
+from serve.sessions import Lifetime, session_principal
 from serve.settings import Settings
 from vision.conditions import CONDITIONS
 
@@ -60,6 +61,14 @@ class Workflow:
     async def identify(self, key: str | None) -> Principal:
         """The key's principal (Unauthorized), within its rate limit (RateLimited)."""
         who = await run_in_threadpool(authenticate, self.db, key)
+        self.limiter.check(who.key_id or "")
+        return who
+
+    async def identify_session(self, session_id: str) -> Principal:
+        """A UI session's principal (Unauthorized when it has ended), within its key's rate
+        limit (RateLimited)."""
+        who = await run_in_threadpool(session_principal, self.db, session_id,
+                                      Lifetime.of(self.settings))
         self.limiter.check(who.key_id or "")
         return who
 

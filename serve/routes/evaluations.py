@@ -32,6 +32,7 @@ from serve.deps import (
     WorkflowDep,
     read_upload,
 )
+from serve.headers import PHOTO_CACHE
 from serve.models import DECISIONS, STATUSES
 from serve.problems import NotFound
 from serve.responses import EvaluationOut, EvaluationPage
@@ -111,7 +112,7 @@ def get_photo(who: Reader, wf: WorkflowDep, evaluation_id: EvaluationId,
         raise NotFound(f"name: evaluation {evaluation_id} has no photo {name!r} (front, back, "
                        "justification-N)", "name")
     return FileResponse(wf.photos.path(photo.sha256), media_type=photo.media_type,
-                        headers={"Cache-Control": "private, max-age=31536000, immutable",
+                        headers={"Cache-Control": PHOTO_CACHE,
                                  "ETag": f'"{photo.sha256}"'})
 
 

@@ -13,6 +13,7 @@ from serve import evaluations as evals
 from serve import workflow
 from serve.auth import Principal
 from serve.deps import WorkflowDep
+from serve.headers import PHOTO_CACHE
 from serve.problems import NotFound, Problem
 from serve.ui.form import photo_bytes
 from serve.ui.heatmaps import heatmap_png
@@ -93,7 +94,7 @@ def photo(evaluation_id: str, name: str, who: Reader, wf: WorkflowDep) -> FileRe
     if row is None:
         raise NotFound(f"no photo {name!r} for this evaluation")
     return FileResponse(wf.photos.path(row.sha256), media_type=row.media_type,
-                        headers={"Cache-Control": "private, max-age=86400"})
+                        headers={"Cache-Control": PHOTO_CACHE})
 
 
 @router.get("/evaluations/{evaluation_id}/heatmaps/{part}.png")
@@ -115,4 +116,4 @@ async def heatmap(evaluation_id: str, part: str, who: Reader, wf: WorkflowDep,
         png = await asyncio.to_thread(heatmap_png, grader, data, part)
         cache.put((evaluation_id, part), png)
     return Response(png, media_type="image/png",
-                    headers={"Cache-Control": "private, max-age=86400"})
+                    headers={"Cache-Control": PHOTO_CACHE})
