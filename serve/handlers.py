@@ -71,7 +71,8 @@ async def on_error(request: Request, exc: Exception) -> JSONResponse:
     """A 500, with the security headers: Starlette answers it outside the app's middleware."""
     log.exception("unexpected error on %s", request.url.path)
     response = problem_response(request, problem_of(exc))
-    hsts = request.app.state.workflow.settings.hsts_max_age
+    settings = getattr(request.app.state.workflow, "settings", None)
+    hsts = settings.hsts_max_age if settings is not None else 0
     for name, value in headers_for(request.url.path, hsts).items():
         response.headers.setdefault(name, value)
     return response

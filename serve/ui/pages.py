@@ -18,6 +18,7 @@ from fastapi.templating import Jinja2Templates
 from fusion.bundle import BundleManifest
 from serve.auth import OPEN, Principal
 from serve.deps import WorkflowDep
+from serve.fields import DEVICE_REF_MAX, TEXT_MAX
 from serve.models import ROLES
 from serve.problems import CrossOrigin, FieldError, Forbidden, Problem, Unauthorized
 from serve.sessions import cookie_name
@@ -34,7 +35,8 @@ LABELS = {"validated": "Grade validated", "suggestion": "Different grade suggest
 FORM_LABELS = {"front": "Front photo", "back": "Back photo", "refurbisher_grade": "Overall grade",
                "refurbisher_id": "Refurbisher", "screen_condition": "Screen condition",
                "shell_condition": "Shell condition", "text": "Explanation",
-               "photos": "Additional photos"}
+               "photos": "Additional photos", "device_ref": "Your reference",
+               "comment": "Comment"}
 _PHOTO_N = re.compile(r"photos\[(\d+)\]")
 
 
@@ -46,6 +48,7 @@ templates = Jinja2Templates(directory=SERVE / "templates")
 templates.env.filters["pretty"] = pretty
 templates.env.filters["pct"] = lambda v: "-" if v is None else f"{100 * v:.0f}%"
 templates.env.globals["bar"] = bar
+templates.env.globals["limits"] = {"text": TEXT_MAX, "device_ref": DEVICE_REF_MAX}
 
 
 class LoginRequired(Exception):
