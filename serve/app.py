@@ -14,6 +14,7 @@ Routers by resource: ``serve/routes/`` (API), ``serve/ui/`` (pages); their share
 in ``serve/deps.py``; the grading service in ``serve/grading.py``; the workflow's service
 functions in ``serve/workflow.py``. Every error is an RFC 9457 problem+json naming the field and
 the reason (``serve/problems.py``, ``serve/handlers.py``); no bad input is answered with a 5xx.
+Every response carries the security headers (``serve/headers.py``).
 """
 
 from __future__ import annotations
