@@ -92,10 +92,11 @@ async def same_origin(request: Request) -> None:
     """Refuse a state-changing UI request sent by another origin's page (cross-site request
     forgery). The session cookie is SameSite=Strict, but a sibling subdomain is the "same site"
     and old browsers ignore SameSite. The browser says where the form was: ``Sec-Fetch-Site``
-    (every current browser) must be ``same-origin``; without it, ``Origin`` must match the Host
-    (or a proxy's X-Forwarded-Host) header, and ``Origin: null`` (what a form sends under
-    ``Referrer-Policy: no-referrer``, or a sandboxed page) is refused. Forms cannot set these
-    headers; clients that send neither (curl, scripts) need a key or session anyway."""
+    (every current browser, over https or to loopback) must be ``same-origin``; without it,
+    ``Origin`` must match the Host (or a proxy's X-Forwarded-Host) header, and ``Origin: null``
+    (what a form sends under ``Referrer-Policy: no-referrer``, or a sandboxed page) is refused.
+    Forms cannot set these headers; clients that send neither (curl, scripts) still need a
+    live session."""
     if request.method in ("GET", "HEAD", "OPTIONS"):
         return
     fetch_site = request.headers.get("sec-fetch-site")
