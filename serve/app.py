@@ -14,6 +14,7 @@ Routers by resource: ``serve/routes/`` (API), ``serve/ui/`` (pages); their share
 in ``serve/deps.py``; the grading service in ``serve/grading.py``; the workflow's service
 functions in ``serve/workflow.py``. Every error is an RFC 9457 problem+json naming the field and
 the reason (``serve/problems.py``, ``serve/handlers.py``); no bad input is answered with a 5xx.
+Every response carries the security headers (``serve/headers.py``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from starlette.formparsers import MultiPartParser
 
 from serve.grading import Service
 from serve.handlers import install_handlers
+from serve.headers import SecurityHeaders
 from serve.observe import Observe
 from serve.routes import ROUTERS
 from serve.routes.docs import mount_docs
@@ -74,6 +76,8 @@ def create_app(settings: Settings | None = None, grader: Grader | None = None) -
                   "phone.")
     app.state.service, app.state.workflow = svc, workflow
     app.add_middleware(Observe, limit_for=body_limit(settings), metrics=svc.metrics)
+    # outermost: every answer gets the security headers, Observe's early 413 included
+    app.add_middleware(SecurityHeaders, hsts_max_age=settings.hsts_max_age)
     install_handlers(app)
     for router in ROUTERS:
         app.include_router(router)

@@ -48,11 +48,6 @@ def capped(receive: Receive, limit: int) -> Receive:
 
 
 REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
-# On every response: no MIME sniffing, no framing by another site (clickjacking), no full URL
-# in the Referer sent to other sites. Pages may set stricter values themselves.
-SECURITY_HEADERS = {"x-content-type-options": "nosniff", "x-frame-options": "DENY",
-                    "content-security-policy": "frame-ancestors 'none'",
-                    "referrer-policy": "same-origin"}
 
 
 class Observe:
@@ -74,7 +69,6 @@ class Observe:
             request_id = uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         status = 500  # unless a response starts: an unhandled error
-        page = scope["path"].startswith("/ui") and not scope["path"].startswith("/ui/static")
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -82,10 +76,6 @@ class Observe:
                 status = message["status"]
                 out = MutableHeaders(scope=message)
                 out.append("x-request-id", request_id)
-                for name, value in SECURITY_HEADERS.items():
-                    out.setdefault(name, value)
-                if page:  # an authenticated page must not outlive a logout in a cache
-                    out.setdefault("cache-control", "no-store")
             await send(message)
 
         start = time.perf_counter()
