@@ -86,6 +86,7 @@ def _backtest_options(p: argparse.ArgumentParser) -> None:
 def _backtest(args: argparse.Namespace) -> int:
     from photograde import history
     from photograde.backtest import run_backtest
+    from serve import registry
     from serve.photostore import PhotoStore
     from serve.settings import SHIPPED_BUNDLE
 
@@ -95,9 +96,13 @@ def _backtest(args: argparse.Namespace) -> int:
     until = history.parse_when(args.until, "--until")
     db = history.open_database(settings.database_url)
     try:
+        # the bundle that graded the evaluations: the served one, the shipped one, or any
+        # registered bundle (serve/registry.py)
+        registered = [Path(b["directory"]) for b in registry.list_bundles(db)]
         report = run_backtest(
             db, PhotoStore(settings.photo_dir), args.bundle, args.out, since=since,
-            until=until, against=args.against, candidates=[settings.bundle, SHIPPED_BUNDLE],
+            until=until, against=args.against,
+            candidates=[settings.bundle, SHIPPED_BUNDLE, *registered],
             decision_gaps=(settings.validated_max_gap, settings.suggestion_max_gap),
             int8=args.int8, threads=args.threads, window_days=args.return_window_days,
             progress=not args.quiet)

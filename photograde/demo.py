@@ -25,6 +25,7 @@ from serve.settings import SHIPPED_BUNDLE, Settings, load_settings
 from vision.errors import PhotogradeError
 
 DEMO_REFURBISHER = "demo-refurbisher"
+DEMO = "photograde demo"
 
 
 class DemoError(PhotogradeError):
@@ -173,9 +174,20 @@ def prepare(directory: Path, history_devices: int = 120, *, bundle: Path | None 
                               n_refurbishers=4)
         _step(f"    {counts.get('evaluations', 0)} evaluations, {counts.get('returns', 0)} "
               f"returns in {time.perf_counter() - t:.0f} s")
+    serve_in_demo(db, bundle)
     keys = demo_keys(db, directory / "demo-keys.json")
     db.dispose()
     return settings, keys
+
+
+def serve_in_demo(db: Any, bundle: Path) -> None:
+    """Make ``bundle`` the registry's active bundle: the demo serves the bundle it was asked
+    for, whatever an earlier run of the same folder promoted (serve/registry.py)."""
+    from serve import registry
+
+    record = registry.register(db, bundle, DEMO)
+    if record["state"] != "active":
+        registry.promote(db, record["version"], DEMO)
 
 
 def run_demo(directory: Path, host: str, port: int, *, bundle: Path | None = None,

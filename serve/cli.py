@@ -1,5 +1,6 @@
 """Serving sub-commands of ``photograde`` (torch-free): ``predict``, ``bundle verify``,
-``serve``, ``keys create|list|revoke`` and ``db upgrade``.
+``serve``, ``keys create|list|revoke``, ``db upgrade`` and the model versions' ``bundle
+register|list|shadow|promote|rollback|retire`` (:mod:`serve.registry_cli`).
 
 :func:`register` adds them to the root command line (:mod:`photograde.cli`). Each imports its
 modules only when it runs; options that need the settings or the models are added when their
@@ -15,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from serve import registry_cli
 from vision.errors import PhotogradeError
 
 Groups = dict[str, argparse._SubParsersAction]
@@ -209,6 +211,7 @@ def register(sub: argparse._SubParsersAction) -> Groups:
                                    "samples")
     verify.add_argument("bundle", type=Path)
     verify.set_defaults(func=_bundle_verify)
+    registry_cli.register(bundle_sub)  # register, list, shadow, promote, rollback, retire
 
     keys = sub.add_parser("keys", help="API keys of the workflow API")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")

@@ -1,6 +1,7 @@
 """The workflow's tables (SQLAlchemy 2): refurbishers, API keys, UI sessions, photos,
-evaluations, justifications with their extra photos, reviews, returns and claims, and the photo
-check's records (accepted photos' perceptual hashes, rejections).
+evaluations, justifications with their extra photos, reviews, returns and claims, the photo
+check's records (accepted photos' perceptual hashes, rejections), and the model versions
+(registered bundles, the shadow bundle's predictions).
 
 Timestamps are timezone-aware UTC in Python; SQLite stores them as naive UTC text. Every schema
 change goes through an Alembic migration (``serve/migrations``).
@@ -26,6 +27,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -39,6 +41,7 @@ RESOLUTIONS = ("validated", "accepted", "kept", "approved", "overridden")
 RETURN_KINDS = ("return", "claim")
 REJECT_REASONS = tuple(r.value for r in RejectReason)  # vision.photocheck: the one definition
 SLOTS = ("front", "back")
+BUNDLE_STATES = ("registered", "active", "shadow", "retired")
 
 
 def utcnow() -> dt.datetime:
@@ -278,3 +281,51 @@ class PhotoRejection(Base):
     route: Mapped[str] = mapped_column(String(64))
     slot: Mapped[str] = mapped_column(String(8))
     reason: Mapped[str] = mapped_column(String(16))
+
+
+SERVING = "state IN ('active', 'shadow')"
+
+
+class Bundle(Base):
+    """A registered model bundle (serve/registry.py): at most one is active (served) and one
+    shadow (scored off the request path, never shown); ``activated_at`` orders the rollbacks."""
+
+    __tablename__ = "bundles"
+    __table_args__ = (
+        CheckConstraint(_in("state", BUNDLE_STATES), name="state"),
+        Index("ix_bundles_serving_state", "state", unique=True, sqlite_where=text(SERVING),
+              postgresql_where=text(SERVING)),
+    )
+
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    directory: Mapped[str] = mapped_column(Text)
+    model_name: Mapped[str | None] = mapped_column(String(128))
+    registered_by: Mapped[str] = mapped_column(String(200))
+    registered_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    backtest: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16))
+    activated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    changed_by: Mapped[str | None] = mapped_column(String(200))
+    changed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class ShadowPrediction(Base):
+    """What the shadow bundle made of one graded device (its own grade, confidence and
+    decision), next to the active bundle's answer; never shown to the caller. ``request_id``
+    and ``item`` (a batch device's id) name the request, ``evaluation_id`` the evaluation it
+    was submitted as (no foreign key: the row may be written before the evaluation)."""
+
+    __tablename__ = "shadow_predictions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    request_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    item: Mapped[str | None] = mapped_column(String(128))
+    evaluation_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    bundle_version: Mapped[str] = mapped_column(String(64), index=True)
+    grade: Mapped[str] = mapped_column(String(32))
+    confidence: Mapped[float] = mapped_column(Float)
+    decision: Mapped[str | None] = mapped_column(String(32))
+    active_version: Mapped[str] = mapped_column(String(64))
+    active_grade: Mapped[str] = mapped_column(String(32))
+    active_decision: Mapped[str | None] = mapped_column(String(32))
