@@ -3,11 +3,12 @@
     POST /v1/grade          multipart: front, back (photos), device (JSON), refurbisher_grade,
                             heatmaps -> predicted grade, probabilities, parts, reasons, decision
     POST /v1/grade/batch    JSON: many devices (base64 photos) in one call
-    GET  /v1/model          bundle metadata, execution provider, threads, batching
+    GET  /v1/model          bundle metadata, execution provider, threads, batching, versions
     GET  /healthz           alive
     GET  /readyz            bundle loaded and warmed up
     GET  /metrics           Prometheus
     /v1/evaluations, /v1/returns, /v1/dashboard/..., /v1/keys: the refurbisher workflow
+    /v1/admin/bundles       model versions: promote, shadow, retire, rollback
     /ui                     the web UI
 
 Routers by resource: ``serve/routes/`` (API), ``serve/ui/`` (pages); their shared dependencies
@@ -19,6 +20,7 @@ Every response carries the security headers (``serve/headers.py``).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 
@@ -34,6 +36,7 @@ from serve.routes.docs import mount_docs
 from serve.runtime import Grader
 from serve.settings import Settings
 from serve.ui import mount_ui
+from serve.versions import Versions
 from serve.workflow import Workflow
 
 
@@ -53,7 +56,8 @@ def body_limit(settings: Settings) -> Callable[[str], int]:
 def create_app(settings: Settings | None = None, grader: Grader | None = None) -> FastAPI:
     """The app: its grading service and workflow (``app.state``), the request middleware, the
     problem+json handlers, the API's routers and the UI. ``grader``: an already loaded bundle
-    (else ``settings.bundle`` is loaded at startup)."""
+    (else ``settings.bundle`` is loaded at startup); the registry's active bundle is served
+    if it is another (:mod:`serve.versions`)."""
     settings = settings or Settings()
     # Photos are read into memory right after parsing, and the body size is capped (below):
     # spooling each part to a temporary file first (Starlette's default above 1 MB) only adds
@@ -62,12 +66,14 @@ def create_app(settings: Settings | None = None, grader: Grader | None = None) -
                                          settings.max_upload_bytes)
     svc = Service(settings, grader)
     workflow = Workflow(settings, svc)
+    versions = Versions(settings, svc, workflow.db)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        await svc.start()
-        await workflow.start()
+        await workflow.start()  # the database first: it says which bundle to serve
+        await versions.start()
         yield
+        await versions.stop()
         await svc.stop()
         await workflow.stop()
 
@@ -87,5 +93,11 @@ def create_app(settings: Settings | None = None, grader: Grader | None = None) -
 
 
 def app_from_env() -> FastAPI:
-    """Factory for ``uvicorn --factory`` (several workers): settings from the environment."""
+    """Factory for ``uvicorn --factory`` (several workers): settings from the environment. A
+    worker process does not inherit the command's logging: without a handler of its own, the
+    service's messages (ready, bundle switches) go to stderr, with the worker's process id."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.WARNING,
+                            format="%(levelname)s %(name)s [%(process)d]: %(message)s")
+        logging.getLogger("photograde").setLevel(logging.INFO)
     return create_app(Settings())

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -57,10 +59,14 @@ class Database:
     def __init__(self, url: str):
         self.url = make_url(url)
         self.dialect = self.url.get_backend_name()
+        # an in-memory SQLite database is one connection: one thread uses it at a time
+        self._lock: AbstractContextManager[Any] = nullcontext()
         if self.dialect == "sqlite":
             database = self.url.database or ""
             memory = database in ("", ":memory:")
-            if not memory:
+            if memory:
+                self._lock = threading.RLock()
+            else:
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
                 # created private (SQLite gives its -wal and -shm files the same mode)
                 os.close(os.open(database, os.O_WRONLY | os.O_CREAT, 0o600))
@@ -78,12 +84,12 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A session in a write transaction, committed on success (durable before returning)."""
-        with self._write() as session, session.begin():
+        with self._lock, self._write() as session, session.begin():
             yield session
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        with self._read() as session, session.begin():
+        with self._lock, self._read() as session, session.begin():
             yield session
 
     def migrate(self, revision: str = "head") -> None:

@@ -27,6 +27,19 @@ class Metrics:
             "photograde_photo_rejections_total", "Photos the photo check refused, by reason and "
             "slot", ["reason", "slot"], registry=r)
         self.errors = Counter("photograde_errors_total", "Errors by kind", ["kind"], registry=r)
+        self.bundle_info = Gauge("photograde_bundle_info", "The bundles this worker serves "
+                                 "(1), by version and role (active, shadow)",
+                                 ["version", "role"], registry=r)
+        self.shadow_predictions = Counter(
+            "photograde_shadow_predictions_total", "Shadow scoring by outcome (stored; "
+            "dropped: its queue was full; failed)", ["outcome"], registry=r)
+
+    def set_bundles(self, active: str | None, shadow: str | None) -> None:
+        """The bundle info gauge: one series per bundle this worker serves."""
+        self.bundle_info.clear()
+        for version, role in ((active, "active"), (shadow, "shadow")):
+            if version is not None:
+                self.bundle_info.labels(version, role).set(1)
 
     def count(self, result: GradeResult) -> None:
         """Count a grade result: its grade and, given a refurbisher grade, its decision."""

@@ -54,6 +54,12 @@ class Settings(BaseSettings):
         default_factory=PhotoCheckConfig, description="the photo check's thresholds; in the "
         "environment e.g. PHOTOGRADE_PHOTO_CHECK_THRESHOLDS__MIN_SIDE_PX=120")
     decode_threads: int = Field(0, ge=0, description="photo decoding threads (0: CPU quota)")
+    # -- model versions: the bundle registry (serve/registry.py, serve/versions.py) ---------
+    bundle_poll_seconds: float = Field(5.0, gt=0, description="each worker reads the active "
+                                       "and shadow bundles from the database this often and "
+                                       "switches when they change")
+    shadow_queue_size: int = Field(16, ge=1, description="graded requests waiting for the "
+                                   "shadow bundle; beyond, they are not shadow-scored")
     # -- refurbisher workflow: storage, auth, decisions (serve/workflow.py) -----------------
     database_url: str = Field("sqlite:///./photograde.db", description="SQLAlchemy URL: a "
                               "SQLite file, postgresql+psycopg://..., or sqlite:// (memory)")

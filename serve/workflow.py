@@ -22,12 +22,13 @@ from serve.auth import Principal, RateLimiter, authenticate, check_refurbisher_i
 from serve.db import Database
 from serve.fields import DEVICE_REF_MAX, TEXT_MAX, check_length
 from serve.grading import Service, check_grade, parse_device
-from serve.models import Photo, Refurbisher, ReturnReport
+from serve.models import Photo, Refurbisher, ReturnReport, new_id
 from serve.photorecords import Screen, hash_rows
 from serve.photostore import PhotoStore, sha256
 from serve.problems import Forbidden, InvalidRequest, NotFound, UnknownCondition, UnknownReason
 from serve.sessions import Lifetime, session_principal
 from serve.settings import Settings
+from serve.shadow import ShadowRef
 from vision.conditions import CONDITIONS
 
 Upload = TypeVar("Upload")
@@ -43,13 +44,8 @@ class Workflow:
         self.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
 
     async def start(self) -> None:
-        """Migrate the database (``upgrade head``); apply the settings' decision thresholds to
-        the grader, so ``/v1/grade`` and evaluations decide alike."""
+        """Migrate the database (``upgrade head``)."""
         await run_in_threadpool(self.db.migrate)
-        if self.svc.grader is not None:
-            s = self.settings
-            self.svc.grader.policy = evals.decision_policy(
-                self.svc.grader.policy, s.validated_max_gap, s.suggestion_max_gap)
 
     async def stop(self) -> None:
         await run_in_threadpool(self.db.dispose)
@@ -111,11 +107,14 @@ async def submit_evaluation(
         refurbisher_id: str | None = None, device_ref: str | None = None,
         screen_condition: str | None = None, shell_condition: str | None = None,
         heatmaps: bool = False, quality_check: bool = True, route: str = "/v1/evaluations",
+        request_id: str | None = None,
 ) -> tuple[dict[str, Any], bool, dict[str, str] | None]:
     """Grade, decide and store one evaluation (idempotent with ``idempotency_key``); returns
     (its JSON, created, the damage heatmaps: base64 PNG per part when asked and created).
     ``quality_check`` false (a platform key only) skips the photo check; a rejection is
-    recorded under ``route``; the accepted photos' hashes are stored with the evaluation."""
+    recorded under ``route``; the accepted photos' hashes are stored with the evaluation. The
+    bundle that graded it decides it and is stored with it (``bundle_version``); a shadow
+    bundle's prediction names the evaluation and ``request_id``."""
     check_quality_skip(who, quality_check)
     refurbisher_id = _submitter(who, refurbisher_id)
     check_length(device_ref, "device_ref", DEVICE_REF_MAX)
@@ -137,15 +136,18 @@ async def submit_evaluation(
         if stored is not None:
             return stored, False, None
     screen = Screen(wf.db, route, refurbisher_id, device_ref=device_ref or None)
-    result = await wf.svc.grade(front, back, info, refurbisher_grade, heatmaps,
-                                quality_check=quality_check, screen=screen)
+    evaluation_id = new_id()
+    result, grader = await wf.svc.grade_with(front, back, info, refurbisher_grade, heatmaps,
+                                             quality_check=quality_check, screen=screen,
+                                             ref=ShadowRef(request_id, evaluation_id))
     ev = evals.build_evaluation(
-        policy, result, refurbisher_id=refurbisher_id, refurbisher_grade=refurbisher_grade,
+        grader.policy, result, refurbisher_id=refurbisher_id, refurbisher_grade=refurbisher_grade,
         info=info.model_dump(mode="json"), front_sha256=sha256(front),
         back_sha256=sha256(back), request_sha256=fingerprint,
         idempotency_key=idempotency_key, device_ref=device_ref or None,
         declared_screen=declared[0], declared_shell=declared[1],
         created_by_key_id=who.key_id)
+    ev.id = evaluation_id
     ev.photo_hashes = hash_rows(screen.verdicts, refurbisher_id, device_ref or None)
     ev, created = await run_in_threadpool(evals.save_evaluation, wf.db, wf.photos, ev,
                                           front, back)

@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from serve.routes import dashboards, evaluations, grade, keys, ops, returns, reviews
+from serve.routes import admin, dashboards, evaluations, grade, keys, ops, returns, reviews
 
 ROUTERS: tuple[APIRouter, ...] = (grade.router, ops.router, evaluations.router, reviews.router,
-                                  returns.router, dashboards.router, keys.router)
+                                  returns.router, dashboards.router, keys.router, admin.router)

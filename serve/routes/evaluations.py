@@ -18,7 +18,7 @@ with different content is a 422.
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, File, Form, Path, Query, UploadFile
+from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse
 
 from serve import evaluations as evals
@@ -51,6 +51,7 @@ DecisionName = Literal[DECISIONS]  # type: ignore[valid-type]
 @router.post("/evaluations", status_code=201, response_model=EvaluationOut,
              summary="Grade, decide and store one evaluation (idempotent)")
 async def create_evaluation(
+    request: Request,
     who: Submitter,
     wf: WorkflowDep,
     front: Annotated[UploadFile, File(description="front photo")],
@@ -76,7 +77,7 @@ async def create_evaluation(
         refurbisher_grade=refurbisher_grade, idempotency_key=idempotency_key,
         refurbisher_id=refurbisher_id, device_ref=device_ref,
         screen_condition=screen_condition, shell_condition=shell_condition, heatmaps=heatmaps,
-        quality_check=quality_check)
+        quality_check=quality_check, request_id=request.state.request_id)
     if not created:
         return JSONResponse(body, headers={"Idempotent-Replayed": "true"})
     return JSONResponse(body, status_code=201,

@@ -23,6 +23,7 @@ from serve.grading import Service, parse_device
 from serve.photorecords import Screen
 from serve.problems import BatchTooLarge, InvalidBase64, InvalidRequest, Problem, problem_of
 from serve.responses import BatchItem, BatchProblem, BatchResponse, GradeResponse
+from serve.shadow import ShadowRef
 from serve.workflow import check_quality_skip
 from tabular.schema import describe_errors
 
@@ -78,7 +79,8 @@ async def grade(
                                                                                   limit)
     screen = screen_for(wf, "/v1/grade", who, device_ref)
     result = await svc.grade(front_b, back_b, info, refurbisher_grade or None, heatmaps,
-                             quality_check=quality_check, screen=screen)
+                             quality_check=quality_check, screen=screen,
+                             ref=ShadowRef(request.state.request_id))
     return GradeResponse(request_id=request.state.request_id, **dict(result))
 
 
@@ -91,7 +93,7 @@ def _batch_request(body: bytes) -> BatchRequest:
 
 
 async def _grade_one(svc: Service, screen: Screen, who: Principal, i: int,
-                     item: BatchDevice) -> BatchItem:
+                     item: BatchDevice, request_id: str) -> BatchItem:
     """One device of a batch: its result, or the problem that stopped it (an overloaded
     queue stops the whole batch)."""
     prefix = f"devices[{i}]."
@@ -106,7 +108,8 @@ async def _grade_one(svc: Service, screen: Screen, who: Principal, i: int,
                 raise InvalidBase64(f"{prefix}{name}: not valid base64",
                                     f"{prefix}{name}") from None
         result = await svc.grade(photos[0], photos[1], info, item.refurbisher_grade, False,
-                                 prefix, quality_check=item.quality_check, screen=screen)
+                                 prefix, quality_check=item.quality_check, screen=screen,
+                                 ref=ShadowRef(request_id, item=item.id))
         return BatchItem(id=item.id, ok=True, result=result)
     except Problem as e:
         p = problem_of(e)
@@ -126,14 +129,16 @@ async def grade_batch(request: Request, who: Submitter, svc: ServiceDep, wf: Wor
         raise BatchTooLarge(f"devices: {len(body.devices)} exceeds the limit of "
                             f"{settings.max_batch_devices}", "devices")
     results = await asyncio.gather(*(
-        _grade_one(svc, screen_for(wf, "/v1/grade/batch", who, d.device_ref), who, i, d)
+        _grade_one(svc, screen_for(wf, "/v1/grade/batch", who, d.device_ref), who, i, d,
+                   request.state.request_id)
         for i, d in enumerate(body.devices)))
     return BatchResponse(request_id=request.state.request_id, results=list(results))
 
 
-@router.get("/v1/model", summary="Bundle metadata, execution provider, thread settings")
+@router.get("/v1/model", summary="Bundle metadata, execution provider, thread settings, the "
+            "active and shadow bundles")
 async def model(svc: ServiceDep, settings: SettingsDep) -> dict[str, Any]:
-    return {**svc.loaded.info(),
+    return {**svc.loaded.info(), "versions": svc.versions(),
             "batching": {"enabled": svc.batching, "setting": settings.batching,
                          "max_batch_size": settings.max_batch_size,
                          "max_wait_ms": settings.max_wait_ms, "queue_size": settings.queue_size},

@@ -134,7 +134,7 @@ async def create(request: Request, who: Submitter, wf: WorkflowDep,
             device_ref=values["device_ref"] or None,
             screen_condition=values["screen_condition"] or None,
             shell_condition=values["shell_condition"] or None, heatmaps=True,
-            route="/ui/evaluations")
+            route="/ui/evaluations", request_id=request.state.request_id)
     except Problem as p:
         if p.status in (401, 429):
             raise
