@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from serve.observe import BodyTooLarge
+from serve.gate import BodyTooLarge
 from serve.problems import (
     DOMAIN_ERRORS,
     InvalidRequest,

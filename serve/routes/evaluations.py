@@ -34,6 +34,7 @@ from serve.deps import (
     form_json_text,
     read_upload,
 )
+from serve.gate import KeyFirstRoute
 from serve.models import DECISIONS, STATUSES
 from serve.problems import NotFound
 from serve.responses import EvaluationOut, EvaluationPage
@@ -41,7 +42,7 @@ from serve.responses import EvaluationOut, EvaluationPage
 # Paging past a billion rows is a client bug; an unbounded offset overflowed SQLite (a 500).
 MAX_OFFSET = 1_000_000_000
 
-router = APIRouter(prefix="/v1", tags=["evaluations"])
+router = APIRouter(prefix="/v1", tags=["evaluations"], route_class=KeyFirstRoute)
 Status = Literal[STATUSES]  # type: ignore[valid-type]
 DecisionName = Literal[DECISIONS]  # type: ignore[valid-type]
 

@@ -1,15 +1,14 @@
 """Signing in with an API key (kept in an HttpOnly cookie), signing out, and the home page."""
 
 from fastapi import APIRouter, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from serve.auth import authenticate
-from serve.deps import WorkflowDep
-from serve.problems import Unauthorized
+from serve.deps import WorkflowDep, client_address
+from serve.gate import KeyFirstRoute
+from serve.problems import TooManyAuthFailures, Unauthorized
 from serve.ui.pages import COOKIE, AnyKey, page
 
-router = APIRouter(prefix="/ui")
+router = APIRouter(prefix="/ui", route_class=KeyFirstRoute)
 
 
 @router.get("/login")
@@ -21,10 +20,12 @@ async def login_page(request: Request) -> HTMLResponse:
 async def login(request: Request, wf: WorkflowDep) -> Response:
     form = await request.form()
     key = str(form.get("key") or "").strip()
-    try:
-        await run_in_threadpool(authenticate, wf.db, key)  # no rate limit: not a request yet
-    except Unauthorized as e:
-        return page(request, "login.html", None, 401, error=e.detail)
+    try:  # failed logins are limited per client address; no per-key limit: not a request yet
+        await wf.authenticate(key, client_address(request))
+    except (Unauthorized, TooManyAuthFailures) as e:
+        refused = page(request, "login.html", None, e.status, error=e.detail)
+        refused.headers.update(e.headers)
+        return refused
     response = RedirectResponse("/ui", status_code=303)
     response.set_cookie(COOKIE, key, httponly=True, samesite="strict", path="/",
                         secure=request.url.scheme == "https")

@@ -16,7 +16,7 @@ from fastapi.templating import Jinja2Templates
 
 from fusion.bundle import BundleManifest
 from serve.auth import OPEN, Principal
-from serve.deps import WorkflowDep
+from serve.deps import WorkflowDep, client_address
 from serve.models import ROLES
 from serve.problems import CrossOrigin, FieldError, Forbidden, Problem, Unauthorized
 from serve.ui.heatmaps import HeatmapCache
@@ -109,7 +109,7 @@ def require(*roles: str):
         if not key:
             raise LoginRequired()
         try:
-            who = await wf.identify(key)
+            who = await wf.identify(key, client_address(request))
         except Unauthorized:
             raise LoginRequired() from None
         if not who.has(*roles):

@@ -6,10 +6,11 @@ from fastapi.responses import HTMLResponse, Response
 
 from serve import workflow
 from serve.deps import WorkflowDep
+from serve.gate import KeyFirstRoute
 from serve.ui.evaluations import back_to, list_page
 from serve.ui.pages import Reviewer, Staff
 
-router = APIRouter(prefix="/ui")
+router = APIRouter(prefix="/ui", route_class=KeyFirstRoute)
 
 
 @router.get("/reviews")
