@@ -238,3 +238,35 @@ def test_metrics_and_docs_can_be_turned_off():
     for path in ("/metrics", "/docs", "/redoc", "/openapi.json", "/docs/assets/swagger-ui.css"):
         assert client.get(path).status_code == 404, path
     assert client.get("/healthz").status_code == 200
+
+
+def test_every_router_checks_the_key_before_the_body():
+    from serve.gate import KeyFirstRoute
+    from serve.routes import ROUTERS, ops
+    from serve.ui import ROUTERS as UI_ROUTERS
+
+    for router in (*ROUTERS, ops.metrics_router, *UI_ROUTERS):
+        assert router.route_class is KeyFirstRoute
+        assert all(isinstance(route, KeyFirstRoute) for route in router.routes), router.routes
+
+
+def test_the_images_lock_pins_every_serving_dependency_with_hashes():
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    from tests.support import ROOT
+
+    wanted = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    for lock, swap in (("serve.lock", {}), ("serve-gpu.lock", {"onnxruntime": "onnxruntime-gpu"})):
+        text = (ROOT / "requirements" / lock).read_text()
+        pins = dict(line.split(" ")[0].lower().split("==") for line in text.splitlines()
+                    if line[:1].isalpha())
+        assert text.count("--hash=sha256:") > len(pins), lock
+        for line in wanted:
+            req = Requirement(line)
+            name = swap.get(req.name, req.name)
+            assert name in pins, f"{lock}: {name} missing: run scripts/lock"
+            if name == req.name:
+                assert req.specifier.contains(pins[name]), f"{lock}: {name}=={pins[name]} " \
+                    f"does not satisfy {req.specifier}: run scripts/lock"
