@@ -100,6 +100,8 @@ def test_a_body_without_a_key_is_refused_before_it_is_read(served):
     port, before = served.server.port, served.server.rss_mb()
     form = "multipart/form-data; boundary=b"
     for path, kind, start in (("/v1/evaluations", form, b"--b\r\n"),
+                              ("/v1/evaluations/e1/justification", form, b"--b\r\n"),
+                              ("/v1/grade/batch", "application/json", b'{"devices": ['),
                               ("/v1/returns", "application/json", b'[{"evaluation_id": "')):
         r = raw(port, post(path, 20 * MB, kind=kind), start)  # 20 MB announced, 5 bytes sent
         assert r.status == 401 and r.headers["content-type"] == "application/problem+json"
