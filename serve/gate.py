@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serve.auth import key_from_headers
-from serve.deps import KeyCheck, client_address
+from serve.deps import MAX_DEVICE_BYTES, KeyCheck, client_address
 from serve.problems import RequestTooLarge
 from serve.settings import Settings
 from serve.workflow import Workflow
@@ -34,6 +34,9 @@ from serve.workflow import Workflow
 BATCH = "/v1/grade/batch"
 #: A batch device besides its photos: its id, checklist, grade and the JSON around them.
 BATCH_DEVICE_BYTES = 16 * 1024
+#: A photo form besides its photos: the checklist (a part of up to MAX_DEVICE_BYTES), a
+#: justification's text, the other fields and the multipart framing.
+FORM_BYTES = MAX_DEVICE_BYTES + 64 * 1024
 
 
 #: Where a route leaves its body limit in the request's scope, for :class:`Gate`.
@@ -53,9 +56,10 @@ class BodyTooLarge(HTTPException):
 
 def body_limits(settings: Settings) -> Callable[[str | None], int]:
     """The body limit (bytes) of a route, by its path template: ``max_body_kb`` for a route
-    without photos (JSON, a form); plus ``max_upload_mb`` per photo it takes (two for a
-    grading or an evaluation, ``justification_max_photos`` for a justification); for the
-    batch route, ``max_batch_devices`` devices of two base64 photos each."""
+    without photos (JSON, a form); ``max_upload_mb`` per photo it takes (two for a grading or
+    an evaluation, ``justification_max_photos`` for a justification) and FORM_BYTES for a
+    form with photos; for the batch route, ``max_batch_devices`` devices of two base64 photos
+    each."""
     photo, rest = settings.max_upload_bytes, settings.max_body_kb * 1024
     photos = {"/v1/grade": 2, "/v1/evaluations": 2, "/ui/evaluations": 2}
     for prefix in ("/v1", "/ui"):
@@ -67,7 +71,8 @@ def body_limits(settings: Settings) -> Callable[[str | None], int]:
     def limit_for(route_path: str | None) -> int:
         if route_path == BATCH:
             return batch
-        return photos.get(route_path or "", 0) * photo + rest
+        n = photos.get(route_path or "", 0)
+        return n * photo + FORM_BYTES if n else rest
 
     return limit_for
 

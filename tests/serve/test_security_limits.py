@@ -121,11 +121,11 @@ def test_a_body_without_a_key_is_refused_before_it_is_read(served):
 
 def test_a_body_over_its_route_limit_is_refused_before_it_is_read(served):
     port, keys = served.server.port, served.keys
-    json_limit, two_photos = 64 * 1024, 2 * MB + 64 * 1024
+    json_limit, form = 64 * 1024, 128 * 1024
     cases = [("/v1/returns", "platform", json_limit + 1, json_limit),
              ("/v1/evaluations/e1/approve", "reviewer", MB, json_limit),
-             ("/v1/evaluations", "refurbisher", 20 * MB, two_photos),
-             ("/v1/evaluations/e1/justification", "refurbisher", 20 * MB, 6 * MB + 64 * 1024),
+             ("/v1/evaluations", "refurbisher", 20 * MB, 2 * MB + form),
+             ("/v1/evaluations/e1/justification", "refurbisher", 20 * MB, 6 * MB + form),
              ("/v1/grade/batch", "platform", 2000 * MB, None)]
     for path, who, length, limit in cases:
         r = raw(port, post(path, length, f"X-API-Key: {keys[who]}"), b"{")
