@@ -171,9 +171,8 @@ def prepare(directory: Path, history_devices: int = 120, *, bundle: Path | None 
 def run_demo(directory: Path, host: str, port: int, *, bundle: Path | None = None,
              train: bool = False) -> int:
     logging.getLogger("alembic").setLevel(logging.WARNING)  # before its import-time chatter
-    import uvicorn
-
     from serve.app import create_app
+    from serve.server import serve
 
     settings, keys = prepare(directory, bundle=bundle, train=train)
     settings = settings.model_copy(update={"host": host, "port": port})
@@ -183,5 +182,5 @@ def run_demo(directory: Path, host: str, port: int, *, bundle: Path | None = Non
     for role, key in keys.items():
         print(f"  {role:<12s} {key}")
     print(flush=True)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    serve(settings, create_app(settings))  # with the server's header limits and timeouts
     return 0

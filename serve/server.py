@@ -129,13 +129,17 @@ class GuardedHttpTools(HttpToolsProtocol):
         self.transport.close()
 
 
-def serve(settings: Settings) -> None:
-    """Run the app of ``serve.app:app_from_env`` (its workers read the settings from the
-    environment) with the server's limits; forwarded headers are the app's business."""
+def serve(settings: Settings, app: Any = "serve.app:app_from_env") -> None:
+    """Run ``app`` with the server's limits: by default the factory of
+    ``serve.app:app_from_env`` (in ``settings.workers`` processes that read the settings from
+    the environment), or an app object in this process. Forwarded headers are the app's
+    business (uvicorn's own trust 127.0.0.1)."""
     import uvicorn
 
     GuardedHttpTools.configure(settings)
-    uvicorn.run("serve.app:app_from_env", factory=True, host=settings.host, port=settings.port,
-                workers=settings.workers, log_level="info", http=GuardedHttpTools, ws="none",
-                proxy_headers=False, timeout_keep_alive=settings.timeout_keep_alive,
+    factory = isinstance(app, str)
+    uvicorn.run(app, factory=factory, host=settings.host, port=settings.port,
+                workers=settings.workers if factory else None, log_level="info",
+                http=GuardedHttpTools, ws="none", proxy_headers=False,
+                timeout_keep_alive=settings.timeout_keep_alive,
                 h11_max_incomplete_event_size=settings.max_header_kb * 1024)
