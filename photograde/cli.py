@@ -1,7 +1,9 @@
 """``photograde``: one command line for everything.
 
 Each package contributes its sub-commands (:func:`training.cli.register`,
-:func:`serve.cli.register`); this root adds the two that need both, ``demo`` and ``db seed``.
+:func:`serve.cli.register`); this root adds those that need both: ``demo``, ``db seed``,
+the model commands (:mod:`photograde.model_commands`) and the production loop's
+(:mod:`photograde.data_commands`).
 A sub-command imports its modules only when it runs, and options that need a heavy import are
 added only when their sub-command is parsed (:class:`CommandParser`), so serving never imports
 torch. Only a :class:`~vision.errors.PhotogradeError` is reported as the user's error (exit
@@ -18,7 +20,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from photograde import model_commands
+from photograde import data_commands, model_commands
 from serve import cli as serve_cli
 from training import cli as training_cli
 from vision.errors import PhotogradeError
@@ -117,6 +119,7 @@ def build_parser() -> CommandParser:
     groups["db"].add_parser("seed", help="demo history from a synthetic manifest, graded by "
                             "the bundle's models",
                             populate=_db_seed_options).set_defaults(func=_db_seed)
+    data_commands.register(sub)
     return parser
 
 

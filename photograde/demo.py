@@ -4,7 +4,9 @@ Serves the shipped base model (``models/photograde-base``), or ``--bundle B``, o
 ``--train`` a small demo bundle built from synthetic data in ``DIR/bundle`` when missing (needs
 the ``[train]`` extra). In ``DIR`` (default ``./demo``) it creates ``DIR/photograde.db`` and
 ``DIR/photos`` seeded with a synthetic history, creates one API key per role (kept in
-``DIR/demo-keys.json``, mode 600, reused on later runs) and serves the API and the UI.
+``DIR/demo-keys.json``, mode 600, reused on later runs) and serves the API and the UI over
+plain http (its session cookie without ``Secure``: :func:`demo_settings`). ``DIR`` is created
+private (mode 700), as are the database (600) and the photo store (700).
 """
 
 from __future__ import annotations
@@ -109,10 +111,18 @@ def demo_keys(db: Any, path: Path) -> dict[str, str]:
         _, keys[role] = create_key(db, role, busiest_refurbisher(db) if role == "refurbisher"
                                    else None, name=f"demo {role}")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an older file keeps its mode through O_TRUNC: private before writing
     with os.fdopen(fd, "w") as f:
         json.dump(keys, f, indent=2)
-    os.chmod(path, 0o600)
     return keys
+
+
+def demo_settings(settings: Settings, host: str, port: int) -> Settings:
+    """The demo's settings, serving on ``host``:``port`` over plain http: the session cookie
+    without ``Secure`` (a browser keeps a Secure cookie from http only from loopback, if at
+    all: Safari does not), so that signing in works in any browser."""
+    return settings.model_copy(update={"host": host, "port": port,
+                                       "session_cookie_secure": False})
 
 
 def demo_bundle(directory: Path, bundle: Path | None, train: bool) -> Path:
@@ -144,7 +154,7 @@ def prepare(directory: Path, history_devices: int = 120, *, bundle: Path | None 
     from serve.photostore import PhotoStore
     from serve.runtime import Grader
 
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)  # its keys, database and photos
     bundle = demo_bundle(directory, bundle, train)
     db_path = directory / "photograde.db"
     settings = load_settings(bundle=bundle, database_url=f"sqlite:///{db_path.resolve()}",
@@ -175,7 +185,7 @@ def run_demo(directory: Path, host: str, port: int, *, bundle: Path | None = Non
     from serve.server import serve
 
     settings, keys = prepare(directory, bundle=bundle, train=train)
-    settings = settings.model_copy(update={"host": host, "port": port})
+    settings = demo_settings(settings, host, port)
     url = f"http://{host}:{port}/ui"
     print(f"\nphotograde demo: open {url}\nDemo API keys (paste one on the login page; also in "
           f"{directory / 'demo-keys.json'}):")

@@ -10,14 +10,14 @@
     /v1/evaluations, /v1/returns, /v1/dashboard/..., /v1/keys: the refurbisher workflow
     /ui                     the web UI
 
-Every request passes three plain ASGI middlewares: ``Observe`` (request id, security headers,
-latency), ``Forwarded`` (forwarded headers from trusted proxies only) and ``Gate`` (body
-limits); every route is a ``KeyFirstRoute``: its key is checked before its body is read
-(``serve/gate.py``). Routers by resource:
-``serve/routes/`` (API), ``serve/ui/`` (pages); their shared dependencies in
-``serve/deps.py``; the grading service in ``serve/grading.py``; the workflow's service
-functions in ``serve/workflow.py``. Every error is an RFC 9457 problem+json naming the field and
-the reason (``serve/problems.py``, ``serve/handlers.py``); no bad input is answered with a 5xx.
+Every request passes four plain ASGI middlewares: ``SecurityHeaders`` (``serve/headers.py``),
+``Observe`` (request id, latency), ``Forwarded`` (forwarded headers from trusted proxies only)
+and ``Gate`` (body limits); every route is a ``KeyFirstRoute``: its key is checked before its
+body is read (``serve/gate.py``). Routers by resource: ``serve/routes/`` (API), ``serve/ui/``
+(pages); their shared dependencies in ``serve/deps.py``; the grading service in
+``serve/grading.py``; the workflow's service functions in ``serve/workflow.py``. Every error is
+an RFC 9457 problem+json naming the field and the reason (``serve/problems.py``,
+``serve/handlers.py``); no bad input is answered with a 5xx.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from serve.forwarded import Forwarded
 from serve.gate import Gate, body_limits
 from serve.grading import Service
 from serve.handlers import install_handlers
+from serve.headers import SecurityHeaders
 from serve.observe import Observe
 from serve.routes import ROUTERS
 from serve.routes.docs import mount_docs
@@ -67,10 +68,12 @@ def create_app(settings: Settings | None = None, grader: Grader | None = None) -
                   description="A second opinion on the grade of a refurbished phone.")
     app.state.service, app.state.workflow = svc, workflow
     app.state.body_limit = body_limits(settings)  # per route (KeyFirstRoute, serve/gate.py)
-    # Outermost last: request id and headers, then the client's address, then the body count.
+    # Outermost last: the security headers on every answer, then request id and latency, then
+    # the client's address (trusted proxies), then the body count.
     app.add_middleware(Gate, default=settings.max_body_kb * 1024)
     app.add_middleware(Forwarded, trusted=settings.trusted_proxies)
     app.add_middleware(Observe, metrics=svc.metrics)
+    app.add_middleware(SecurityHeaders, hsts_max_age=settings.hsts_max_age)
     install_handlers(app)
     for router in ROUTERS:
         app.include_router(router)

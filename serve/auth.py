@@ -29,10 +29,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from serve.db import Database
-from serve.models import ROLES, ApiKey, Refurbisher, utcnow
+from serve.models import ROLES, ApiKey, Refurbisher, UiSession, utcnow
 from serve.problems import InvalidRefurbisherId, RateLimited, Unauthorized
 from vision.errors import PhotogradeError
 
@@ -114,13 +114,14 @@ def list_keys(db: Database) -> list[dict[str, Any]]:
 
 
 def revoke_key(db: Database, key_id: str) -> dict[str, Any] | None:
-    """Revoke a key (idempotent); None when there is no such key."""
+    """Revoke a key (idempotent) and end its UI sessions; None when there is no such key."""
     with db.write() as s:
         row = s.get(ApiKey, key_id)
         if row is None:
             return None
         if row.revoked_at is None:
             row.revoked_at = utcnow()
+        s.execute(delete(UiSession).where(UiSession.key_id == key_id))
         return key_record(row)
 
 

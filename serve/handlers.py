@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serve.gate import BodyTooLarge
+from serve.headers import headers_for
 from serve.problems import (
     DOMAIN_ERRORS,
     InvalidRequest,
@@ -26,6 +27,9 @@ from serve.problems import (
 )
 
 log = logging.getLogger("photograde.serve")
+#: At most this many errors are listed in an ``invalid-request`` problem (a body with a million
+#: bad items is not answered with a million errors).
+MAX_ERRORS = 20
 
 
 def problem_response(request: Request, p: ProblemDetails) -> JSONResponse:
@@ -39,13 +43,18 @@ async def on_domain_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def on_validation(request: Request, err: RequestValidationError) -> JSONResponse:
+    """An ``invalid-request`` listing the first :data:`MAX_ERRORS` errors (``error_count``:
+    how many there were), each with its field, without the input."""
+    found = err.errors()
     errors = []
-    for e in err.errors():
+    for e in found[:MAX_ERRORS]:
         loc = [str(x) for x in e["loc"] if x not in ("body", "query", "form")]
         errors.append({"field": ".".join(loc) or "body", "reason": e["msg"]})
     detail = "; ".join(f"{e['field']}: {e['reason']}" for e in errors)
+    if len(found) > MAX_ERRORS:
+        detail += f"; and {len(found) - MAX_ERRORS} more errors"
     return await on_domain_error(request, InvalidRequest(
-        detail, errors[0]["field"] if errors else None, errors=errors))
+        detail, errors[0]["field"] if errors else None, errors=errors, error_count=len(found)))
 
 
 async def on_body_too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:
@@ -59,8 +68,14 @@ async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse
 
 
 async def on_error(request: Request, exc: Exception) -> JSONResponse:
+    """A 500, with the security headers: Starlette answers it outside the app's middleware."""
     log.exception("unexpected error on %s", request.url.path)
-    return problem_response(request, problem_of(exc))
+    response = problem_response(request, problem_of(exc))
+    settings = getattr(request.app.state.workflow, "settings", None)
+    hsts = settings.hsts_max_age if settings is not None else 0
+    for name, value in headers_for(request.url.path, hsts).items():
+        response.headers.setdefault(name, value)
+    return response
 
 
 def install_handlers(app: FastAPI) -> None:

@@ -1,6 +1,6 @@
-"""The workflow's tables (SQLAlchemy 2): refurbishers, API keys, photos, evaluations,
-justifications with their extra photos, reviews, returns and claims, and the photo check's
-records (accepted photos' perceptual hashes, rejections).
+"""The workflow's tables (SQLAlchemy 2): refurbishers, API keys, UI sessions, photos,
+evaluations, justifications with their extra photos, reviews, returns and claims, and the photo
+check's records (accepted photos' perceptual hashes, rejections).
 
 Timestamps are timezone-aware UTC in Python; SQLite stores them as naive UTC text. Every schema
 change goes through an Alembic migration (``serve/migrations``).
@@ -104,6 +104,18 @@ class ApiKey(Base):
     name: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class UiSession(Base):
+    """A signed-in UI session: only the sha256 of its random id (the cookie's value) is stored,
+    with its key; it ends on logout, when its key is revoked, or when idle or too old."""
+
+    __tablename__ = "ui_sessions"
+
+    id_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Photo(Base):

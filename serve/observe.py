@@ -1,4 +1,4 @@
-"""Per-request plumbing as a plain ASGI middleware: request id, security headers, latency.
+"""Per-request plumbing as a plain ASGI middleware: request id and latency.
 
 Plain ASGI on purpose: Starlette's ``@app.middleware("http")`` (BaseHTTPMiddleware) wraps
 every chunk of the request body in a task group, which for two 12-MP uploads cost more than
@@ -17,17 +17,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from serve.metrics import Metrics
 
 REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
-# On every response: no MIME sniffing, no framing by another site (clickjacking), no full URL
-# in the Referer sent to other sites. Pages may set stricter values themselves.
-SECURITY_HEADERS = {"x-content-type-options": "nosniff", "x-frame-options": "DENY",
-                    "content-security-policy": "frame-ancestors 'none'",
-                    "referrer-policy": "same-origin"}
 
 
 class Observe:
-    """Give each request an id (``x-request-id``, echoed or new, also in ``request.state``),
-    add the security headers to every response, and record the latency per route and status.
-    (The key and body-size checks follow, in serve/gate.py.)"""
+    """Give each request an id (``x-request-id``, echoed or new, also in ``request.state``)
+    and record the latency per route and status. (The key and body-size checks follow, in
+    serve/gate.py.)"""
 
     def __init__(self, app: ASGIApp, *, metrics: Metrics):
         self.app, self.metrics = app, metrics
@@ -42,7 +37,6 @@ class Observe:
             request_id = uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         status = 500  # unless a response starts: an unhandled error
-        page = scope["path"].startswith("/ui") and not scope["path"].startswith("/ui/static")
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -50,10 +44,6 @@ class Observe:
                 status = message["status"]
                 out = MutableHeaders(scope=message)
                 out.append("x-request-id", request_id)
-                for name, value in SECURITY_HEADERS.items():
-                    out.setdefault(name, value)
-                if page:  # an authenticated page must not outlive a logout in a cache
-                    out.setdefault("cache-control", "no-store")
             await send(message)
 
         start = time.perf_counter()

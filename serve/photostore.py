@@ -64,7 +64,8 @@ class PhotoStore:
             return digest
         folder = final.parent
         if not folder.is_dir():
-            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)  # the store too: private
+            folder.mkdir(mode=0o700, exist_ok=True)
             _fsync_dir(folder.parent)
         tmp = folder / f".{digest}.{uuid.uuid4().hex}.tmp"
         # private to the service's user: photos of customers' devices are not world-readable

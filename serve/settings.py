@@ -72,6 +72,17 @@ class Settings(BaseSettings):
     justification_max_photos: int = Field(6, ge=1, description="photos per justification")
     return_reasons: list[str] = Field(
         list(RETURN_REASONS), min_length=1, description="reasons accepted by POST /v1/returns")
+    # -- the UI's sessions and the security headers (serve/sessions.py, serve/headers.py) ----
+    session_cookie_secure: bool = Field(True, description="the UI's session cookie is "
+                                        "__Host-photograde_session, Secure (https only); false "
+                                        "for plain-http development: photograde_session, not "
+                                        "Secure")
+    session_idle_minutes: float = Field(30, gt=0, description="a UI session ends after this "
+                                        "long without a request")
+    session_max_hours: float = Field(12, gt=0, description="a UI session ends this long after "
+                                     "signing in, however active")
+    hsts_max_age: int = Field(0, ge=0, description="Strict-Transport-Security max-age in "
+                              "seconds on every response (0: not sent); only behind TLS")
     # -- abuse limits, proxies, operations endpoints (serve/gate.py, serve/server.py) -------
     max_body_kb: int = Field(64, ge=1, description="request body limit of the routes without "
                              "photos (JSON, forms); photo routes: max_upload_mb per photo")

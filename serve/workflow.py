@@ -21,6 +21,7 @@ from serve import dashboard
 from serve import evaluations as evals
 from serve.auth import Principal, RateLimiter, authenticate, check_refurbisher_id
 from serve.db import Database
+from serve.fields import DEVICE_REF_MAX, TEXT_MAX, check_length
 from serve.grading import Service, check_grade, parse_device
 from serve.models import Photo, Refurbisher, ReturnReport
 from serve.photorecords import Screen, hash_rows
@@ -34,6 +35,7 @@ from serve.problems import (
     UnknownCondition,
     UnknownReason,
 )
+from serve.sessions import Lifetime, session_principal
 from serve.settings import Settings
 from vision.conditions import CONDITIONS
 
@@ -92,6 +94,14 @@ class Workflow:
                 self.failures.take(address)
             raise
 
+    async def identify_session(self, session_id: str) -> Principal:
+        """A UI session's principal (Unauthorized when it has ended), within its key's rate
+        limit (RateLimited)."""
+        who = await run_in_threadpool(session_principal, self.db, session_id,
+                                      Lifetime.of(self.settings))
+        self.limiter.check(who.key_id or "")
+        return who
+
 
 def _condition(value: str | None, part: str, field: str) -> str | None:
     if value in (None, ""):
@@ -137,6 +147,7 @@ async def submit_evaluation(
     recorded under ``route``; the accepted photos' hashes are stored with the evaluation."""
     check_quality_skip(who, quality_check)
     refurbisher_id = _submitter(who, refurbisher_id)
+    check_length(device_ref, "device_ref", DEVICE_REF_MAX)
     info = parse_device(device)
     policy = wf.policy
     check_grade(policy, refurbisher_grade, "refurbisher_grade")
@@ -183,6 +194,7 @@ def act(wf: Workflow, who: Principal, evaluation_id: str, action: str) -> dict[s
 def approve(wf: Workflow, who: Principal, evaluation_id: str,
             comment: str | None = None) -> dict[str, Any]:
     """A reviewer approves a justified grade: the refurbisher's grade is final."""
+    check_length(comment, "comment", TEXT_MAX)
     return evals.act(wf.db, who, evaluation_id, "approve", comment=comment)
 
 
@@ -190,6 +202,7 @@ def override(wf: Workflow, who: Principal, evaluation_id: str, grade: str,
              comment: str | None = None) -> dict[str, Any]:
     """A reviewer overrides a justified grade: ``grade`` (on the scale) is final."""
     check_grade(wf.policy, grade, "grade")
+    check_length(comment, "comment", TEXT_MAX)
     return evals.act(wf.db, who, evaluation_id, "override", grade=grade, comment=comment)
 
 
@@ -203,6 +216,7 @@ async def justify(wf: Workflow, who: Principal, evaluation_id: str, text: str,
     s, text = wf.settings, text.strip()
     if len(text) < s.justification_min_chars:
         raise InvalidRequest(f"text: at least {s.justification_min_chars} characters", "text")
+    check_length(text, "text", TEXT_MAX)
     if not uploads:
         raise InvalidRequest("photos: add at least one photo", "photos")
     if len(uploads) > s.justification_max_photos:
@@ -221,6 +235,7 @@ def report_return(wf: Workflow, who: Principal, *, evaluation_id: str, kind: str
                   idempotency_key: str | None) -> tuple[ReturnReport, bool]:
     """Record a return or claim on a listed evaluation (a reason from the settings, not in
     the future); (row, created)."""
+    check_length(comment, "comment", TEXT_MAX)
     reasons = wf.settings.return_reasons
     if reason not in reasons:
         raise UnknownReason(f"reason: unknown reason {reason!r}; expected one of "

@@ -171,6 +171,17 @@ def workflow_app(url: str, tmp: Path, grader: Any, **kw: Any) -> Any:
     return create_app(settings, grader)
 
 
+def ui_session(client: Any, key: str) -> dict[str, str]:
+    """Sign in to the UI with ``key`` (a TestClient or an httpx client on the server); the
+    headers that carry the session cookie. (By hand: a cookie jar keeps the default Secure
+    cookie away from a plain-http test server, as a browser does away from a plain-http site.)"""
+    r = client.post("/ui/login", data={"key": key}, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    cookie = r.headers["set-cookie"].split(";")[0]
+    assert cookie.startswith(("__Host-photograde_session=", "photograde_session=")), cookie
+    return {"Cookie": cookie}
+
+
 # -- a real server on loopback ---------------------------------------------------------------
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on now."""

@@ -34,7 +34,9 @@ from serve.deps import (
     form_json_text,
     read_upload,
 )
+from serve.fields import DEVICE_REF_MAX, TEXT_MAX
 from serve.gate import KeyFirstRoute
+from serve.headers import PHOTO_CACHE
 from serve.models import DECISIONS, STATUSES
 from serve.problems import NotFound
 from serve.responses import EvaluationOut, EvaluationPage
@@ -59,8 +61,8 @@ async def create_evaluation(
     idempotency_key: IdempotencyKey = None,
     refurbisher_id: Annotated[str | None, Form(description="required for a platform key; "
                                                "a refurbisher key submits for itself")] = None,
-    device_ref: Annotated[str | None, Form(max_length=128, description="the platform's "
-                                           "id of the device or listing")] = None,
+    device_ref: Annotated[str | None, Form(max_length=DEVICE_REF_MAX, description="the "
+                                           "platform's id of the device or listing")] = None,
     screen_condition: Annotated[str | None, Form(description="declared")] = None,
     shell_condition: Annotated[str | None, Form(description="declared")] = None,
     heatmaps: Annotated[bool, Form(description="damage heatmaps in this answer")] = False,
@@ -114,7 +116,7 @@ def get_photo(who: Reader, wf: WorkflowDep, evaluation_id: EvaluationId,
         raise NotFound(f"name: evaluation {evaluation_id} has no photo {name!r} (front, back, "
                        "justification-N)", "name")
     return FileResponse(wf.photos.path(photo.sha256), media_type=photo.media_type,
-                        headers={"Cache-Control": "private, max-age=31536000, immutable",
+                        headers={"Cache-Control": PHOTO_CACHE,
                                  "ETag": f'"{photo.sha256}"'})
 
 
@@ -137,7 +139,7 @@ def keep_grade(who: RefurbisherKey, wf: WorkflowDep,
              summary="Justify a grade far from the model's: text and extra photos")
 async def justification(
     who: RefurbisherKey, wf: WorkflowDep, evaluation_id: EvaluationId,
-    text: Annotated[str, Form(max_length=4000, description="why the grade is right")],
+    text: Annotated[str, Form(max_length=TEXT_MAX, description="why the grade is right")],
     photos: Annotated[list[UploadFile], File(description="at least one extra photo")],
 ) -> dict[str, Any]:
     limit = wf.settings.max_upload_bytes

@@ -15,6 +15,7 @@ from pydantic import Field
 from serve import evaluations as evals
 from serve import workflow
 from serve.deps import IdempotencyKey, Platform, WorkflowDep
+from serve.fields import TEXT_MAX
 from serve.gate import KeyFirstRoute
 from serve.models import RETURN_KINDS
 from serve.routes.bodies import StrictBody
@@ -26,7 +27,7 @@ class ReturnBody(StrictBody):
     evaluation_id: str = Field(min_length=1, max_length=64)
     kind: Literal[RETURN_KINDS] = "return"  # type: ignore[valid-type]
     reason: str = Field(min_length=1, max_length=64)
-    comment: str | None = Field(None, max_length=4000)
+    comment: str | None = Field(None, max_length=TEXT_MAX)
     occurred_at: dt.datetime | None = Field(None, description="default: now; ISO 8601, UTC "
                                             "when no offset is given")
 

@@ -12,6 +12,7 @@ from pydantic import Field
 
 from serve import workflow
 from serve.deps import EvaluationId, Reviewer, WorkflowDep
+from serve.fields import TEXT_MAX
 from serve.gate import KeyFirstRoute
 from serve.responses import EvaluationOut
 from serve.routes.bodies import StrictBody
@@ -20,12 +21,12 @@ router = APIRouter(prefix="/v1", tags=["reviews"], route_class=KeyFirstRoute)
 
 
 class ApproveBody(StrictBody):
-    comment: str | None = Field(None, max_length=4000)
+    comment: str | None = Field(None, max_length=TEXT_MAX)
 
 
 class OverrideBody(StrictBody):
     grade: str = Field(description="the reviewer's grade (final)")
-    comment: str | None = Field(None, max_length=4000)
+    comment: str | None = Field(None, max_length=TEXT_MAX)
 
 
 @router.post("/evaluations/{evaluation_id}/approve", response_model=EvaluationOut,

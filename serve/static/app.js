@@ -1,3 +1,5 @@
+// The UI's only script (the Content-Security-Policy allows no inline script or handler).
+
 // Client-side previews of the chosen photos (no upload happens until Submit).
 function showPreview(input) {
   var img = document.getElementById(input.dataset.preview);
@@ -10,7 +12,9 @@ function showPreview(input) {
   img.hidden = false;
 }
 document.addEventListener("change", function (e) {
-  if (e.target.matches && e.target.matches("input[type=file][data-preview]")) showPreview(e.target);
+  if (!e.target.matches) return;
+  if (e.target.matches("input[type=file][data-preview]")) showPreview(e.target);
+  if (e.target.matches("select[data-autosubmit]")) e.target.form.submit();  // the days window
 });
 
 // One submission at a time: grading takes a moment.

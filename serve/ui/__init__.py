@@ -1,6 +1,6 @@
 """The web UI under ``/ui``: server-rendered HTML (Jinja2), a small CSS file, SVG charts.
 
-    GET  /ui/login, POST /ui/login, POST /ui/logout   paste an API key (HttpOnly cookie)
+    GET  /ui/login, POST /ui/login, POST /ui/logout   paste an API key: a session opens
     GET  /ui                                          home (by role)
     GET  /ui/evaluations/new, POST /ui/evaluations    the evaluation form     refurbisher, platform
     GET  /ui/evaluations                              recent evaluations      refurbisher, staff
@@ -13,10 +13,11 @@
     GET  /ui/reviews                                  the review queue        reviewer, platform
 
 Routers by area: ``login``, ``form``, ``evaluations``, ``review``, ``dashboards``; what they
-share in ``pages``. The key is checked on every request with the API's rules (serve/auth.py);
-a POST sent from another origin's page is refused (``same_origin``). Evaluations and actions go
-through the same service functions as the JSON API (serve/workflow.py), and a domain error is
-answered with the status of the same mapping (serve/problems.py), as an error page.
+share in ``pages``. The session (serve/sessions.py) and its key are checked on every request
+with the API's rules (serve/auth.py); a POST sent from another origin's page is refused
+(``same_origin``). Evaluations and actions go through the same service functions as the JSON
+API (serve/workflow.py), with the same limits, and a domain error is answered with the status
+of the same mapping (serve/problems.py), as an error page or beside the form's field.
 """
 
 from fastapi import Depends, FastAPI, Request

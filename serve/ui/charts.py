@@ -63,9 +63,22 @@ def _nice(value: float) -> float:
 
 
 def legend(names: list[str], colors: list[str]) -> Markup:
-    items = "".join(f'<span class="key"><i style="background:{c}"></i>{escape(n)}</span>'
-                    for n, c in zip(names, colors, strict=True))
+    items = "".join(f'<span class="key"><svg class="swatch" viewBox="0 0 10 10" '
+                    f'aria-hidden="true"><rect width="10" height="10" rx="2" fill="{c}"/></svg>'
+                    f"{escape(n)}</span>" for n, c in zip(names, colors, strict=True))
     return Markup(f'<div class="legend">{items}</div>')
+
+
+def bar(percent: float | None, market: float | None = None) -> Markup:
+    """A horizontal bar ``percent`` (0 to 100) of its cell long, with a tick at ``market``
+    percent if given: SVG attributes, as the Content-Security-Policy refuses inline styles."""
+    def clamp(v: float | None) -> float:
+        return min(100.0, max(0.0, v or 0.0))
+    tick = ("" if market is None else
+            f'<rect class="mark" x="{min(clamp(market), 99.0):.1f}" width="1" height="18"/>')
+    return Markup(f'<svg class="hbar" viewBox="0 0 100 18" preserveAspectRatio="none" '
+                  f'aria-hidden="true"><rect class="fill" y="3" width="{clamp(percent):.1f}" '
+                  f'height="12"/>{tick}</svg>')
 
 
 def line_chart(labels: list[str], series: dict[str, list[float | None]], title: str,

@@ -14,6 +14,7 @@ from serve import workflow
 from serve.auth import Principal
 from serve.deps import WorkflowDep
 from serve.gate import KeyFirstRoute
+from serve.headers import PHOTO_CACHE
 from serve.problems import NotFound, Problem
 from serve.ui.form import photo_bytes
 from serve.ui.heatmaps import heatmap_png
@@ -32,12 +33,19 @@ def list_page(request: Request, who: Principal, title: str,
 
 
 def evaluation_page(request: Request, who: Principal, evaluation_id: str,
-                    error: str | None = None, text: str = "") -> HTMLResponse:
+                    problem: Problem | None = None, text: str = "", comment: str = "",
+                    sent: str | None = None) -> HTMLResponse:
+    """The evaluation; with a refused ``problem`` (a 422), it is shown above the form that was
+    ``sent`` (None: the justification's, else the review's ``approve`` or ``override``) and
+    beside the field it names (``text``, ``photos``, ``comment``), with the typed ``text`` or
+    ``comment`` kept."""
     wf = request.app.state.workflow
     ev = evals.load(wf.db, who, evaluation_id)
-    return page(request, "evaluation.html", who, 422 if error else 200, ev=ev,
-                label=LABELS[ev["decision"]], error=error, text=text,
-                grades=list(wf.policy.grades), checks=CHECK_LABELS,
+    field = problem.field if problem else None
+    return page(request, "evaluation.html", who, 422 if problem else 200, ev=ev,
+                label=LABELS[ev["decision"]], error=readable(problem) if problem else None,
+                field=field.split("[")[0] if field else None, text=text, comment=comment,
+                sent=sent, grades=list(wf.policy.grades), checks=CHECK_LABELS,
                 min_chars=wf.settings.justification_min_chars)
 
 
@@ -83,8 +91,7 @@ async def justify(request: Request, evaluation_id: str, who: RefurbisherKey,
     except Problem as p:
         if p.status in (401, 404, 409, 429):
             raise
-        return await run_in_threadpool(evaluation_page, request, who, evaluation_id,
-                                       readable(p), text)
+        return await run_in_threadpool(evaluation_page, request, who, evaluation_id, p, text)
     return back_to(evaluation_id)
 
 
@@ -94,7 +101,7 @@ def photo(evaluation_id: str, name: str, who: Reader, wf: WorkflowDep) -> FileRe
     if row is None:
         raise NotFound(f"no photo {name!r} for this evaluation")
     return FileResponse(wf.photos.path(row.sha256), media_type=row.media_type,
-                        headers={"Cache-Control": "private, max-age=86400"})
+                        headers={"Cache-Control": PHOTO_CACHE})
 
 
 @router.get("/evaluations/{evaluation_id}/heatmaps/{part}.png")
@@ -116,4 +123,4 @@ async def heatmap(evaluation_id: str, part: str, who: Reader, wf: WorkflowDep,
         png = await asyncio.to_thread(heatmap_png, grader, data, part)
         cache.put((evaluation_id, part), png)
     return Response(png, media_type="image/png",
-                    headers={"Cache-Control": "private, max-age=86400"})
+                    headers={"Cache-Control": PHOTO_CACHE})

@@ -1,8 +1,9 @@
 """The evaluation form: the empty form, and its submission through the same service function
 as ``POST /v1/evaluations``; a refused submission shows the form again with its values, and a
 problem about one photo (the photo check's retake advice, an unreadable file) beside that
-photo's input. (app.js sends the form in the background when it can, so that a refused
-submission also keeps the photos it did not refuse: a page cannot refill a file input.)"""
+photo's input, a too long reference beside its own. (app.js sends the form in the background
+when it can, so that a refused submission also keeps the photos it did not refuse: a page
+cannot refill a file input.)"""
 
 from typing import Any
 
@@ -24,46 +25,49 @@ router = APIRouter(prefix="/ui", route_class=KeyFirstRoute)
 TEXT_FIELDS = ("brand", "model", "storage_gb", "battery_health_pct", "screen_condition",
                "shell_condition", "refurbisher_grade", "refurbisher_id", "device_ref")
 PHOTOS = ("front", "back")
+#: The fields whose problem the form shows beside their input.
+BESIDE = (*PHOTOS, "device_ref")
 
 
-class PhotoProblem(BaseModel):
-    """What the form shows beside one photo's input."""
+class FieldProblem(BaseModel):
+    """What the form shows beside one field's input (a photo's, the reference's)."""
 
     field: str
-    detail: str = Field(description="what is wrong and how to retake it, without the label")
+    detail: str = Field(description="what is wrong (for a photo: how to retake it), without "
+                        "the label")
     reason: str | None = Field(None, description="the photo check's reason code, if any")
 
     @property
     def message(self) -> str:
-        """The detail as a sentence, beside the photo."""
+        """The detail as a sentence, beside the field."""
         return self.detail[:1].upper() + self.detail[1:]
 
     @property
     def summary(self) -> str:
-        """The detail after the photo's label, at the top of the form."""
+        """The detail after the field's label, at the top of the form."""
         return f"{FORM_LABELS[self.field]}: {self.detail}"
 
 
-def photo_problem(p: Problem) -> PhotoProblem | None:
-    """The problem as a message beside the photo it names (``field`` front or back), or None."""
-    if p.field not in PHOTOS:
+def field_problem(p: Problem) -> FieldProblem | None:
+    """The problem as a message beside the field it names (a photo, the reference), or None."""
+    if p.field not in BESIDE:
         return None
     detail = p.detail
     for prefix in (p.field, FORM_LABELS[p.field]):
         detail = detail.removeprefix(f"{prefix}:").strip()
     reason = p.extra.get("reason")
-    return PhotoProblem(field=p.field, detail=detail,
+    return FieldProblem(field=p.field, detail=detail,
                         reason=None if reason is None else str(reason))
 
 
 def form_page(request: Request, who: Principal, values: dict[str, Any],
               problem: Problem | None = None) -> HTMLResponse:
     """The form with ``values``; with a refused submission's ``problem``, a 422 that shows it
-    at the top and, when it is about one photo, beside that photo."""
-    photo = photo_problem(problem) if problem else None
-    error = photo.summary if photo else readable(problem) if problem else None
+    at the top and, when it is about one photo or the reference, beside that field."""
+    beside = field_problem(problem) if problem else None
+    error = beside.summary if beside else readable(problem) if problem else None
     return page(request, "form.html", who, 422 if problem else 200, values=values, error=error,
-                photo_problem=photo, grades=list(request.app.state.workflow.policy.grades),
+                field_problem=beside, grades=list(request.app.state.workflow.policy.grades),
                 checks=CHECK_LABELS, conditions=CONDITIONS)
 
 

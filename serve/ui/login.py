@@ -1,19 +1,38 @@
-"""Signing in with an API key (kept in an HttpOnly cookie), signing out, and the home page."""
+"""Signing in with an API key (which opens a session: only the session's random id goes in the
+HttpOnly cookie, never the key), signing out (which ends the session), and the home page."""
 
 from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from serve.deps import WorkflowDep, client_address
 from serve.gate import KeyFirstRoute
 from serve.problems import TooManyAuthFailures, Unauthorized
-from serve.ui.pages import COOKIE, AnyKey, page
+from serve.sessions import LEGACY_COOKIE, Lifetime, close_session, cookie_name, open_session
+from serve.settings import Settings
+from serve.ui.pages import AnyKey, page
 
 router = APIRouter(prefix="/ui", route_class=KeyFirstRoute)
+LOOPBACK = ("localhost", "127.0.0.1", "::1", "[::1]")
+
+
+def cookie_hint(request: Request, settings: Settings) -> bool:
+    """Whether the page should say why signing in may not hold: the session cookie is Secure
+    and this page came over plain http from a host other than loopback (browsers keep a Secure
+    cookie from http only for localhost, if at all)."""
+    return (settings.session_cookie_secure and request.url.scheme != "https"
+            and request.url.hostname not in LOOPBACK)
+
+
+def login_page(request: Request, settings: Settings, code: int = 200,
+               error: str | None = None) -> HTMLResponse:
+    return page(request, "login.html", None, code, error=error,
+                cookie_hint=cookie_hint(request, settings))
 
 
 @router.get("/login")
-async def login_page(request: Request) -> HTMLResponse:
-    return page(request, "login.html", None)
+async def login_form(request: Request, wf: WorkflowDep) -> HTMLResponse:
+    return login_page(request, wf.settings)
 
 
 @router.post("/login")
@@ -21,21 +40,34 @@ async def login(request: Request, wf: WorkflowDep) -> Response:
     form = await request.form()
     key = str(form.get("key") or "").strip()
     try:  # failed logins are limited per client address; no per-key limit: not a request yet
-        await wf.authenticate(key, client_address(request))
+        who = await wf.authenticate(key, client_address(request))
     except (Unauthorized, TooManyAuthFailures) as e:
-        refused = page(request, "login.html", None, e.status, error=e.detail)
+        refused = login_page(request, wf.settings, e.status, e.detail)
         refused.headers.update(e.headers)
         return refused
+    settings = wf.settings
+    life = Lifetime.of(settings)
+    earlier = request.cookies.get(cookie_name(settings))
+    if earlier:  # signing in again: the earlier session ends
+        await run_in_threadpool(close_session, wf.db, earlier)
+    session_id = await run_in_threadpool(open_session, wf.db, who.key_id or "", life)
     response = RedirectResponse("/ui", status_code=303)
-    response.set_cookie(COOKIE, key, httponly=True, samesite="strict", path="/",
-                        secure=request.url.scheme == "https")
+    response.set_cookie(cookie_name(settings), session_id, httponly=True, samesite="strict",
+                        path="/", secure=settings.session_cookie_secure,
+                        max_age=int(life.absolute.total_seconds()))
+    response.delete_cookie(LEGACY_COOKIE, path="/")  # an older version's key cookie
     return response
 
 
 @router.post("/logout")
-async def logout() -> Response:
+async def logout(request: Request, wf: WorkflowDep) -> Response:
+    name = cookie_name(wf.settings)
+    session_id = request.cookies.get(name)
+    if session_id:
+        await run_in_threadpool(close_session, wf.db, session_id)
     response = RedirectResponse("/ui/login", status_code=303)
-    response.delete_cookie(COOKIE, path="/")
+    response.delete_cookie(name, path="/", secure=wf.settings.session_cookie_secure,
+                           httponly=True, samesite="strict")
     return response
 
 

@@ -1,8 +1,9 @@
-"""What the UI's routers share: templates, the signed-in key (cookie), the origin check, the
-page helper and the form's labels for the API's field names.
+"""What the UI's routers share: templates, the signed-in key (its session's cookie), the
+origin check, the page helper and the form's labels for the API's field names.
 
-The key is checked on every request with the API's rules (serve/auth.py): the same roles, the
-same tenant isolation (another refurbisher's evaluation is a 404), the same rate limit.
+The session (serve/sessions.py) and its key are checked on every request with the API's rules
+(serve/auth.py): the same roles, the same tenant isolation (another refurbisher's evaluation is
+a 404), the same rate limit.
 """
 
 import re
@@ -16,14 +17,16 @@ from fastapi.templating import Jinja2Templates
 
 from fusion.bundle import BundleManifest
 from serve.auth import OPEN, Principal
-from serve.deps import WorkflowDep, client_address
+from serve.deps import WorkflowDep
+from serve.fields import DEVICE_REF_MAX, TEXT_MAX
 from serve.models import ROLES
 from serve.problems import CrossOrigin, FieldError, Forbidden, Problem, Unauthorized
+from serve.sessions import cookie_name
+from serve.ui.charts import bar
 from serve.ui.heatmaps import HeatmapCache
 from serve.workflow import Workflow
 from tabular.schema import ChecklistError
 
-COOKIE = "photograde_key"
 SERVE = Path(__file__).resolve().parent.parent  # serve/: templates/ and static/
 LABELS = {"validated": "Grade validated", "suggestion": "Different grade suggested",
           "justification_required": "Justification required",
@@ -32,7 +35,8 @@ LABELS = {"validated": "Grade validated", "suggestion": "Different grade suggest
 FORM_LABELS = {"front": "Front photo", "back": "Back photo", "refurbisher_grade": "Overall grade",
                "refurbisher_id": "Refurbisher", "screen_condition": "Screen condition",
                "shell_condition": "Shell condition", "text": "Explanation",
-               "photos": "Additional photos"}
+               "photos": "Additional photos", "device_ref": "Your reference",
+               "comment": "Comment"}
 _PHOTO_N = re.compile(r"photos\[(\d+)\]")
 
 
@@ -43,10 +47,12 @@ def pretty(value: str | None) -> str:
 templates = Jinja2Templates(directory=SERVE / "templates")
 templates.env.filters["pretty"] = pretty
 templates.env.filters["pct"] = lambda v: "-" if v is None else f"{100 * v:.0f}%"
+templates.env.globals["bar"] = bar
+templates.env.globals["limits"] = {"text": TEXT_MAX, "device_ref": DEVICE_REF_MAX}
 
 
 class LoginRequired(Exception):
-    """No valid key in the cookie: go to the login page."""
+    """No live session in the cookie: go to the login page."""
 
 
 def base(wf: Workflow, who: Principal | None) -> dict[str, Any]:
@@ -84,32 +90,38 @@ Heatmaps = Annotated[HeatmapCache, Depends(get_heatmaps)]
 
 async def same_origin(request: Request) -> None:
     """Refuse a state-changing UI request sent by another origin's page (cross-site request
-    forgery). The key cookie is SameSite=Strict, but a sibling subdomain is the "same site" and
-    old browsers ignore SameSite: the browser's own Sec-Fetch-Site and Origin headers say where
-    the form was (a page's origin must match the Host, or a proxy's X-Forwarded-Host, header:
-    forms cannot set either). Clients that send neither (curl, scripts) need the key anyway."""
+    forgery). The session cookie is SameSite=Strict, but a sibling subdomain is the "same site"
+    and old browsers ignore SameSite. The browser says where the form was: ``Sec-Fetch-Site``
+    (every current browser, over https or to loopback) must be ``same-origin``; without it,
+    ``Origin`` must match the Host (or a proxy's X-Forwarded-Host) header, and ``Origin: null``
+    (what a form sends under ``Referrer-Policy: no-referrer``, or a sandboxed page) is refused.
+    Forms cannot set these headers; clients that send neither (curl, scripts) still need a
+    live session."""
     if request.method in ("GET", "HEAD", "OPTIONS"):
         return
     fetch_site = request.headers.get("sec-fetch-site")
     origin = request.headers.get("origin")
-    hosts = {request.headers.get("host"), request.headers.get("x-forwarded-host")} - {None}
-    if fetch_site in ("cross-site", "same-site") or (
-            origin is not None and urlsplit(origin).netloc not in hosts):
+    if fetch_site is not None:
+        ok = fetch_site in ("same-origin", "none")
+    else:
+        hosts = {request.headers.get("host"), request.headers.get("x-forwarded-host")} - {None}
+        ok = origin is None or (origin != "null" and urlsplit(origin).netloc in hosts)
+    if not ok:
         raise CrossOrigin(f"this form was sent from another site ({origin or fetch_site}); "
                           "open photograde's own page and send it from there")
 
 
 def require(*roles: str):
     """A dependency: the signed-in key's principal, with one of ``roles`` (LoginRequired
-    without a valid key; Forbidden, RateLimited as in the API)."""
+    without a live session; Forbidden, RateLimited as in the API)."""
     async def principal(request: Request, wf: WorkflowDep) -> Principal:
         if not wf.settings.auth_required:
             return OPEN
-        key = request.cookies.get(COOKIE)
-        if not key:
+        session_id = request.cookies.get(cookie_name(wf.settings))
+        if not session_id:
             raise LoginRequired()
         try:
-            who = await wf.identify(key, client_address(request))
+            who = await wf.identify_session(session_id)
         except Unauthorized:
             raise LoginRequired() from None
         if not who.has(*roles):

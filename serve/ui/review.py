@@ -5,10 +5,13 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 
 from serve import workflow
+from serve.auth import Principal
 from serve.deps import WorkflowDep
 from serve.gate import KeyFirstRoute
-from serve.ui.evaluations import back_to, list_page
+from serve.problems import Problem
+from serve.ui.evaluations import back_to, evaluation_page, list_page
 from serve.ui.pages import Reviewer, Staff
+from serve.workflow import Workflow
 
 router = APIRouter(prefix="/ui", route_class=KeyFirstRoute)
 
@@ -19,19 +22,33 @@ def reviews(request: Request, who: Staff) -> HTMLResponse:
                      status="in_review")
 
 
+async def review(request: Request, evaluation_id: str, who: Principal, wf: Workflow,
+                 action: str) -> Response:
+    """Approve or override with the form's comment (and grade); a refused comment or grade
+    is shown beside it on the evaluation's page, with what was typed."""
+    form = await request.form()
+    comment = str(form.get("comment") or "").strip()
+    try:
+        if action == "approve":
+            await run_in_threadpool(workflow.approve, wf, who, evaluation_id, comment or None)
+        else:
+            await run_in_threadpool(workflow.override, wf, who, evaluation_id,
+                                    str(form.get("grade") or ""), comment or None)
+    except Problem as p:
+        if p.status != 422:
+            raise
+        return await run_in_threadpool(evaluation_page, request, who, evaluation_id, p,
+                                       comment=comment, sent=action)
+    return back_to(evaluation_id)
+
+
 @router.post("/evaluations/{evaluation_id}/approve")
 async def approve(request: Request, evaluation_id: str, who: Reviewer,
                   wf: WorkflowDep) -> Response:
-    comment = str((await request.form()).get("comment") or "").strip() or None
-    await run_in_threadpool(workflow.approve, wf, who, evaluation_id, comment)
-    return back_to(evaluation_id)
+    return await review(request, evaluation_id, who, wf, "approve")
 
 
 @router.post("/evaluations/{evaluation_id}/override")
 async def override(request: Request, evaluation_id: str, who: Reviewer,
                    wf: WorkflowDep) -> Response:
-    form = await request.form()
-    await run_in_threadpool(workflow.override, wf, who, evaluation_id,
-                            str(form.get("grade") or ""),
-                            str(form.get("comment") or "").strip() or None)
-    return back_to(evaluation_id)
+    return await review(request, evaluation_id, who, wf, "override")

@@ -17,6 +17,7 @@ COMMANDS = {
     "cv vision", "evaluate vision", "explain", "export", "predict", "serve", "demo",
     "bundle verify", "keys create", "keys list", "keys revoke", "db upgrade", "db seed",
     "train release", "evaluate bundle", "train photocheck", "evaluate photocheck",
+    "dataset export", "backtest",
 }
 TRAIN_OPTIONS = {  # shared by train vision and cv vision
     "--backbone", "--img-size", "--epochs", "--batch-size", "--accum-steps", "--lr",

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from serve.auth import create_key
 from serve.runtime import Grader
-from tests.support import INFO, World, small_photos, workflow_app
+from tests.support import INFO, World, small_photos, ui_session, workflow_app
 
 ALMOST_SURE = 0.999999  # above any confidence of the tiny test model: every grade abstains
 
@@ -67,17 +67,14 @@ def test_inconclusive_goes_straight_to_the_review_queue(world, action):
     assert queued[ev["id"]]["inconclusive_reason"] == ev["inconclusive_reason"]
     mine = c.get("/v1/evaluations?decision=inconclusive&limit=200", headers=w.h("ref_a")).json()
     assert ev["id"] in {e["id"] for e in mine["items"]}
-    c.cookies.set("photograde_key", w.keys["reviewer"])
-    try:
-        page = c.get("/ui/reviews")
-        assert page.status_code == 200 and ev["id"] in page.text
-        assert ev["inconclusive_reason"].split(";")[0] in page.text
-        detail = c.get(f"/ui/evaluations/{ev['id']}").text
-        assert 'data-decision="inconclusive"' in detail and 'id="inconclusive-reason"' in detail
-        assert 'id="send-justification"' not in detail and 'id="accept"' not in detail
-        assert 'id="approve"' in detail and 'id="override"' in detail
-    finally:
-        c.cookies.clear()
+    session = ui_session(c, w.keys["reviewer"])
+    page = c.get("/ui/reviews", headers=session)
+    assert page.status_code == 200 and ev["id"] in page.text
+    assert ev["inconclusive_reason"].split(";")[0] in page.text
+    detail = c.get(f"/ui/evaluations/{ev['id']}", headers=session).text
+    assert 'data-decision="inconclusive"' in detail and 'id="inconclusive-reason"' in detail
+    assert 'id="send-justification"' not in detail and 'id="accept"' not in detail
+    assert 'id="approve"' in detail and 'id="override"' in detail
     r, final = w.review(ev, action, "looks right")
     assert r.status_code == 200, r.text
     d = r.json()
@@ -97,9 +94,6 @@ def test_dashboards_and_metrics_count_inconclusive(world):
     assert p["inconclusive_share"] == 1.0 and p["queues"]["in_review"] >= 1
     metrics = c.get("/metrics").text
     assert 'photograde_decision_total{decision="inconclusive"}' in metrics
-    c.cookies.set("photograde_key", w.keys["reviewer"])
-    try:
-        assert "100% inconclusive" in c.get("/ui/dashboard?refurbisher=R001").text
-        assert 'id="kpi-inconclusive">100%' in c.get("/ui/platform").text
-    finally:
-        c.cookies.clear()
+    session = ui_session(c, w.keys["reviewer"])
+    assert "100% inconclusive" in c.get("/ui/dashboard?refurbisher=R001", headers=session).text
+    assert 'id="kpi-inconclusive">100%' in c.get("/ui/platform", headers=session).text

@@ -13,7 +13,7 @@ from PIL import Image
 
 from fusion.bundle import BundleError
 from serve import problems as P
-from serve.handlers import install_handlers
+from serve.handlers import MAX_ERRORS, install_handlers
 from serve.metrics import Metrics
 from serve.ui import mount_ui
 from tabular.schema import ChecklistError, parse_device_info
@@ -133,6 +133,10 @@ def _app() -> FastAPI:
     async def raise_ui(name: str):
         raise errors[name]
 
+    @app.post("/v1/numbers")
+    async def numbers(body: list[int]) -> int:
+        return len(body)
+
     return app
 
 
@@ -171,6 +175,16 @@ def test_an_unexpected_error_is_a_500_without_its_traceback(client):
     assert body["detail"] == "unexpected error (logged on the server)"
     for leak in ("secret", "deadbeef", "RuntimeError", "Traceback", "File \""):
         assert leak not in r.text
+
+
+def test_a_validation_problem_lists_at_most_max_errors(client):
+    r = client.post("/v1/numbers", json=["x"] * 5000)
+    assert r.status_code == 422
+    body = r.json()
+    assert len(body["errors"]) == MAX_ERRORS and body["error_count"] == 5000
+    assert body["errors"][0] == {"field": "0", "reason": body["errors"][0]["reason"]}
+    assert body["detail"].endswith(f"and {5000 - MAX_ERRORS} more errors")
+    assert len(r.content) < 5000
 
 
 @pytest.mark.parametrize(("i", "case"), list(enumerate(CASES)), ids=IDS)

@@ -2,8 +2,12 @@
 real uvicorn server on loopback: login, the evaluation form, the three outcomes, accepting a
 suggestion, a justification and its review, an inconclusive case in the review queue, both
 dashboards (with the photo check's), the demo banner, a bad upload, a photo the photo check
-refuses (too dark) explained beside it at phone width. (The wrong side, which needs the shipped
-model's photo check, is in test_ui_photo_check.py.)
+refuses (too dark) explained beside it at phone width, a form from a sibling subdomain refused,
+the Content-Security-Policy refusing an injected script, /docs under its own policy. (The wrong
+side, which needs the shipped model's photo check, is in test_ui_photo_check.py.)
+
+The server keeps the default session cookie (``__Host-``, Secure) on http://127.0.0.1:
+Chromium keeps a Secure cookie from a loopback address as from https.
 
 With ``PHOTOGRADE_SCREENSHOTS=DIR`` set, full-page screenshots of the form, a suggestion and
 both dashboards are written to ``DIR``."""
@@ -100,17 +104,20 @@ def browser():
 
 @pytest.fixture
 def as_role(site, browser):
-    """``as_role(role, width=1200)``: a fresh browser page logged in with that role's key."""
-    contexts = []
+    """``as_role(role, width=1200)``: a fresh browser page logged in with that role's key; at
+    the end, no page had anything refused by the Content-Security-Policy."""
+    contexts, refused = [], []
 
     def login(role: str, width: int = 1200):
         ctx, page = sign_in(browser, site.url, site.keys[role], width)
         contexts.append(ctx)
+        refused.append(csp_violations(page))
         return page
 
     yield login
     for ctx in contexts:
         ctx.close()
+    assert not any(refused), refused
 
 
 def submit(page, site: Site, gap: int, screenshot: str | None = None) -> str:
@@ -337,6 +344,7 @@ def test_a_form_posted_from_a_sibling_subdomain_is_refused(site, browser):
     port = site.url.rsplit(":", 1)[1]
     app, evil = f"http://app.photograde.test:{port}", f"http://evil.photograde.test:{port}"
     ctx = browser.new_context()
+    site.settings.session_cookie_secure = False  # plain http on a host that is not loopback
     try:
         page = ctx.new_page()
         page.set_default_timeout(30_000)
@@ -359,4 +367,51 @@ def test_a_form_posted_from_a_sibling_subdomain_is_refused(site, browser):
             f.action = '/ui/evaluations'; document.body.appendChild(f); f.submit(); }""")
         page.wait_for_selector("#form-error")  # reached the form's own validation
     finally:
+        site.settings.session_cookie_secure = True
         ctx.close()
+
+
+def csp_violations(page) -> list[str]:
+    """The page's console messages about its Content-Security-Policy, from now on."""
+    seen: list[str] = []
+    page.on("console", lambda m: seen.append(m.text) if CSP_MESSAGE in m.text else None)
+    return seen
+
+
+CSP_MESSAGE = "Content Security Policy"
+
+
+def test_the_csp_blocks_an_injected_inline_script(site, browser):
+    """Markup that got into a page (as an injection would) runs no script: neither a script
+    element nor an event handler attribute, each refused with a CSP violation on the console;
+    the page's own script (app.js) does run."""
+    ctx, page = sign_in(browser, site.url, site.keys["platform"])  # not as_role: refusals here
+    response = page.goto(site.url + "/ui/platform")
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    with page.expect_console_message(lambda m: CSP_MESSAGE in m.text) as message:
+        page.evaluate("""() => { const s = document.createElement('script');
+            s.textContent = 'window.injected = "script"'; document.body.appendChild(s); }""")
+    assert "script-src 'self'" in message.value.text
+    with page.expect_console_message(lambda m: CSP_MESSAGE in m.text) as message:
+        page.evaluate("""() => document.body.insertAdjacentHTML('beforeend',
+            '<img src="data:," onerror="window.injected = 1">')""")
+    assert "inline event handler" in message.value.text
+    assert page.evaluate("() => window.injected === undefined")
+    page.select_option("#days", "7")  # app.js sends the window's form when it changes
+    page.wait_for_url("**/ui/platform?days=7")
+    ctx.close()
+
+
+def test_the_docs_start_under_the_csp(site, browser):
+    """/docs, under the same strict policy: Swagger UI's scripts (local files, its start-up
+    included) run and nothing is refused."""
+    page = browser.new_page()
+    try:
+        seen = csp_violations(page)
+        response = page.goto(site.url + "/docs")
+        assert "script-src 'self'" in response.headers["content-security-policy"]
+        page.wait_for_selector("#swagger-ui .swagger-ui")
+        page.wait_for_function("() => typeof window.ui === 'object'")
+        assert seen == []
+    finally:
+        page.close()

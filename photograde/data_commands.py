@@ -1,0 +1,121 @@
+"""The root's production-loop commands: ``dataset export`` and ``backtest``.
+
+Both read the workflow database and the photo store (``serve``) and feed training or compare
+bundles, so they belong to the root. Neither imports torch; neither migrates the database (a
+command that only reads refuses an outdated schema instead).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from serve import cli as serve_cli
+
+
+def _store_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--database", "--database-url", dest="database_url", metavar="URL",
+                   help="SQLAlchemy URL of the workflow database (default: "
+                   "PHOTOGRADE_DATABASE_URL or "
+                   f"{serve_cli._setting_default('database_url')})")
+    p.add_argument("--photo-dir", type=Path, metavar="DIR", help="the photo store (default: "
+                   f"PHOTOGRADE_PHOTO_DIR or {serve_cli._setting_default('photo_dir')})")
+    p.add_argument("--until", metavar="DATE",
+                   help="evaluations submitted before this date or time (UTC)")
+    p.add_argument("--return-window-days", type=int, default=30, metavar="N",
+                   help="a return counts within this many days of the listing (default 30)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from serve.settings import load_settings
+
+    return load_settings(**{k: v for k, v in (("database_url", args.database_url),
+                                              ("photo_dir", args.photo_dir)) if v})
+
+
+def _export_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, required=True, metavar="DIR",
+                   help="folder: manifest.csv, images/, export.json")
+    p.add_argument("--since", metavar="DATE",
+                   help="evaluations submitted from this date or time (UTC)")
+    _store_options(p)
+    p.add_argument("--grading", help="grading config of the final grades (default: the "
+                   "built-in config of the evaluations' scale); evaluations on another scale "
+                   "are skipped")
+    p.add_argument("--copy", action="store_true",
+                   help="copy the photos (default: hard links where possible)")
+
+
+def _export(args: argparse.Namespace) -> int:
+    from photograde import history
+    from photograde.dataset_export import export_dataset, summary_lines
+    from serve.photostore import PhotoStore
+
+    settings = _settings(args)
+    since = history.parse_when(args.since, "--since")
+    until = history.parse_when(args.until, "--until")
+    db = history.open_database(settings.database_url)
+    try:
+        summary = export_dataset(db, PhotoStore(settings.photo_dir), args.out, since=since,
+                                 until=until, grading=args.grading, copy=args.copy,
+                                 window_days=args.return_window_days,
+                                 progress=not args.quiet)
+    finally:
+        db.dispose()
+    print("\n".join(summary_lines(summary)))
+    print(f"summary: {args.out / 'export.json'}")
+    return 0
+
+
+def _backtest_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bundle", type=Path, required=True, metavar="NEW", help="the candidate bundle")
+    p.add_argument("--against", type=Path, metavar="CURRENT", help="the current bundle "
+                   "(default: the bundle that graded the evaluations, if found: the served "
+                   "one, the shipped one or a sibling folder of --bundle)")
+    p.add_argument("--since", required=True, metavar="DATE",
+                   help="evaluations submitted from this date or time (UTC)")
+    p.add_argument("--out", type=Path, required=True, metavar="REPORT",
+                   help="report folder: report.json, report.html")
+    _store_options(p)
+    p.add_argument("--int8", action="store_true", help="the bundles' int8 vision models")
+    p.add_argument("--threads", type=int, help="ONNX Runtime threads (default: CPU quota)")
+
+
+def _backtest(args: argparse.Namespace) -> int:
+    from photograde import history
+    from photograde.backtest import run_backtest
+    from serve.photostore import PhotoStore
+    from serve.settings import SHIPPED_BUNDLE
+
+    settings = _settings(args)
+    since = history.parse_when(args.since, "--since")
+    assert since is not None  # a required option
+    until = history.parse_when(args.until, "--until")
+    db = history.open_database(settings.database_url)
+    try:
+        report = run_backtest(
+            db, PhotoStore(settings.photo_dir), args.bundle, args.out, since=since,
+            until=until, against=args.against, candidates=[settings.bundle, SHIPPED_BUNDLE],
+            decision_gaps=(settings.validated_max_gap, settings.suggestion_max_gap),
+            int8=args.int8, threads=args.threads, window_days=args.return_window_days,
+            progress=not args.quiet)
+    finally:
+        db.dispose()
+    print(report["recommendation"]["line"])
+    print(f"report: {args.out / 'report.html'}, {args.out / 'report.json'}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``dataset export`` and ``backtest`` to the root's sub-commands."""
+    dataset = sub.add_parser("dataset", help="datasets from the workflow's history")
+    dataset_sub = dataset.add_subparsers(dest="dataset_command", required=True,
+                                         metavar="ACTION")
+    dataset_sub.add_parser("export", help="a training manifest of the resolved evaluations: "
+                           "final grades, photos, returns (manifest.csv, images/, export.json)",
+                           populate=_export_options).set_defaults(func=_export)
+    sub.add_parser("backtest", help="replay stored evaluations through a candidate bundle and "
+                   "the current one: agreement, decision changes, a recommendation (HTML, JSON)",
+                   populate=_backtest_options).set_defaults(func=_backtest)
