@@ -7,7 +7,8 @@ it outside the others, so that early refusals such as a 413 carry them too):
                                chosen photos); no plugins, no <base>, forms post here only, no
                                framing. The same on ``/docs``: Swagger UI needs no more (its
                                start-up is a file too, serve/routes/docs.py; it sets styles
-                               through the DOM, which the policy allows)
+                               through the DOM, which the policy allows); ``/redoc``:
+                               :data:`REDOC_CSP`
     X-Content-Type-Options     nosniff
     X-Frame-Options            DENY (old browsers; frame-ancestors for the others)
     Referrer-Policy            no-referrer; the UI's pages: same-origin (no Referer to other
@@ -32,6 +33,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 CSP = "; ".join((
     "default-src 'self'", "script-src 'self'", "style-src 'self'", "img-src 'self' data: blob:",
     "object-src 'none'", "base-uri 'none'", "form-action 'self'", "frame-ancestors 'none'"))
+#: ``/redoc`` only: ReDoc (styled-components) writes <style> elements and runs its search in a
+#: worker made from a blob, so its page allows inline styles and blob: workers; still no inline
+#: script, and the page holds no user data (the public OpenAPI description).
+REDOC_CSP = CSP.replace("style-src 'self'", "style-src 'self' 'unsafe-inline'") + \
+    "; worker-src blob:"
 COMMON = {"x-content-type-options": "nosniff", "x-frame-options": "DENY"}
 STATIC = ("/ui/static/", "/docs/assets/")
 #: A stored photo or a heatmap: kept by no cache, the browser's included (a photo must not
@@ -43,7 +49,8 @@ def headers_for(path: str, hsts_max_age: int = 0) -> dict[str, str]:
     """The headers a response to ``path`` gets (unless it set them itself)."""
     static = path.startswith(STATIC)
     ui = (path == "/ui" or path.startswith("/ui/")) and not static
-    out = {**COMMON, "content-security-policy": CSP,
+    csp = REDOC_CSP if path == "/redoc" else CSP
+    out = {**COMMON, "content-security-policy": csp,
            "referrer-policy": "same-origin" if ui else "no-referrer"}
     if not static:
         out["cache-control"] = "no-store"

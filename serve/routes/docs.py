@@ -1,31 +1,53 @@
-"""``/docs``: the Swagger UI, served from the ``swagger-ui-bundle`` package, so that the API
-documentation works offline (FastAPI's default page loads its scripts from a CDN), and without
-an inline script (its start-up code is ``/docs/init.js``), under the same strict
-Content-Security-Policy as every page (serve/headers.py)."""
+"""``/docs`` (Swagger UI 5) and ``/redoc`` (ReDoc), served from the ``fastapi-offline``
+package's copies of their scripts (MIT; Swagger UI 5 reads FastAPI's OpenAPI 3.1, which the
+Swagger UI 4 of ``swagger-ui-bundle`` could not render), so that the API documentation works
+offline (FastAPI's default pages load them from a CDN), and without an inline script (their
+start-up code is ``/docs/init.js`` and ``/redoc/init.js``), under the Content-Security-Policy
+of serve/headers.py."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import fastapi_offline
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
-from swagger_ui_bundle import swagger_ui_path
 
 ASSETS = "/docs/assets"
+#: Swagger UI's and ReDoc's files, as the fastapi-offline package ships them.
+ASSET_DIR = Path(fastapi_offline.__file__).parent / "static"
 PAGE = """<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <link rel="stylesheet" href="{assets}/swagger-ui.css">
-<link rel="icon" href="{assets}/favicon-32x32.png">
+<link rel="icon" href="{assets}/favicon.png">
 <title>{title}</title>
 </head>
 <body>
 <div id="swagger-ui"></div>
 <script src="{assets}/swagger-ui-bundle.js"></script>
 <script src="/docs/init.js"></script>
+</body>
+</html>
+"""
+
+
+REDOC_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="{assets}/favicon.png">
+<title>{title}</title>
+</head>
+<body>
+<div id="redoc"></div>
+<script src="{assets}/redoc.standalone.js"></script>
+<script src="/redoc/init.js"></script>
 </body>
 </html>
 """
@@ -42,9 +64,21 @@ def init_script(openapi_url: str) -> str:
 
 
 def mount_docs(app: FastAPI) -> None:
-    """``/docs``, its start-up script and its assets (``app`` must be created with
-    ``docs_url=None``)."""
-    app.mount(ASSETS, StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+    """``/docs`` and ``/redoc``, their start-up scripts and assets (``app`` must be created
+    with ``docs_url=None`` and ``redoc_url=None``)."""
+    app.mount(ASSETS, StaticFiles(directory=str(ASSET_DIR)), name="docs-assets")
+    openapi_url = json.dumps(app.openapi_url or "/openapi.json")
+    redoc_page = REDOC_PAGE.format(assets=ASSETS, title=f"{app.title}: API reference")
+    redoc_script = (f"Redoc.init({openapi_url}, {{}}, document.getElementById('redoc'));\n")
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return HTMLResponse(redoc_page)
+
+    @app.get("/redoc/init.js", include_in_schema=False)
+    async def redoc_init() -> Response:
+        return Response(redoc_script, media_type="text/javascript")
+
     page = PAGE.format(assets=ASSETS, title=f"{app.title}: API")
     script = init_script(app.openapi_url or "/openapi.json")
 

@@ -412,6 +412,33 @@ def test_the_docs_start_under_the_csp(site, browser):
         assert "script-src 'self'" in response.headers["content-security-policy"]
         page.wait_for_selector("#swagger-ui .swagger-ui")
         page.wait_for_function("() => typeof window.ui === 'object'")
+        page.wait_for_selector(".opblock")  # the API itself, read from /openapi.json
+        assert "Unable to render" not in page.content()
         assert seen == []
+    finally:
+        page.close()
+
+
+def test_docs_and_redoc_render_with_the_network_off(site, browser):
+    """Every request that does not go to the server is refused: both pages still render the
+    API's operations."""
+    page = browser.new_page()
+    outside: list[str] = []
+
+    def local_only(route):
+        if route.request.url.startswith(site.url):
+            return route.continue_()
+        outside.append(route.request.url)
+        return route.abort()
+
+    try:
+        page.route("**/*", local_only)
+        page.goto(site.url + "/docs")
+        page.wait_for_selector(".opblock")
+        assert page.locator(".opblock").count() >= 10
+        page.goto(site.url + "/redoc")
+        page.wait_for_selector("[data-section-id]")
+        assert "/v1/grade" in page.inner_text("body")
+        assert outside == []
     finally:
         page.close()
