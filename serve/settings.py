@@ -102,7 +102,7 @@ class Settings(BaseSettings):
     metrics_clients: list[str] = Field(
         default_factory=list, description="addresses or networks allowed to read /metrics "
         "(empty: anyone); others get 404")
-    docs_enabled: bool = Field(True, description="serve /docs and /openapi.json")
+    docs_enabled: bool = Field(True, description="serve /docs, /redoc and /openapi.json")
 
     @field_validator("trusted_proxies", "metrics_clients")
     @classmethod

@@ -237,7 +237,8 @@ def test_metrics_and_docs_can_be_turned_off():
     app = create_app(Settings(database_url="sqlite://", metrics_enabled=False,
                               docs_enabled=False))
     client = TestClient(app)  # no lifespan: these routes need no model
-    for path in ("/metrics", "/docs", "/redoc", "/openapi.json", "/docs/assets/swagger-ui.css"):
+    for path in ("/metrics", "/docs", "/docs/init.js", "/redoc", "/openapi.json",
+                 "/docs/assets/swagger-ui.css"):
         assert client.get(path).status_code == 404, path
     assert client.get("/healthz").status_code == 200
 
