@@ -8,8 +8,10 @@ use UTC. ``migrate()`` runs Alembic's ``upgrade head`` (``serve/migrations``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -74,16 +76,21 @@ class Database:
             self.read_engine = self.engine
         self._write = sessionmaker(self.engine, expire_on_commit=False)
         self._read = sessionmaker(self.read_engine, expire_on_commit=False)
+        # An in-memory SQLite database is one connection (StaticPool) shared by every thread:
+        # its transactions take turns, or two threads would nest a BEGIN in the other's.
+        memory_db = self.dialect == "sqlite" and (self.url.database or "") in ("", ":memory:")
+        self._turns: contextlib.AbstractContextManager = (
+            threading.RLock() if memory_db else contextlib.nullcontext())
 
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A session in a write transaction, committed on success (durable before returning)."""
-        with self._write() as session, session.begin():
+        with self._turns, self._write() as session, session.begin():
             yield session
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        with self._read() as session, session.begin():
+        with self._turns, self._read() as session, session.begin():
             yield session
 
     def migrate(self, revision: str = "head") -> None:
