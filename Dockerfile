@@ -8,6 +8,10 @@
 # The image serves the bundle at /models/bundle (PHOTOGRADE_BUNDLE): the shipped base model
 # unless a volume is mounted there; every setting in the README's configuration table can be
 # passed as an environment variable.
+#
+# Every package comes from a locked, hashed requirements file (requirements/*.lock, regenerated
+# by scripts/lock): pip refuses any file whose sha256 is not the locked one; the project's
+# wheel is then installed without dependencies.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 ARG CUDA_IMAGE=nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04
@@ -15,6 +19,8 @@ ARG CUDA_IMAGE=nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04
 # --- build the wheel ----------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS build
 WORKDIR /src
+COPY requirements/build.lock requirements/
+RUN pip install --no-cache-dir --require-hashes -r requirements/build.lock
 COPY pyproject.toml README.md ./
 COPY vision vision
 COPY tabular tabular
@@ -22,16 +28,17 @@ COPY fusion fusion
 COPY serve serve
 COPY training training
 COPY photograde photograde
-RUN pip install --no-cache-dir build==1.2.2 \
- && python -m build --wheel --outdir /dist
+RUN python -m build --wheel --no-isolation --outdir /dist
 
 # --- CPU serving image --------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS cpu
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
     PHOTOGRADE_BUNDLE=/models/bundle PHOTOGRADE_HOST=0.0.0.0 PHOTOGRADE_PORT=8000 \
     PHOTOGRADE_DATABASE_URL=sqlite:////data/photograde.db PHOTOGRADE_PHOTO_DIR=/data/photos
+COPY requirements/serve.lock /tmp/
 COPY --from=build /dist/*.whl /tmp/
-RUN pip install --no-cache-dir /tmp/*.whl && rm /tmp/*.whl \
+RUN pip install --no-cache-dir --require-hashes -r /tmp/serve.lock \
+ && pip install --no-cache-dir --no-deps /tmp/*.whl && rm /tmp/*.whl /tmp/serve.lock \
  && useradd --create-home --uid 10001 photograde \
  && mkdir -p /data /models && chown photograde /data
 COPY models/photograde-base /models/bundle
@@ -52,12 +59,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PATH=/opt/venv/bin:$PATH \
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-venv \
  && rm -rf /var/lib/apt/lists/*
+COPY requirements/serve-gpu.lock /tmp/
 COPY --from=build /dist/*.whl /tmp/
 RUN python3 -m venv /opt/venv \
- && pip install --no-cache-dir /tmp/*.whl \
- && pip uninstall -y onnxruntime \
- && pip install --no-cache-dir onnxruntime-gpu==1.31.1 \
- && rm /tmp/*.whl \
+ && pip install --no-cache-dir --require-hashes -r /tmp/serve-gpu.lock \
+ && pip install --no-cache-dir --no-deps /tmp/*.whl \
+ && rm /tmp/*.whl /tmp/serve-gpu.lock \
  && useradd --create-home --uid 10001 photograde \
  && mkdir -p /data /models && chown photograde /data
 COPY models/photograde-base /models/bundle

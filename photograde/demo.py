@@ -193,9 +193,8 @@ def serve_in_demo(db: Any, bundle: Path) -> None:
 def run_demo(directory: Path, host: str, port: int, *, bundle: Path | None = None,
              train: bool = False) -> int:
     logging.getLogger("alembic").setLevel(logging.WARNING)  # before its import-time chatter
-    import uvicorn
-
     from serve.app import create_app
+    from serve.server import serve
 
     settings, keys = prepare(directory, bundle=bundle, train=train)
     settings = demo_settings(settings, host, port)
@@ -205,5 +204,5 @@ def run_demo(directory: Path, host: str, port: int, *, bundle: Path | None = Non
     for role, key in keys.items():
         print(f"  {role:<12s} {key}")
     print(flush=True)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    serve(settings, create_app(settings))  # with the server's header limits and timeouts
     return 0

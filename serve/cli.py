@@ -75,9 +75,8 @@ def _bundle_verify(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import os
 
-    import uvicorn
-
     from fusion.bundle import load_manifest
+    from serve.server import serve
     from serve.settings import load_settings
 
     overrides = {k: v for k, v in (("bundle", args.bundle), ("host", args.host),
@@ -89,8 +88,7 @@ def _serve(args: argparse.Namespace) -> int:
         os.environ[f"PHOTOGRADE_{key.upper()}"] = str(value)
     print(f"photograde: serving {settings.bundle} on http://{settings.host}:{settings.port} "
           f"(docs: /docs)", file=sys.stderr)
-    uvicorn.run("serve.app:app_from_env", factory=True, host=settings.host, port=settings.port,
-                workers=settings.workers, log_level="info")
+    serve(settings)  # uvicorn, with header limits and timeouts (serve/server.py)
     return 0
 
 

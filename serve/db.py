@@ -8,13 +8,13 @@ use UTC. ``migrate()`` runs Alembic's ``upgrade head`` (``serve/migrations``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -59,14 +59,10 @@ class Database:
     def __init__(self, url: str):
         self.url = make_url(url)
         self.dialect = self.url.get_backend_name()
-        # an in-memory SQLite database is one connection: one thread uses it at a time
-        self._lock: AbstractContextManager[Any] = nullcontext()
         if self.dialect == "sqlite":
             database = self.url.database or ""
             memory = database in ("", ":memory:")
-            if memory:
-                self._lock = threading.RLock()
-            else:
+            if not memory:
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
                 # created private (SQLite gives its -wal and -shm files the same mode)
                 os.close(os.open(database, os.O_WRONLY | os.O_CREAT, 0o600))
@@ -80,16 +76,21 @@ class Database:
             self.read_engine = self.engine
         self._write = sessionmaker(self.engine, expire_on_commit=False)
         self._read = sessionmaker(self.read_engine, expire_on_commit=False)
+        # An in-memory SQLite database is one connection (StaticPool) shared by every thread:
+        # its transactions take turns, or two threads would nest a BEGIN in the other's.
+        memory_db = self.dialect == "sqlite" and (self.url.database or "") in ("", ":memory:")
+        self._turns: contextlib.AbstractContextManager = (
+            threading.RLock() if memory_db else contextlib.nullcontext())
 
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A session in a write transaction, committed on success (durable before returning)."""
-        with self._lock, self._write() as session, session.begin():
+        with self._turns, self._write() as session, session.begin():
             yield session
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        with self._lock, self._read() as session, session.begin():
+        with self._turns, self._read() as session, session.begin():
             yield session
 
     def migrate(self, revision: str = "head") -> None:

@@ -41,22 +41,46 @@ _bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <key>"
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="X-API-Key: <key>")
 
 
-def require(*roles: str):
-    """A dependency: the calling key's principal, with one of ``roles`` (Unauthorized,
-    Forbidden, RateLimited otherwise); every route is open when auth is off."""
-    async def principal(
-        wf: WorkflowDep,
+def client_address(request: Request) -> str | None:
+    """The client's address: the connection's peer, or the one a trusted proxy forwarded
+    (serve/forwarded.py)."""
+    return request.client.host if request.client else None
+
+
+class KeyCheck:
+    """The dependency of :func:`require`: the calling key's principal, with one of ``roles``.
+    The request gate (serve/gate.py) finds it on a route and checks the key before the body is
+    read, leaving the principal in ``request.state.principal``; a request that did not pass
+    the gate is checked here."""
+
+    def __init__(self, roles: tuple[str, ...]):
+        self.roles = roles
+
+    def verify(self, who: Principal) -> Principal:
+        """``who``, or Forbidden if its role may not use this route."""
+        if not who.has(*self.roles):
+            raise Forbidden(f"this route needs a {' or '.join(self.roles)} key; this key is a "
+                            f"{who.role} key")
+        return who
+
+    async def __call__(
+        self, request: Request, wf: WorkflowDep,
         bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
         header: Annotated[str | None, Depends(_header)],
     ) -> Principal:
         if not wf.settings.auth_required:
             return OPEN
-        who = await wf.identify(header or (bearer.credentials if bearer else None))
-        if not who.has(*roles):
-            raise Forbidden(f"this route needs a {' or '.join(roles)} key; this key is a "
-                            f"{who.role} key")
-        return who
-    return Depends(principal)
+        who = getattr(request.state, "principal", None)
+        if who is None:
+            key = header or (bearer.credentials if bearer else None)
+            who = await wf.identify(key, client_address(request))
+        return self.verify(who)
+
+
+def require(*roles: str):
+    """A dependency: the calling key's principal, with one of ``roles`` (Unauthorized,
+    Forbidden, RateLimited otherwise); every route is open when auth is off."""
+    return Depends(KeyCheck(roles))
 
 
 Submitter = Annotated[Principal, require("refurbisher", "platform")]

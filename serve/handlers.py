@@ -16,8 +16,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from serve.gate import BodyTooLarge
 from serve.headers import headers_for
-from serve.observe import BodyTooLarge
 from serve.problems import (
     DOMAIN_ERRORS,
     InvalidRequest,

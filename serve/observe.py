@@ -1,4 +1,4 @@
-"""Per-request plumbing as a plain ASGI middleware: request id, body-size limit, latency.
+"""Per-request plumbing as a plain ASGI middleware: request id and latency.
 
 Plain ASGI on purpose: Starlette's ``@app.middleware("http")`` (BaseHTTPMiddleware) wraps
 every chunk of the request body in a task group, which for two 12-MP uploads cost more than
@@ -10,54 +10,22 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Callable
 
 from starlette.datastructures import Headers, MutableHeaders
-from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serve.metrics import Metrics
-from serve.problems import RequestTooLarge
-
-
-class BodyTooLarge(HTTPException):
-    """A request body sent without Content-Length (chunked) grew past the route's limit.
-
-    An HTTPException because FastAPI re-raises those from body parsing (anything else
-    becomes a generic 400 there), so the app's handler answers it as a 413 problem.
-    """
-
-    def __init__(self, limit: int):
-        super().__init__(413, f"request body exceeds the limit of {limit} bytes")
-
-
-def capped(receive: Receive, limit: int) -> Receive:
-    """``receive`` that raises BodyTooLarge once the body read so far passes ``limit``."""
-    seen = 0
-
-    async def receive_capped() -> Message:
-        nonlocal seen
-        message = await receive()
-        if message["type"] == "http.request":
-            seen += len(message.get("body", b""))
-            if seen > limit:
-                raise BodyTooLarge(limit)
-        return message
-
-    return receive_capped
-
 
 REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 class Observe:
-    """Give each request an id (``x-request-id``, echoed or new, also in ``request.state``),
-    refuse bodies whose Content-Length passes ``limit_for(path)`` with a 413 problem (a
-    chunked body is counted as it arrives and refused once it passes), and record the
-    latency per route and status."""
+    """Give each request an id (``x-request-id``, echoed or new, also in ``request.state``)
+    and record the latency per route and status. (The key and body-size checks follow, in
+    serve/gate.py.)"""
 
-    def __init__(self, app: ASGIApp, *, limit_for: Callable[[str], int], metrics: Metrics):
-        self.app, self.limit_for, self.metrics = app, limit_for, metrics
+    def __init__(self, app: ASGIApp, *, metrics: Metrics):
+        self.app, self.metrics = app, metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -79,19 +47,8 @@ class Observe:
             await send(message)
 
         start = time.perf_counter()
-        path = scope["path"]
-        length, limit = headers.get("content-length"), self.limit_for(path)
         try:
-            if length and length.isdigit() and int(length) > limit:
-                problem = RequestTooLarge(f"request body of {length} bytes exceeds the limit "
-                                          f"of {limit} bytes")
-                self.metrics.errors.labels(problem.kind).inc()
-                response = problem.response(path, request_id)
-                await response(scope, receive, send_with_id)
-            else:
-                if length is None:  # chunked: no size announced, count it as it arrives
-                    receive = capped(receive, limit)
-                await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, send_with_id)
         finally:
             route = scope.get("route")
             self.metrics.latency.labels(getattr(route, "path", "unmatched"),

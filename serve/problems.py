@@ -135,6 +135,10 @@ class RateLimited(Problem):
     """Too many requests for one API key."""
 
 
+class TooManyAuthFailures(RateLimited):
+    """Too many failed authentications (wrong keys, failed logins) from one client address."""
+
+
 class NotReady(Problem):
     """The model bundle is still loading."""
 
@@ -164,6 +168,7 @@ PROBLEM_TYPES: dict[type[Exception], tuple[int, str]] = {
     BatchTooLarge: (413, "batch-too-large"),
     RequestTooLarge: (413, "request-too-large"),
     RateLimited: (429, "rate-limited"),
+    TooManyAuthFailures: (429, "too-many-auth-failures"),
     NotReady: (503, "not-ready"),
     Overloaded: (503, "overloaded"),
     ImageTooLarge: (413, "image-too-large"),

@@ -7,10 +7,11 @@ Precedence: constructor arguments (the CLI), then environment, then the settings
 from __future__ import annotations
 
 import os
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, TomlConfigSettingsSource
 
 from fusion.bundle import BASE_MODEL
@@ -88,6 +89,33 @@ class Settings(BaseSettings):
                                      "signing in, however active")
     hsts_max_age: int = Field(0, ge=0, description="Strict-Transport-Security max-age in "
                               "seconds on every response (0: not sent); only behind TLS")
+    # -- abuse limits, proxies, operations endpoints (serve/gate.py, serve/server.py) -------
+    max_body_kb: int = Field(64, ge=1, description="request body limit of the routes without "
+                             "photos (JSON, forms); photo routes: max_upload_mb per photo")
+    auth_failures_per_minute: float = Field(10, ge=0, description="failed authentications "
+                                            "(bad keys, failed logins) per client address and "
+                                            "minute; beyond: 429 (0: no limit)")
+    trusted_proxies: list[str] = Field(
+        default_factory=list, description="addresses or networks (CIDR) of the reverse proxies "
+        "whose X-Forwarded-For/-Proto/-Host headers are believed; from anyone else those "
+        "headers are dropped")
+    max_header_kb: int = Field(16, ge=1, description="request line and headers; beyond: 431")
+    timeout_headers: float = Field(10, gt=0, description="seconds for a request's headers to "
+                                   "arrive, from the connection or its first byte; then 408")
+    timeout_keep_alive: int = Field(5, ge=1, description="seconds an idle keep-alive "
+                                    "connection stays open")
+    metrics_enabled: bool = Field(True, description="serve GET /metrics")
+    metrics_clients: list[str] = Field(
+        default_factory=list, description="addresses or networks allowed to read /metrics "
+        "(empty: anyone); others get 404")
+    docs_enabled: bool = Field(True, description="serve /docs, /redoc and /openapi.json")
+
+    @field_validator("trusted_proxies", "metrics_clients")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ip_network(item, strict=False)  # ValueError: not an address or network
+        return value
 
     @property
     def max_upload_bytes(self) -> int:

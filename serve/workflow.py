@@ -10,6 +10,7 @@ each caller answers in its own form (problem+json, or a page).
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -25,7 +26,15 @@ from serve.grading import Service, check_grade, parse_device
 from serve.models import Photo, Refurbisher, ReturnReport, new_id
 from serve.photorecords import Screen, hash_rows
 from serve.photostore import PhotoStore, sha256
-from serve.problems import Forbidden, InvalidRequest, NotFound, UnknownCondition, UnknownReason
+from serve.problems import (
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    TooManyAuthFailures,
+    Unauthorized,
+    UnknownCondition,
+    UnknownReason,
+)
 from serve.sessions import Lifetime, session_principal
 from serve.settings import Settings
 from serve.shadow import ShadowRef
@@ -42,6 +51,7 @@ class Workflow:
         self.db = Database(settings.database_url)
         self.photos = PhotoStore(settings.photo_dir)
         self.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
+        self.failures = RateLimiter(settings.auth_failures_per_minute)  # per client address
 
     async def start(self) -> None:
         """Migrate the database (``upgrade head``)."""
@@ -55,11 +65,30 @@ class Workflow:
         """The bundle's grading policy, with the settings' decision thresholds."""
         return self.svc.loaded.policy
 
-    async def identify(self, key: str | None) -> Principal:
-        """The key's principal (Unauthorized), within its rate limit (RateLimited)."""
-        who = await run_in_threadpool(authenticate, self.db, key)
+    async def identify(self, key: str | None, client: str | None) -> Principal:
+        """The key's principal (:meth:`authenticate`), within its rate limit (RateLimited)."""
+        who = await self.authenticate(key, client)
         self.limiter.check(who.key_id or "")
         return who
+
+    async def authenticate(self, key: str | None, client: str | None) -> Principal:
+        """The key's principal (Unauthorized). A client address (``client``) whose keys failed
+        too often lately (``auth_failures_per_minute``) is answered TooManyAuthFailures
+        before its key is even looked at; a wrong key counts, a missing one does not."""
+        address = client or "unknown"
+        wait = self.failures.wait(address)
+        if wait > 0:
+            retry = max(1, math.ceil(wait))
+            raise TooManyAuthFailures(
+                f"too many failed authentications from {address}: limit "
+                f"{self.settings.auth_failures_per_minute:g} per minute; retry in {retry} s",
+                headers={"Retry-After": str(retry)})
+        try:
+            return await run_in_threadpool(authenticate, self.db, key)
+        except Unauthorized:
+            if key:
+                self.failures.take(address)
+            raise
 
     async def identify_session(self, session_id: str) -> Principal:
         """A UI session's principal (Unauthorized when it has ended), within its key's rate

@@ -157,7 +157,8 @@ class World:
 
 def workflow_app(url: str, tmp: Path, grader: Any, **kw: Any) -> Any:
     """The service with the workflow on database ``url``, photos under ``tmp``, no rate limit
-    unless ``rate_limit_per_minute`` is given, no photo check unless ``photo_check=True`` (the
+    unless ``rate_limit_per_minute`` is given (nor on failed authentications, unless
+    ``auth_failures_per_minute`` is), no photo check unless ``photo_check=True`` (the
     synthetic test photos are small, often soft, and reused across devices)."""
     from serve.app import create_app
     from serve.settings import Settings
@@ -165,6 +166,7 @@ def workflow_app(url: str, tmp: Path, grader: Any, **kw: Any) -> Any:
     settings = Settings(bundle=grader.dir, threads=1, database_url=url,
                         photo_dir=tmp / "photos", max_upload_mb=1,
                         rate_limit_per_minute=kw.pop("rate_limit_per_minute", 100_000),
+                        auth_failures_per_minute=kw.pop("auth_failures_per_minute", 0),
                         photo_check=kw.pop("photo_check", False), **kw)
     return create_app(settings, grader)
 

@@ -19,11 +19,12 @@ from fastapi import APIRouter, Path
 from serve import registry
 from serve.auth import Principal
 from serve.deps import Admin, ServiceDep, SettingsDep, WorkflowDep
+from serve.gate import KeyFirstRoute
 from serve.grading import Service
 from serve.problems import InvalidTransition, NotFound
 from serve.settings import Settings
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"])
+router = APIRouter(prefix="/v1/admin", tags=["admin"], route_class=KeyFirstRoute)
 Version = Annotated[str, Path(min_length=1, max_length=64)]
 
 

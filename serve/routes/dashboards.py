@@ -12,8 +12,9 @@ from fastapi import APIRouter, Path
 
 from serve import dashboard, workflow
 from serve.deps import Days, Reader, Staff, WorkflowDep
+from serve.gate import KeyFirstRoute
 
-router = APIRouter(prefix="/v1", tags=["dashboards"])
+router = APIRouter(prefix="/v1", tags=["dashboards"], route_class=KeyFirstRoute)
 
 
 @router.get("/dashboard/refurbisher/{refurbisher_id}",

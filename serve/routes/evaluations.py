@@ -35,6 +35,7 @@ from serve.deps import (
     read_upload,
 )
 from serve.fields import DEVICE_REF_MAX, TEXT_MAX
+from serve.gate import KeyFirstRoute
 from serve.headers import PHOTO_CACHE
 from serve.models import DECISIONS, STATUSES
 from serve.problems import NotFound
@@ -43,7 +44,7 @@ from serve.responses import EvaluationOut, EvaluationPage
 # Paging past a billion rows is a client bug; an unbounded offset overflowed SQLite (a 500).
 MAX_OFFSET = 1_000_000_000
 
-router = APIRouter(prefix="/v1", tags=["evaluations"])
+router = APIRouter(prefix="/v1", tags=["evaluations"], route_class=KeyFirstRoute)
 Status = Literal[STATUSES]  # type: ignore[valid-type]
 DecisionName = Literal[DECISIONS]  # type: ignore[valid-type]
 

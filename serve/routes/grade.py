@@ -19,7 +19,9 @@ from serve.deps import (
     form_json_text,
     read_upload,
 )
+from serve.gate import KeyFirstRoute
 from serve.grading import Service, parse_device
+from serve.jsonscan import count_devices
 from serve.photorecords import Screen
 from serve.problems import BatchTooLarge, InvalidBase64, InvalidRequest, Problem, problem_of
 from serve.responses import BatchItem, BatchProblem, BatchResponse, GradeResponse
@@ -27,7 +29,7 @@ from serve.shadow import ShadowRef
 from serve.workflow import check_quality_skip
 from tabular.schema import describe_errors
 
-router = APIRouter()
+router = APIRouter(route_class=KeyFirstRoute)
 
 
 DEVICE_REF_HELP = ("the platform's id of the device or listing: a photo already stored for "
@@ -124,7 +126,11 @@ async def _grade_one(svc: Service, screen: Screen, who: Principal, i: int,
 @router.post("/v1/grade/batch", summary="Grade many devices in one call (base64 photos)")
 async def grade_batch(request: Request, who: Submitter, svc: ServiceDep, wf: WorkflowDep,
                       settings: SettingsDep) -> BatchResponse:
-    body = _batch_request(await request.body())
+    raw = await request.body()  # within the route's byte limit (serve/gate.py)
+    n = count_devices(raw, settings.max_batch_devices)  # before validation builds them
+    if who.key_id is not None and n > 1:  # a device costs a request: one token each
+        wf.limiter.check(who.key_id, n - 1, f"a batch of {n} devices costs {n}")
+    body = _batch_request(raw)
     if len(body.devices) > settings.max_batch_devices:
         raise BatchTooLarge(f"devices: {len(body.devices)} exceeds the limit of "
                             f"{settings.max_batch_devices}", "devices")

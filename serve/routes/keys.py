@@ -11,11 +11,12 @@ from pydantic import Field
 
 from serve.auth import ApiKeyError, check_refurbisher_id, create_key, list_keys, revoke_key
 from serve.deps import Admin, AnyKey, WorkflowDep
+from serve.gate import KeyFirstRoute
 from serve.models import ROLES
 from serve.problems import InvalidRequest, NotFound
 from serve.routes.bodies import StrictBody
 
-router = APIRouter(prefix="/v1", tags=["keys"])
+router = APIRouter(prefix="/v1", tags=["keys"], route_class=KeyFirstRoute)
 
 
 class KeyBody(StrictBody):

@@ -1,12 +1,16 @@
-"""Operations: liveness, readiness (bundle loaded and warmed up) and Prometheus metrics."""
+"""Operations: liveness, readiness (bundle loaded and warmed up) and Prometheus metrics (which
+the settings may turn off, or open to some client addresses only)."""
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from serve.deps import ServiceDep
+from serve.deps import ServiceDep, SettingsDep, client_address
+from serve.forwarded import Networks
+from serve.gate import KeyFirstRoute
+from serve.problems import NotFound
 
-router = APIRouter()
+router = APIRouter(route_class=KeyFirstRoute)
 
 
 @router.get("/healthz", summary="The process is alive")
@@ -21,6 +25,13 @@ async def readyz(svc: ServiceDep) -> JSONResponse:
     return JSONResponse({"status": "ready"})
 
 
-@router.get("/metrics", summary="Prometheus metrics")
-async def metrics(svc: ServiceDep) -> Response:
+#: ``/metrics``, included only with ``metrics_enabled``.
+metrics_router = APIRouter(route_class=KeyFirstRoute)
+
+
+@metrics_router.get("/metrics", summary="Prometheus metrics")
+async def metrics(request: Request, svc: ServiceDep, settings: SettingsDep) -> Response:
+    allowed = Networks(settings.metrics_clients)
+    if allowed and client_address(request) not in allowed:
+        raise NotFound("no such route")  # as if it were not there
     return Response(generate_latest(svc.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -16,10 +16,11 @@ from serve import evaluations as evals
 from serve import workflow
 from serve.deps import IdempotencyKey, Platform, WorkflowDep
 from serve.fields import TEXT_MAX
+from serve.gate import KeyFirstRoute
 from serve.models import RETURN_KINDS
 from serve.routes.bodies import StrictBody
 
-router = APIRouter(prefix="/v1", tags=["returns"])
+router = APIRouter(prefix="/v1", tags=["returns"], route_class=KeyFirstRoute)
 
 
 class ReturnBody(StrictBody):

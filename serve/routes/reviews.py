@@ -13,10 +13,11 @@ from pydantic import Field
 from serve import workflow
 from serve.deps import EvaluationId, Reviewer, WorkflowDep
 from serve.fields import TEXT_MAX
+from serve.gate import KeyFirstRoute
 from serve.responses import EvaluationOut
 from serve.routes.bodies import StrictBody
 
-router = APIRouter(prefix="/v1", tags=["reviews"])
+router = APIRouter(prefix="/v1", tags=["reviews"], route_class=KeyFirstRoute)
 
 
 class ApproveBody(StrictBody):

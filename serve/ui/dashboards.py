@@ -7,12 +7,13 @@ from sqlalchemy import select
 
 from serve import dashboard
 from serve.deps import WorkflowDep
+from serve.gate import KeyFirstRoute
 from serve.models import Refurbisher
 from serve.problems import NotFound
 from serve.ui.charts import PAIR, bar_chart, hues, line_chart, stacked_bars
 from serve.ui.pages import Reader, Staff, page, pretty
 
-router = APIRouter(prefix="/ui")
+router = APIRouter(prefix="/ui", route_class=KeyFirstRoute)
 
 
 @router.get("/dashboard")

@@ -13,6 +13,7 @@ from serve import evaluations as evals
 from serve import workflow
 from serve.auth import Principal
 from serve.deps import WorkflowDep
+from serve.gate import KeyFirstRoute
 from serve.headers import PHOTO_CACHE
 from serve.problems import NotFound, Problem
 from serve.ui.form import photo_bytes
@@ -21,7 +22,7 @@ from serve.ui.pages import LABELS, Heatmaps, Reader, RefurbisherKey, page, reada
 from tabular.schema import CHECK_LABELS
 from vision.conditions import CONDITIONS
 
-router = APIRouter(prefix="/ui")
+router = APIRouter(prefix="/ui", route_class=KeyFirstRoute)
 
 
 def list_page(request: Request, who: Principal, title: str,

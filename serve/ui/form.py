@@ -15,12 +15,13 @@ from starlette.datastructures import FormData, UploadFile
 from serve import workflow
 from serve.auth import Principal
 from serve.deps import WorkflowDep
+from serve.gate import KeyFirstRoute
 from serve.problems import InvalidRequest, PhotoTooLarge, Problem
 from serve.ui.pages import FORM_LABELS, Heatmaps, Submitter, page, readable
 from tabular.schema import CHECK_LABELS
 from vision.conditions import CONDITIONS
 
-router = APIRouter(prefix="/ui")
+router = APIRouter(prefix="/ui", route_class=KeyFirstRoute)
 TEXT_FIELDS = ("brand", "model", "storage_gb", "battery_health_pct", "screen_condition",
                "shell_condition", "refurbisher_grade", "refurbisher_id", "device_ref")
 PHOTOS = ("front", "back")

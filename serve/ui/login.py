@@ -5,14 +5,14 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from serve.auth import authenticate
-from serve.deps import WorkflowDep
-from serve.problems import Unauthorized
+from serve.deps import WorkflowDep, client_address
+from serve.gate import KeyFirstRoute
+from serve.problems import TooManyAuthFailures, Unauthorized
 from serve.sessions import LEGACY_COOKIE, Lifetime, close_session, cookie_name, open_session
 from serve.settings import Settings
 from serve.ui.pages import AnyKey, page
 
-router = APIRouter(prefix="/ui")
+router = APIRouter(prefix="/ui", route_class=KeyFirstRoute)
 LOOPBACK = ("localhost", "127.0.0.1", "::1", "[::1]")
 
 
@@ -39,10 +39,12 @@ async def login_form(request: Request, wf: WorkflowDep) -> HTMLResponse:
 async def login(request: Request, wf: WorkflowDep) -> Response:
     form = await request.form()
     key = str(form.get("key") or "").strip()
-    try:
-        who = await run_in_threadpool(authenticate, wf.db, key)  # no rate limit: not a request yet
-    except Unauthorized as e:
-        return login_page(request, wf.settings, 401, e.detail)
+    try:  # failed logins are limited per client address; no per-key limit: not a request yet
+        who = await wf.authenticate(key, client_address(request))
+    except (Unauthorized, TooManyAuthFailures) as e:
+        refused = login_page(request, wf.settings, e.status, e.detail)
+        refused.headers.update(e.headers)
+        return refused
     settings = wf.settings
     life = Lifetime.of(settings)
     earlier = request.cookies.get(cookie_name(settings))

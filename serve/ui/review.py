@@ -7,12 +7,13 @@ from fastapi.responses import HTMLResponse, Response
 from serve import workflow
 from serve.auth import Principal
 from serve.deps import WorkflowDep
+from serve.gate import KeyFirstRoute
 from serve.problems import Problem
 from serve.ui.evaluations import back_to, evaluation_page, list_page
 from serve.ui.pages import Reviewer, Staff
 from serve.workflow import Workflow
 
-router = APIRouter(prefix="/ui")
+router = APIRouter(prefix="/ui", route_class=KeyFirstRoute)
 
 
 @router.get("/reviews")

@@ -48,6 +48,8 @@ CASES = [
     (P.BatchTooLarge("devices: 40 exceeds the limit of 32", "devices"), 413, "batch-too-large"),
     (P.RequestTooLarge("request body exceeds the limit"), 413, "request-too-large"),
     (P.RateLimited("too many requests", headers={"Retry-After": "3"}), 429, "rate-limited"),
+    (P.TooManyAuthFailures("too many failed authentications", headers={"Retry-After": "9"}),
+     429, "too-many-auth-failures"),
     (P.NotReady("the model bundle is still loading"), 503, "not-ready"),
     (P.Overloaded("the inference queue is full", headers={"Retry-After": "1"}), 503,
      "overloaded"),

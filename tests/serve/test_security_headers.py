@@ -48,7 +48,8 @@ def test_every_ui_and_api_response_carries_the_headers(site):
         "401": c.get("/v1/evaluations"), "/v1/evaluations": c.get(
             "/v1/evaluations", headers={"X-API-Key": key}),
         "api photo": c.get(f"/v1/evaluations/{ev}/photos/front", headers={"X-API-Key": key}),
-        "404": c.get("/v1/nowhere"), "413": c.post("/v1/returns", content=b"x" * 4_000_000),
+        "404": c.get("/v1/nowhere"), "413": c.post(
+            "/v1/returns", content=b"x" * 4_000_000, headers={"X-API-Key": key}),
         "500": c.get("/v1/boom"), "/ui/login": c.get("/ui/login"), "/ui": c.get("/ui"),
         "page": c.get(f"/ui/evaluations/{ev}"), "ui photo": c.get(
             f"/ui/evaluations/{ev}/photos/front"),
