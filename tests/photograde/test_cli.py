@@ -17,7 +17,8 @@ COMMANDS = {
     "cv vision", "evaluate vision", "explain", "export", "predict", "serve", "demo",
     "bundle verify", "keys create", "keys list", "keys revoke", "db upgrade", "db seed",
     "train release", "evaluate bundle", "train photocheck", "evaluate photocheck",
-    "dataset export", "backtest",
+    "dataset export", "backtest", "bundle register", "bundle list", "bundle shadow",
+    "bundle promote", "bundle rollback", "bundle retire",
 }
 TRAIN_OPTIONS = {  # shared by train vision and cv vision
     "--backbone", "--img-size", "--epochs", "--batch-size", "--accum-steps", "--lr",

@@ -90,6 +90,10 @@ CROSS = [
     ("POST", "/v1/keys", {"json": {"role": "refurbisher", "refurbisher_id": "R001"}}, {403}),
     ("GET", "/v1/keys", {}, {403}),
     ("DELETE", "/v1/keys/000000000000", {}, {403}),
+    ("GET", "/v1/admin/bundles", {}, {403}),
+    ("GET", "/v1/admin/bundles/VERSION", {}, {403}),
+    *(("POST", f"/v1/admin/bundles/VERSION/{action}", {}, {403})
+      for action in ("promote", "shadow", "retire", "rollback")),
     ("POST", "/v1/grade", {"grade": True}, {200}),
     ("POST", "/v1/grade/batch", {"batch": True}, {200}),
     ("GET", "/v1/model", {}, {200}),  # bundle metadata, open like /healthz
@@ -152,8 +156,9 @@ def test_every_v1_route_is_covered_by_the_tenant_test(world):
     normal = {(m, p.replace("{a_listed}", "{evaluation_id}").replace("{a_review}",
               "{evaluation_id}").replace("{a_sugg}", "{evaluation_id}")
                .replace("{a_just}", "{evaluation_id}").replace("R001", "{refurbisher_id}")
-               .replace("000000000000", "{key_id}").replace("front", "{name}")
-               .replace("back", "{name}").replace("justification-1", "{name}"))
+               .replace("000000000000", "{key_id}").replace("photos/front", "photos/{name}")
+               .replace("photos/back", "photos/{name}").replace("justification-1", "{name}")
+               .replace("VERSION", "{version}"))
               for m, p in covered}
     assert routes <= normal, routes - normal
 
