@@ -173,7 +173,7 @@ class Service:
         self.decode_pool = ThreadPoolExecutor(s.decode_threads or g.threads,
                                               thread_name_prefix="decode")
         self.batching = batching_enabled(s.batching, g.provider)
-        self.model = self._model(g)
+        self.model, self._initial = self._model(g), None  # a swap may release it later
         self._bundles_metric()
         self.ready = True
         log.info("ready: bundle %s, %s, %d thread(s), batching %s", g.manifest.bundle_version,

@@ -13,6 +13,7 @@ memory or compete for the CPU without bound, and a failure is logged; both are c
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -60,6 +61,7 @@ class ShadowScorer:
         self._slots = threading.BoundedSemaphore(queue_size)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="shadow")
         self._closed = False
+        self.failures = 0
 
     def submit(self, job: ShadowJob) -> bool:
         """Queue ``job`` (never blocks, never raises); False when it was dropped."""
@@ -76,8 +78,11 @@ class ShadowScorer:
 
     def _run(self, job: ShadowJob) -> None:
         outcome = "stored"
+        # a refurbisher's grade off the shadow's scale: its grade without a decision
+        theirs = job.refurbisher_grade if job.refurbisher_grade in self.grader.policy.grades \
+            else None
         try:
-            r = self.grader.grade(job.front, job.back, job.info, job.refurbisher_grade)
+            r = self.grader.grade(job.front, job.back, job.info, theirs)
             row = ShadowPrediction(
                 request_id=job.ref.request_id, item=job.ref.item,
                 evaluation_id=job.ref.evaluation_id, bundle_version=self.version,
@@ -87,9 +92,10 @@ class ShadowScorer:
             with self.db.write() as s:
                 s.add(row)
         except Exception:  # a shadow's failure is logged and counted, never raised
-            outcome = "failed"
-            log.exception("shadow bundle %s failed on request %s", self.version,
-                          job.ref.request_id)
+            outcome, self.failures = "failed", self.failures + 1
+            if math.log10(self.failures).is_integer():  # the 1st, 10th, 100th...: no flood
+                log.exception("shadow bundle %s failed on request %s (%d failures)",
+                              self.version, job.ref.request_id, self.failures)
         finally:
             self._slots.release()
         self.metrics.shadow_predictions.labels(outcome).inc()
