@@ -36,6 +36,7 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -239,27 +240,29 @@ def set_abstention(bundle: Path, evaluation: dict[str, Any], target: float) -> d
     return record
 
 
-def grade_reference(grades: dict[str, Any]) -> dict[str, Any]:
-    """The predicted-grade distribution of ``evaluate bundle``'s grade figures (the column sums
-    of its confusion matrix: the grades as served) and the number of devices."""
-    counts = [sum(row[j] for row in grades["confusion_matrix"])
-              for j in range(len(grades["grades"]))]
-    n = sum(counts)
-    return {"grade_distribution": {g: round(c / n, 6) for g, c in
-                                   zip(grades["grades"], counts, strict=True)}, "devices": n}
+def predicted_counts(grades: dict[str, Any] | None) -> dict[str, int]:
+    """The predicted grades counted from ``evaluate bundle``'s grade figures (the column sums
+    of its confusion matrix: the grades as served)."""
+    if not grades or not grades.get("n"):
+        return {}
+    return {g: sum(row[j] for row in grades["confusion_matrix"])
+            for j, g in enumerate(grades["grades"])}
 
 
-def set_reference(bundle: Path, grades: dict[str, Any] | None, measured_on: str
-                  ) -> dict[str, Any]:
-    """Write the bundle's reference grade distribution (``reference`` in its manifest) from
-    ``evaluate bundle``'s grade figures; returns what the manifest records."""
+def set_reference(bundle: Path, counts: Mapping[str, int], measured_on: str) -> dict[str, Any]:
+    """Write the bundle's reference grade distribution (``reference`` in its manifest: what
+    the service's drift watch compares the served grades with) from counts per grade; returns
+    what the manifest records."""
     from fusion.bundle import ReferenceInfo, load_manifest, write_manifest
 
-    if not grades or not grades.get("n"):
-        raise ReleaseError(f"{bundle}: the evaluation has no grade-level figures (its manifest "
-                           "needs true grades and checklists), so no reference distribution")
+    n = sum(counts.values())
+    if not n:
+        raise ReleaseError(f"{bundle}: no graded device (both photos and a checklist), so no "
+                           "reference distribution")
     manifest = load_manifest(bundle, verify_hashes=False)
-    manifest.reference = ReferenceInfo(**grade_reference(grades), measured_on=measured_on)
+    manifest.reference = ReferenceInfo(
+        grade_distribution={g: round(c / n, 6) for g, c in counts.items()}, devices=n,
+        measured_on=measured_on)
     write_manifest(bundle, manifest)
     return manifest.reference.model_dump()
 
@@ -291,7 +294,7 @@ def release(cfg: ReleaseConfig) -> dict[str, Any]:
     real_val = _real_validation(cfg, real, vision) if real else None
     evaluation = _evaluate(cfg, bundle, test, real_val)
     abstention = set_abstention(bundle, evaluation, cfg.target_accuracy)
-    reference = set_reference(bundle, evaluation["synthetic"].get("grades"),
+    reference = set_reference(bundle, predicted_counts(evaluation["synthetic"].get("grades")),
                               "synthetic held-out set")
     photocheck = _photocheck(cfg, bundle, real, train, test)
     record = {"recipe": asdict(cfg), "data": {"synthetic_train": str(train),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 import statistics
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -232,6 +233,28 @@ def _history(url: str, tmp: Path, grader: Grader, other: Grader, pairs: list
                         **{r: create_key(db, r)[1] for r in ("platform", "reviewer")}}
             cases += _play(World(c, list(served.policy.grades), keys, mine))
     return cases, keys
+
+
+def test_the_outcome_gauges_are_refreshed_while_the_service_runs(grader, pairs, tmp_path):
+    app = workflow_app(f"sqlite:///{tmp_path / 'db'}", tmp_path, grader,
+                       monitor_refresh_s=0.05)
+    with TestClient(app) as c:
+        db = app.state.workflow.db
+        keys = {"ref": create_key(db, "refurbisher", "R001")[1],
+                "platform": create_key(db, "platform")[1]}
+        v = grader.manifest.bundle_version
+        assert gauge(scrape(c), "photograde_outcomes", bundle_version=v, decision="all",
+                     kind="resolved") is None  # nothing resolved at start-up
+        ev = World(c, list(grader.policy.grades), keys, pairs[16:17]).submit("ref", 0).json()
+        assert ev["final_grade"] == ev["predicted_grade"]  # validated
+        for _ in range(400):  # the next refresh (every 0.05 s) counts it
+            m = scrape(c)
+            if gauge(m, "photograde_outcomes", bundle_version=v, decision="all",
+                     kind="resolved") == 1:
+                break
+            time.sleep(0.05)
+        assert gauge(m, "photograde_disagreement_rate", bundle_version=v,
+                     decision="validated") == 0
 
 
 @pytest.mark.parametrize("kind", DB_KINDS)
