@@ -72,7 +72,7 @@ class Service:
     def __init__(self, settings: Settings, grader: Grader | None = None):
         self.settings = settings
         self.grader = grader
-        self.metrics = Metrics()
+        self.metrics = Metrics(settings.drift_window, settings.drift_min_devices)
         self.batcher: Batcher | None = None
         self.ready = False
         self.decode_pool: ThreadPoolExecutor | None = None
@@ -102,12 +102,17 @@ class Service:
         size = g.pre.img_size  # warm-up: the first ONNX Runtime calls are slow
         for n in (1, 2, min(s.max_batch_size, 8)):
             await asyncio.to_thread(g.run_vision, np.zeros((n, 3, size, size), np.float32))
+        m = g.manifest
+        self.metrics.watch(m.bundle_version, g.policy.grades, g.policy.min_confidence,
+                           m.reference)
         self.ready = True
+        self.metrics.ready.set(1)
         log.info("ready: bundle %s, %s, %d thread(s), batching %s", g.manifest.bundle_version,
                  g.provider, g.threads, "on" if self.batching else "off")
 
     async def stop(self) -> None:
         self.ready = False
+        self.metrics.ready.set(0)
         if self.batcher:
             await self.batcher.stop()
         if self.decode_pool:
@@ -143,6 +148,8 @@ class Service:
         if rejection is None and screen is not None:
             slot = await screen.duplicate(verdicts, cfg.duplicate_max_distance)
             rejection = duplicate(slot, cfg) if slot is not None else None
+        version = self.grader.manifest.bundle_version
+        self.metrics.checked(version, rejection.reason.value if rejection else None)
         if rejection is None:
             return verdicts
         self.metrics.photo_rejections.labels(rejection.reason.value, rejection.slot).inc()

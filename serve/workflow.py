@@ -23,6 +23,7 @@ from serve.auth import Principal, RateLimiter, authenticate, check_refurbisher_i
 from serve.db import Database
 from serve.fields import DEVICE_REF_MAX, TEXT_MAX, check_length
 from serve.grading import Service, check_grade, parse_device
+from serve.model_health import OutcomeMonitor
 from serve.models import Photo, Refurbisher, ReturnReport
 from serve.photorecords import Screen, hash_rows
 from serve.photostore import PhotoStore, sha256
@@ -51,17 +52,22 @@ class Workflow:
         self.photos = PhotoStore(settings.photo_dir)
         self.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
         self.failures = RateLimiter(settings.auth_failures_per_minute)  # per client address
+        self.monitor = OutcomeMonitor(self.db, svc.metrics, settings.monitor_outcome_days,
+                                      settings.monitor_refresh_s)
 
     async def start(self) -> None:
         """Migrate the database (``upgrade head``); apply the settings' decision thresholds to
-        the grader, so ``/v1/grade`` and evaluations decide alike."""
+        the grader, so ``/v1/grade`` and evaluations decide alike; start the outcome gauges'
+        refresh."""
         await run_in_threadpool(self.db.migrate)
         if self.svc.grader is not None:
             s = self.settings
             self.svc.grader.policy = evals.decision_policy(
                 self.svc.grader.policy, s.validated_max_gap, s.suggestion_max_gap)
+            await self.monitor.start(lambda: self.policy.grades)
 
     async def stop(self) -> None:
+        await self.monitor.stop()
         await run_in_threadpool(self.db.dispose)
 
     @property

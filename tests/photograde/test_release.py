@@ -51,6 +51,10 @@ def test_release_runs_every_step_and_ships_a_model_that_serves_and_fine_tunes(sy
     assert 0 <= threshold < 1 and grader.policy.min_confidence == threshold
     if record["abstention"]["threshold"] is not None:  # a toy model may never reach 95%
         assert record["abstention"]["threshold"] == pytest.approx(threshold, abs=1e-3)
+    ref = grader.manifest.reference  # the drift watch's reference: the held-out grades
+    assert ref is not None and ref.devices == record["evaluation"]["synthetic"]["grades"]["n"]
+    assert record["reference"]["grade_distribution"] == ref.grade_distribution
+    assert sum(ref.grade_distribution.values()) == pytest.approx(1, abs=1e-4)
     _, config, _ = load_run(ship)
     assert config["img_size"] == 64
     assert main(args) == 0  # every step done: the second run only rewrites the card and ships
