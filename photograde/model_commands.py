@@ -16,6 +16,9 @@ from photograde.release import ReleaseConfig, set_reference
 from training.cli import needs_train_extra
 
 RELEASE_HELP = {
+    "reference_from_test": "write the held-out synthetic set's predicted grades into the "
+                           "bundle as its drift reference (off: the service learns one from "
+                           "its first grades; a synthetic mix is not a marketplace's)",
     "out": "release directory (data, runs, bundle, evaluation, card)",
     "real": "real front photos: a folder with intact/ and cracked/, or a manifest",
     "seed": "seed of the synthetic training devices (calibration devices: seed + 1)",
@@ -38,6 +41,10 @@ def _release_options(p: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(ReleaseConfig):
         if f.name == "progress":
             p.add_argument("--quiet", action="store_true", help="no progress bars")
+            continue
+        if f.type in ("bool", bool):
+            p.add_argument(f"--{f.name.replace('_', '-')}", action="store_true",
+                           help=RELEASE_HELP[f.name])
             continue
         kind = {"int": int, "float": float}.get(str(f.type), str)
         p.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default,

@@ -36,7 +36,8 @@ def test_release_runs_every_step_and_ships_a_model_that_serves_and_fine_tunes(sy
     out, ship = tmp_path / "release", tmp_path / "models" / "toy-base"
     args = ["train", "release", "--real", str(real), "--out", str(out), "--devices", "10",
             "--calib-devices", "64", "--test-devices", "8", "--img-size", "64", "--epochs", "1",
-            "--synth-size", "256", "--ship", str(ship), "--name", "toy-base", "--quiet"]
+            "--synth-size", "256", "--ship", str(ship), "--name", "toy-base", "--quiet",
+            "--reference-from-test"]
     assert main(args) == 0
     record = json.loads((out / "release.json").read_text())
     assert set(record["evaluation"]) == {"synthetic", "synthetic_int8", "real"}
