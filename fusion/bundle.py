@@ -10,7 +10,8 @@
     photocheck.onnx    optional: the photo check's ImageNet backbone (pooled features)
     photocheck.npz     its two linear heads: phone or not, back or front (numpy)
     manifest.json      :class:`BundleManifest`: format, versions, preprocessing, classes,
-                       grading, temperatures, data summary, metrics, sha256 of every file
+                       grading, temperatures, data summary, metrics, the reference grade
+                       distribution (drift), sha256 of every file
 
 A manifest records its ``bundle_format``; one written before the field existed is format 1.
 A format this version does not know is refused with a :class:`BundleError`.
@@ -130,6 +131,16 @@ class PhotoCheckInfo(_Section):
     metrics: dict[str, Any] = {}
 
 
+class ReferenceInfo(_Section):
+    """What the served grades are compared with (drift, ``serve/drift.py``): the bundle's
+    predicted-grade distribution on its held-out evaluation (``train release``, or
+    ``evaluate bundle --set-reference``)."""
+
+    grade_distribution: dict[str, float]  # grade -> share of the devices (sums to 1)
+    devices: int | None = None
+    measured_on: str | None = None
+
+
 class BundleManifest(_Section):
     """``manifest.json``."""
 
@@ -150,6 +161,7 @@ class BundleManifest(_Section):
     fusion: FusionInfo
     grading: GradingInfo
     photocheck: PhotoCheckInfo | None = None  # bundles without one skip the learned checks
+    reference: ReferenceInfo | None = None  # none: the service learns it from its first grades
     versions: dict[str, str] = {}
     files: dict[str, str]
 

@@ -13,7 +13,10 @@ ONNX model, fp32 or int8) and the metrics are those of ``evaluate vision`` (same
   ``evaluate vision``);
 - ``user_grades``: with ``--back PHOTO``, each front-only photo graded as a device with that
   back and a checklist that passes (every check works, battery 90%): what a refurbisher would
-  see, counted per label (e.g. how many intact fronts come out ``broken``).
+  see, counted per label (e.g. how many intact fronts come out ``broken``);
+- ``served_grades``: with ``--set-reference``, the grade the service gives every device with
+  both photos and a checklist, labelled or not (the bundle's reference distribution, written
+  into its manifest: the service's drift watch compares the served grades with it).
 
 It lives in the command-line root because it composes the serving runtime and the training
 metrics; it imports no torch (and scikit-learn only when it runs: the service never loads it).
@@ -156,11 +159,26 @@ def _user_grades(grader: Grader, samples: list[Sample], probs: dict[tuple[str, s
             "counts": {k: dict(v) for k, v in counts.items()}}
 
 
+def served_grades(grader: Grader, manifests: list[Manifest], progress: bool = True
+                  ) -> dict[str, Any]:
+    """The grade the service gives every device with both photos and a checklist (labelled or
+    not): how many devices and the count per grade."""
+    rows = [r for m in manifests for r in m.rows
+            if r.front_path and r.back_path and r.device_info() is not None]
+    counts = dict.fromkeys(grader.policy.grades, 0)
+    for r in tqdm(rows, desc="served grades", unit="device", disable=not progress):
+        info = r.device_info()
+        assert r.front_path and r.back_path and info is not None
+        counts[grader.grade(r.front_path, r.back_path, info).grade] += 1
+    return {"devices": len(rows), "counts": counts}
+
+
 def evaluate_bundle(bundle: str | Path, manifests: list[str | Path], out_dir: str | Path, *,
                     int8: bool = False, back: Path | None = None, threads: int | None = None,
-                    worst: int = 16, batch_size: int = 16, progress: bool = True
-                    ) -> dict[str, Any]:
-    """Evaluate the bundle on the manifests; write ``metrics.json`` and ``report.md``."""
+                    worst: int = 16, batch_size: int = 16, progress: bool = True,
+                    served: bool = False) -> dict[str, Any]:
+    """Evaluate the bundle on the manifests; write ``metrics.json`` and ``report.md``;
+    ``served``: also the grades as served of every device (``served_grades``)."""
     from training.manifest import load_manifest
     from training.samples import samples_from
     from training.vision_eval import evaluate_heads, json_safe, report
@@ -187,6 +205,8 @@ def evaluate_bundle(bundle: str | Path, manifests: list[str | Path], out_dir: st
     result["grades"] = _grades(grader, loaded, probs)
     if back is not None:
         result["user_grades"] = _user_grades(grader, samples, probs, Path(back))
+    if served:
+        result["served_grades"] = served_grades(grader, loaded, progress)
     (out / "metrics.json").write_text(json.dumps(json_safe(result), indent=2))
     (out / "report.md").write_text(report(result, {"backbone": m.vision.backbone,
                                                    "img_size": m.vision.input_size}))

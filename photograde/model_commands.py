@@ -12,10 +12,13 @@ import dataclasses
 import json
 from pathlib import Path
 
-from photograde.release import ReleaseConfig
+from photograde.release import ReleaseConfig, set_reference
 from training.cli import needs_train_extra
 
 RELEASE_HELP = {
+    "reference_from_test": "write the held-out synthetic set's predicted grades into the "
+                           "bundle as its drift reference (off: the service learns one from "
+                           "its first grades; a synthetic mix is not a marketplace's)",
     "out": "release directory (data, runs, bundle, evaluation, card)",
     "real": "real front photos: a folder with intact/ and cracked/, or a manifest",
     "seed": "seed of the synthetic training devices (calibration devices: seed + 1)",
@@ -38,6 +41,10 @@ def _release_options(p: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(ReleaseConfig):
         if f.name == "progress":
             p.add_argument("--quiet", action="store_true", help="no progress bars")
+            continue
+        if f.type in ("bool", bool):
+            p.add_argument(f"--{f.name.replace('_', '-')}", action="store_true",
+                           help=RELEASE_HELP[f.name])
             continue
         kind = {"int": int, "float": float}.get(str(f.type), str)
         p.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default,
@@ -66,6 +73,9 @@ def _evaluate_bundle_options(p: argparse.ArgumentParser) -> None:
                    "photo and a passing checklist (the grades a user would see)")
     p.add_argument("--threads", type=int, help="ONNX Runtime threads (default: CPU quota)")
     p.add_argument("--worst", type=int, default=16, help="worst mistakes shown per head")
+    p.add_argument("--set-reference", action="store_true", help="grade every device with "
+                   "both photos and a checklist as served and write the grade distribution "
+                   "into the bundle's manifest as its reference (the service's drift watch)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -75,7 +85,7 @@ def _evaluate_bundle(args: argparse.Namespace) -> int:
 
     result = evaluate_bundle(args.bundle, args.manifest, args.out, int8=args.int8,
                              back=args.back, threads=args.threads, worst=args.worst,
-                             progress=not args.quiet)
+                             progress=not args.quiet, served=args.set_reference)
     for part in ("screen", "shell"):
         if part in result:
             print(summary_line(part, result[part]))
@@ -85,6 +95,12 @@ def _evaluate_bundle(args: argparse.Namespace) -> int:
               f"QWK {g['qwk']:.3f}")
     if result.get("user_grades"):
         print("grades a user sees: " + json.dumps(result["user_grades"]["counts"]))
+    if args.set_reference:
+        where = ", ".join(str(m) for m in args.manifest)
+        ref = set_reference(args.bundle, result["served_grades"]["counts"],
+                            f"evaluate bundle on {where}")
+        print(f"reference grade distribution ({ref['devices']} devices) written to "
+              f"{args.bundle / 'manifest.json'}: " + json.dumps(ref["grade_distribution"]))
     print(f"report: {args.out / 'report.md'}")
     return 0
 

@@ -14,7 +14,13 @@ where it stopped; delete a step's folder under ``--out`` to redo it):
 6. ``evaluate bundle`` on the held-out synthetic set (fp32 and int8) and on the real photos
    (with a flawless synthetic back: the grades a user would see); the abstention threshold
    (``min_confidence``) written into the bundle: the lowest grade confidence whose decided
-   grades reach ``--target-accuracy`` on the held-out synthetic set;
+   grades reach ``--target-accuracy`` on the held-out synthetic set; with
+   ``--reference-from-test`` only, the reference grade distribution (``reference``: the
+   predicted grades on that set), which the service's drift watch compares the served grades
+   with. Off by default: the synthetic set's grade mix (two thirds broken) is not a
+   marketplace's, so the drift alert would fire on real traffic from the first day; a bundle
+   without a reference takes its first served grades as one, and an operator sets a
+   production reference with ``evaluate bundle --set-reference`` on a ``dataset export``;
 7. the photo check (``train photocheck``): a frozen ImageNet backbone and two logistic heads
    (phone or not, front or back) added to the bundle, with its leave-one-source-out and
    held-out figures;
@@ -34,6 +40,7 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -68,6 +75,7 @@ class ReleaseConfig:
     name: str = "photograde-base"
     synth_size: int = 1500
     target_accuracy: float = 0.95
+    reference_from_test: bool = False
     progress: bool = True
 
 
@@ -237,6 +245,33 @@ def set_abstention(bundle: Path, evaluation: dict[str, Any], target: float) -> d
     return record
 
 
+def predicted_counts(grades: dict[str, Any] | None) -> dict[str, int]:
+    """The predicted grades counted from ``evaluate bundle``'s grade figures (the column sums
+    of its confusion matrix: the grades as served)."""
+    if not grades or not grades.get("n"):
+        return {}
+    return {g: sum(row[j] for row in grades["confusion_matrix"])
+            for j, g in enumerate(grades["grades"])}
+
+
+def set_reference(bundle: Path, counts: Mapping[str, int], measured_on: str) -> dict[str, Any]:
+    """Write the bundle's reference grade distribution (``reference`` in its manifest: what
+    the service's drift watch compares the served grades with) from counts per grade; returns
+    what the manifest records."""
+    from fusion.bundle import ReferenceInfo, load_manifest, write_manifest
+
+    n = sum(counts.values())
+    if not n:
+        raise ReleaseError(f"{bundle}: no graded device (both photos and a checklist), so no "
+                           "reference distribution")
+    manifest = load_manifest(bundle, verify_hashes=False)
+    manifest.reference = ReferenceInfo(
+        grade_distribution={g: round(c / n, 6) for g, c in counts.items()}, devices=n,
+        measured_on=measured_on)
+    write_manifest(bundle, manifest)
+    return manifest.reference.model_dump()
+
+
 def ship(bundle: Path, vision_run: Path, out: Path) -> Path:
     """Copy the bundle, its card and the fp16 fine-tuning weights to ``out``."""
     from training.vision_run import save_fp16_weights
@@ -264,6 +299,9 @@ def release(cfg: ReleaseConfig) -> dict[str, Any]:
     real_val = _real_validation(cfg, real, vision) if real else None
     evaluation = _evaluate(cfg, bundle, test, real_val)
     abstention = set_abstention(bundle, evaluation, cfg.target_accuracy)
+    predicted = predicted_counts(evaluation["synthetic"].get("grades"))
+    reference = (set_reference(bundle, predicted, "synthetic held-out set")
+                 if cfg.reference_from_test else None)
     photocheck = _photocheck(cfg, bundle, real, train, test)
     record = {"recipe": asdict(cfg), "data": {"synthetic_train": str(train),
                                               "synthetic_calibration": str(calib),
@@ -275,7 +313,9 @@ def release(cfg: ReleaseConfig) -> dict[str, Any]:
               "vision_run": str(vision), "bundle": str(bundle),
               "minutes": round((time.perf_counter() - start) / 60, 1),
               "vision_training_minutes": _training_minutes(vision),
-              "abstention": abstention, "evaluation": evaluation, "photocheck": photocheck}
+              "abstention": abstention, "reference": reference,
+              "synthetic_predicted_grades": predicted, "evaluation": evaluation,
+              "photocheck": photocheck}
     (Path(cfg.out) / "release.json").write_text(json.dumps(json_safe(record), indent=2,
                                                            default=str))
     loso = Path(cfg.out) / "loso" / "loso.json"  # photograde cv vision --by-source --out ...

@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None, grader: Grader | None = None) -
     async def lifespan(app: FastAPI):
         await workflow.start()  # the database first: it says which bundle to serve
         await versions.start()
+        await workflow.watch_outcomes()
         yield
         await versions.stop()
         await svc.stop()

@@ -100,7 +100,7 @@ class Service:
         self._initial = grader
         self.model: Model | None = None
         self.shadow: ShadowScorer | None = None
-        self.metrics = Metrics()
+        self.metrics = Metrics(settings.drift_window, settings.drift_min_devices)
         self.ready = False
         self.decode_pool: ThreadPoolExecutor | None = None
         self.batching = False
@@ -156,6 +156,13 @@ class Service:
         batcher.start()
         return Model(g, batcher)
 
+    def _watch(self, g: Grader) -> None:
+        """The drift windows of ``g``'s version (kept from an earlier time it served)."""
+        m = g.manifest
+        if m.bundle_version not in self.metrics.windows:
+            self.metrics.watch(m.bundle_version, g.policy.grades, g.policy.min_confidence,
+                               m.reference)
+
     def _bundles_metric(self) -> None:
         self.metrics.set_bundles(self.grader.manifest.bundle_version if self.grader else None,
                                  self.shadow.version if self.shadow else None)
@@ -175,7 +182,9 @@ class Service:
         self.batching = batching_enabled(s.batching, g.provider)
         self.model, self._initial = self._model(g), None  # a swap may release it later
         self._bundles_metric()
+        self._watch(g)
         self.ready = True
+        self.metrics.ready.set(1)
         log.info("ready: bundle %s, %s, %d thread(s), batching %s", g.manifest.bundle_version,
                  g.provider, g.threads, "on" if self.batching else "off")
 
@@ -184,6 +193,7 @@ class Service:
         finish on the model they started with; its batcher stops once they are done."""
         old, self.model = self.model, self._model(g)
         self._bundles_metric()
+        self._watch(g)
         log.info("serving bundle %s (was %s)", g.manifest.bundle_version,
                  old.grader.manifest.bundle_version if old else "none")
         if old is not None:
@@ -211,6 +221,7 @@ class Service:
 
     async def stop(self) -> None:
         self.ready = False
+        self.metrics.ready.set(0)
         for task in list(self._tasks):
             task.cancel()
         for m in (self.model, *self._retiring):
@@ -253,6 +264,8 @@ class Service:
         if rejection is None and screen is not None:
             slot = await screen.duplicate(verdicts, cfg.duplicate_max_distance)
             rejection = duplicate(slot, cfg) if slot is not None else None
+        version = g.manifest.bundle_version
+        self.metrics.checked(version, rejection.reason.value if rejection else None)
         if rejection is None:
             return verdicts
         self.metrics.photo_rejections.labels(rejection.reason.value, rejection.slot).inc()

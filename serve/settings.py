@@ -116,6 +116,17 @@ class Settings(BaseSettings):
         for item in value:
             ip_network(item, strict=False)  # ValueError: not an address or network
         return value
+    # -- monitoring (serve/drift.py, serve/model_health.py; README "Monitoring") ------------
+    drift_window: int = Field(500, ge=1, description="graded devices (and photo checks) in the "
+                              "sliding window of the drift gauges; a bundle without a reference "
+                              "distribution takes its first drift_window grades as one")
+    drift_min_devices: int = Field(100, ge=1, description="the window's gauges are published "
+                                   "once it holds this many")
+    monitor_outcome_days: int = Field(30, ge=1, le=366, description="outcome gauges "
+                                      "(disagreement, false positives and negatives): the "
+                                      "evaluations submitted in the last N days")
+    monitor_refresh_s: float = Field(60, gt=0, description="seconds between two computations "
+                                     "of the outcome gauges from the database")
 
     @property
     def max_upload_bytes(self) -> int:

@@ -23,6 +23,7 @@ from serve.auth import Principal, RateLimiter, authenticate, check_refurbisher_i
 from serve.db import Database
 from serve.fields import DEVICE_REF_MAX, TEXT_MAX, check_length
 from serve.grading import Service, check_grade, parse_device
+from serve.model_health import OutcomeMonitor
 from serve.models import Photo, Refurbisher, ReturnReport, new_id
 from serve.photorecords import Screen, hash_rows
 from serve.photostore import PhotoStore, sha256
@@ -52,12 +53,19 @@ class Workflow:
         self.photos = PhotoStore(settings.photo_dir)
         self.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
         self.failures = RateLimiter(settings.auth_failures_per_minute)  # per client address
+        self.monitor = OutcomeMonitor(self.db, svc.metrics, settings.monitor_outcome_days,
+                                      settings.monitor_refresh_s)
 
     async def start(self) -> None:
         """Migrate the database (``upgrade head``)."""
         await run_in_threadpool(self.db.migrate)
 
+    async def watch_outcomes(self) -> None:
+        """Once a bundle serves: start the outcome gauges' refresh (on its scale)."""
+        await self.monitor.start(lambda: self.policy.grades)
+
     async def stop(self) -> None:
+        await self.monitor.stop()
         await run_in_threadpool(self.db.dispose)
 
     @property

@@ -149,4 +149,5 @@ async def model(svc: ServiceDep, settings: SettingsDep) -> dict[str, Any]:
                          "max_batch_size": settings.max_batch_size,
                          "max_wait_ms": settings.max_wait_ms, "queue_size": settings.queue_size},
             "limits": {"max_upload_mb": settings.max_upload_mb,
-                       "max_pixels": settings.max_pixels}}
+                       "max_pixels": settings.max_pixels},
+            "monitoring": svc.metrics.window_summary(svc.loaded.manifest.bundle_version)}

@@ -10,6 +10,7 @@
     GET  /ui/evaluations/{id}/photos/{name}, /ui/evaluations/{id}/heatmaps/{part}.png
     GET  /ui/dashboard[?days&refurbisher]             refurbisher dashboard   refurbisher, staff
     GET  /ui/platform[?days]                          platform KPIs           platform, reviewer
+    GET  /ui/model-health[?days&bucket]               the model's health      platform, reviewer
     GET  /ui/reviews                                  the review queue        reviewer, platform
 
 Routers by area: ``login``, ``form``, ``evaluations``, ``review``, ``dashboards``; what they

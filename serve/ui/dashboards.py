@@ -1,12 +1,15 @@
-"""The dashboards as pages with SVG charts: a refurbisher's, and the platform's KPIs (with the
-photo check: refused photos by reason, inconclusive decisions per week)."""
+"""The dashboards as pages with SVG charts: a refurbisher's, the platform's KPIs (with the
+photo check: refused photos by reason, inconclusive decisions per week) and the model's health
+(per bundle version: grades, confidence, inconclusive, disagreement; the drift window)."""
+
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 
-from serve import dashboard
-from serve.deps import WorkflowDep
+from serve import dashboard, model_health
+from serve.deps import ServiceDep, WorkflowDep
 from serve.gate import KeyFirstRoute
 from serve.models import Refurbisher
 from serve.problems import NotFound
@@ -64,3 +67,53 @@ def platform(request: Request, who: Staff, wf: WorkflowDep, days: int = 30) -> H
             "Photos refused per week, by reason", hues(len(reasons))),
     }
     return page(request, "platform.html", who, d=d, charts=charts, days=days)
+
+
+def _ticks(labels: list[str], most: int = 8) -> list[str]:
+    """Every k-th label, the others blank, so that at most ``most`` are written on an axis."""
+    k = -(-len(labels) // most)
+    return [label if i % k == 0 else "" for i, label in enumerate(labels)]
+
+
+def _health_charts(d: dict[str, Any]) -> dict[str, Any]:
+    day = d["bucket"] == "day"  # days as MM-DD on the axis
+    labels = _ticks([b["start"][5:] if day else b["bucket"] for b in d["buckets"]])
+    series = d["series"]
+
+    def per_version(key: str) -> dict[str, list[float | None]]:
+        return {v: [b[key] for b in points] for v, points in series.items()}
+
+    rejections = d["photo_rejections"]
+    reasons = [pretty(r) for r in d["reasons"]]
+    return {
+        "confidence": line_chart(labels, per_version("mean_confidence"),
+                                 "Mean confidence per bundle version"),
+        "inconclusive": line_chart(labels, per_version("inconclusive_rate"),
+                                   "Inconclusive rate per bundle version"),
+        "disagreement": line_chart(labels, per_version("disagreement_rate"),
+                                   "Final grades that differ from the model's, per bundle "
+                                   "version"),
+        "grades": [(v, stacked_bars(labels, [b["grades"] for b in points], d["grades"],
+                                    f"Predicted grades, bundle {v}"))
+                   for v, points in series.items()],
+        "rejections": stacked_bars(
+            labels, [{pretty(r): n for r, n in b["reasons"].items()} for b in rejections],
+            reasons, "Photos refused, by reason (all versions)", hues(len(reasons))),
+        "rejection_rate": line_chart(labels, {"refused": [b["rejection_rate"]
+                                                          for b in rejections]},
+                                     "Share of submissions refused by the photo check"),
+    }
+
+
+@router.get("/model-health")
+def model_health_page(request: Request, who: Staff, wf: WorkflowDep, svc: ServiceDep,
+                      days: int = 30, bucket: str = "week") -> HTMLResponse:
+    days = max(1, min(366, days))
+    bucket = bucket if bucket in model_health.BUCKETS else "week"
+    d = model_health.model_health(wf.db, wf.policy.grades, days, bucket)
+    version = svc.loaded.manifest.bundle_version
+    live = svc.metrics.window_summary(version)
+    refused = (sum(live["photo_rejection_rate"].values())
+               if live and live["photo_checks"] else None)
+    return page(request, "model_health.html", who, d=d, charts=_health_charts(d), days=days,
+                bucket=bucket, live=live, serving=version, refused=refused)

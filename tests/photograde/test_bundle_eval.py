@@ -112,3 +112,30 @@ def test_evaluate_bundle_reports_risk_coverage_per_part_and_for_the_grade(bundle
     report = (out / "report.md").read_text()
     assert "Risk-coverage (grade" in report and "Risk-coverage (screen" in report
     assert "| for 90% accuracy:" in report
+
+
+def test_set_reference_writes_the_predicted_grade_distribution_into_the_bundle(
+        bundle, synth_dir, tmp_path, capsys):
+    import shutil
+
+    from fusion.bundle import load_manifest, verify_bundle
+
+    mine = tmp_path / "bundle"
+    shutil.copytree(bundle, mine)
+    assert load_manifest(mine).reference is None
+    assert main(["evaluate", "bundle", "--bundle", str(mine), "--manifest",
+                 str(synth_dir / "manifest.csv"), "--out", str(tmp_path / "e"),
+                 "--set-reference", "--quiet"]) == 0
+    metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    ref = load_manifest(mine).reference
+    assert ref is not None and ref.devices == metrics["served_grades"]["devices"] == 24
+    grades = metrics["grades"]  # every device is labelled: the same grades as the evaluation's
+    predicted = [sum(col) for col in zip(*grades["confusion_matrix"], strict=True)]
+    assert ref.grade_distribution == {g: round(n / 24, 6) for g, n in
+                                      zip(grades["grades"], predicted, strict=True)}
+    assert "reference grade distribution (24 devices)" in capsys.readouterr().out
+    assert verify_bundle(mine)["ok"]  # the manifest is not one of the hashed files
+    fronts = _front_only(synth_dir, tmp_path)  # no device with both photos: a one-line error
+    assert main(["evaluate", "bundle", "--bundle", str(mine), "--manifest", str(fronts),
+                 "--out", str(tmp_path / "f"), "--set-reference", "--quiet"]) == 2
+    assert "no reference distribution" in capsys.readouterr().err

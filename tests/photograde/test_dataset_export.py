@@ -196,3 +196,23 @@ def test_the_command_line(workflow_history, tmp_path, capsys):
     assert main(["dataset", "export", "--database", empty, "--out", str(tmp_path / "y")]) == 2
     assert "db upgrade" in capsys.readouterr().err
     assert not Path(tmp_path / "y" / "manifest.csv").exists()
+
+
+def test_the_export_gives_a_bundle_its_production_reference(exported, bundle, tmp_path):
+    """README, "Monitoring and alerts": the bundle's predicted grades on exported production
+    devices become its reference distribution (drift)."""
+    import shutil
+
+    from fusion.bundle import load_manifest as load_bundle_manifest
+
+    out, _, manifest, _ = exported
+    mine = tmp_path / "bundle"
+    shutil.copytree(bundle, mine)
+    assert main(["evaluate", "bundle", "--bundle", str(mine), "--manifest",
+                 str(out / "manifest.csv"), "--out", str(tmp_path / "e"), "--set-reference",
+                 "--quiet"]) == 0
+    ref = load_bundle_manifest(mine).reference
+    assert ref is not None
+    # every exported device, whether its grade is a truth or its parts are labelled or not
+    assert ref.devices == len(manifest.rows) > 0
+    assert set(ref.grade_distribution) == set(POLICY.grades)

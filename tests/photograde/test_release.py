@@ -36,7 +36,8 @@ def test_release_runs_every_step_and_ships_a_model_that_serves_and_fine_tunes(sy
     out, ship = tmp_path / "release", tmp_path / "models" / "toy-base"
     args = ["train", "release", "--real", str(real), "--out", str(out), "--devices", "10",
             "--calib-devices", "64", "--test-devices", "8", "--img-size", "64", "--epochs", "1",
-            "--synth-size", "256", "--ship", str(ship), "--name", "toy-base", "--quiet"]
+            "--synth-size", "256", "--ship", str(ship), "--name", "toy-base", "--quiet",
+            "--reference-from-test"]
     assert main(args) == 0
     record = json.loads((out / "release.json").read_text())
     assert set(record["evaluation"]) == {"synthetic", "synthetic_int8", "real"}
@@ -51,6 +52,10 @@ def test_release_runs_every_step_and_ships_a_model_that_serves_and_fine_tunes(sy
     assert 0 <= threshold < 1 and grader.policy.min_confidence == threshold
     if record["abstention"]["threshold"] is not None:  # a toy model may never reach 95%
         assert record["abstention"]["threshold"] == pytest.approx(threshold, abs=1e-3)
+    ref = grader.manifest.reference  # the drift watch's reference: the held-out grades
+    assert ref is not None and ref.devices == record["evaluation"]["synthetic"]["grades"]["n"]
+    assert record["reference"]["grade_distribution"] == ref.grade_distribution
+    assert sum(ref.grade_distribution.values()) == pytest.approx(1, abs=1e-4)
     _, config, _ = load_run(ship)
     assert config["img_size"] == 64
     assert main(args) == 0  # every step done: the second run only rewrites the card and ships

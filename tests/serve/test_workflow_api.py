@@ -86,6 +86,7 @@ CROSS = [
      {403}),
     ("GET", "/v1/dashboard/refurbisher/R001", {}, {404}),
     ("GET", "/v1/dashboard/platform", {}, {403}),
+    ("GET", "/v1/dashboard/model-health", {}, {403}),
     ("GET", "/v1/me", {}, {200}),
     ("POST", "/v1/keys", {"json": {"role": "refurbisher", "refurbisher_id": "R001"}}, {403}),
     ("GET", "/v1/keys", {}, {403}),
