@@ -18,7 +18,9 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from fusion.bundle import ReferenceInfo, load_manifest, write_manifest
+from serve import registry
 from serve.auth import create_key
+from serve.db import Database
 from serve.drift import shares
 from serve.runtime import Grader
 from tabular.schema import CHECKS, parse_device_info
@@ -266,6 +268,9 @@ def test_outcome_gauges_and_the_model_health_route_per_bundle_version(
         cases, keys = _history(url, tmp_path, grader, other, pairs)
         expected = _expected(cases, grades)
         assert expected[(grader.manifest.bundle_version, "all")]["reviewed"] == 3
+        db = Database(url)  # the first version serves again: promoted (the registry decides)
+        registry.promote(db, grader.manifest.bundle_version, "test")
+        db.dispose()
         app = workflow_app(url, tmp_path, grader, photo_check=True)
         with TestClient(app) as c:  # a fresh worker: its gauges come from the database
             m = scrape(c)
