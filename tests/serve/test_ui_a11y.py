@@ -3,8 +3,8 @@ accessibility violation by axe-core, and nothing wider than a 390 px phone scree
 
 The pages: login, home, the evaluation form, the four outcomes as the refurbisher sees them
 (validated, a suggestion, a justification asked, inconclusive), the list, the refurbisher
-dashboard, the platform dashboard, the model-health page, the review queue, a case as the
-reviewer decides it, and the error page.
+dashboard (and the platform's choice of one), the platform dashboard, the model-health page,
+the review queue, a case as the reviewer decides it, and the error page.
 
 axe-core (tests/serve/vendor/axe.min.js, MPL-2.0, licence beside it) is test tooling only,
 never served by the app: it is injected into the page under test, in a browser context that
@@ -36,6 +36,7 @@ PAGES = [
     ("inconclusive", "refurbisher", "inconclusive"),
     ("list", "platform", "/ui/evaluations"),
     ("refurbisher-dashboard", "refurbisher", "/ui/dashboard"),
+    ("choose-refurbisher", "platform", "/ui/dashboard"),
     ("platform-dashboard", "platform", "/ui/platform"),
     ("model-health", "platform", "/ui/model-health"),
     ("review-queue", "reviewer", "/ui/reviews"),
