@@ -25,6 +25,7 @@ from serve.problems import (
     RequestTooLarge,
     problem_of,
 )
+from tabular.schema import field_path
 
 log = logging.getLogger("photograde.serve")
 #: At most this many errors are listed in an ``invalid-request`` problem (a body with a million
@@ -48,8 +49,8 @@ async def on_validation(request: Request, err: RequestValidationError) -> JSONRe
     found = err.errors()
     errors = []
     for e in found[:MAX_ERRORS]:
-        loc = [str(x) for x in e["loc"] if x not in ("body", "query", "form")]
-        errors.append({"field": ".".join(loc) or "body", "reason": e["msg"]})
+        loc = [x for x in e["loc"] if x not in ("body", "query", "form")]
+        errors.append({"field": field_path(loc) or "body", "reason": e["msg"]})
     detail = "; ".join(f"{e['field']}: {e['reason']}" for e in errors)
     if len(found) > MAX_ERRORS:
         detail += f"; and {len(found) - MAX_ERRORS} more errors"

@@ -13,6 +13,7 @@ from serve.auth import ApiKeyError, check_refurbisher_id, create_key, list_keys,
 from serve.deps import Admin, AnyKey, WorkflowDep
 from serve.gate import KeyFirstRoute
 from serve.models import ROLES
+from serve.openapi import problems
 from serve.problems import InvalidRequest, NotFound
 from serve.routes.bodies import StrictBody
 
@@ -48,7 +49,7 @@ def keys(who: Admin, wf: WorkflowDep) -> dict[str, Any]:
     return {"items": list_keys(wf.db)}
 
 
-@router.delete("/keys/{key_id}", summary="Revoke an API key")
+@router.delete("/keys/{key_id}", summary="Revoke an API key", responses=problems(404))
 def revoke(who: Admin, wf: WorkflowDep,
            key_id: Annotated[str, Path(max_length=32)]) -> dict[str, Any]:
     record = revoke_key(wf.db, key_id)

@@ -18,6 +18,8 @@ from serve.deps import IdempotencyKey, Platform, WorkflowDep
 from serve.fields import TEXT_MAX
 from serve.gate import KeyFirstRoute
 from serve.models import RETURN_KINDS
+from serve.openapi import problems
+from serve.responses import ReturnOut
 from serve.routes.bodies import StrictBody
 
 router = APIRouter(prefix="/v1", tags=["returns"], route_class=KeyFirstRoute)
@@ -33,7 +35,12 @@ class ReturnBody(StrictBody):
 
 
 @router.post("/returns", status_code=201,
-             summary="Report a return or a claim on a listed device (idempotent)")
+             summary="Report a return or a claim on a listed device (idempotent)",
+             response_model=ReturnOut, responses={
+                 200: {"description": "A retry with the same Idempotency-Key: the stored "
+                       "answer", "model": ReturnOut, "headers": {"Idempotent-Replayed": {
+                           "schema": {"type": "string", "enum": ["true"]}, "required": True}}},
+                 **problems(404, 409)})
 def report_return(who: Platform, wf: WorkflowDep, body: ReturnBody,
                   idempotency_key: IdempotencyKey = None) -> JSONResponse:
     row, created = workflow.report_return(
