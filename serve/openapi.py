@@ -68,6 +68,19 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return out
 
 
+#: Request bodies a route reads itself (declared with :func:`request_body`): their schemas go
+#: into the components.
+BODIES: dict[str, type[BaseModel]] = {}
+
+
+def request_body(model: type[BaseModel]) -> dict[str, Any]:
+    """A route's ``openapi_extra`` declaring a JSON body of ``model`` that the route reads
+    itself (the batch route counts devices before it parses them, serve/jsonscan.py)."""
+    BODIES[model.__name__] = model
+    return {"requestBody": {"required": True, "content": {"application/json": {
+        "schema": {"$ref": REF.format(model=model.__name__)}}}}}
+
+
 def derived_statuses(*, keyed: bool, body: bool, params: bool) -> list[int]:
     """The statuses a route answers by its dependencies: a key (401, 403, 429), a body (413,
     422), parameters (422)."""
@@ -80,15 +93,18 @@ def derived_statuses(*, keyed: bool, body: bool, params: bool) -> list[int]:
 
 
 def install_openapi(app: FastAPI) -> None:
-    """``app.openapi()`` with the :class:`ProblemOut` schema among its components."""
+    """``app.openapi()`` with the :class:`ProblemOut` schema and the :data:`BODIES` among its
+    components."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             spec = FastAPI.openapi(app)
-            schema = ProblemOut.model_json_schema(ref_template=REF)
             schemas = spec.setdefault("components", {}).setdefault("schemas", {})
-            schemas.update(schema.pop("$defs", {}))
-            schemas["Problem"] = schema
+            models: dict[str, type[BaseModel]] = {**BODIES, "Problem": ProblemOut}
+            for name, model in models.items():
+                schema = model.model_json_schema(ref_template=REF)
+                schemas.update(schema.pop("$defs", {}))
+                schemas[name] = schema
         return app.openapi_schema  # type: ignore[return-value]
 
     app.openapi = openapi  # type: ignore[method-assign]

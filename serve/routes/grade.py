@@ -22,7 +22,7 @@ from serve.deps import (
 from serve.gate import KeyFirstRoute
 from serve.grading import Service, parse_device
 from serve.jsonscan import count_devices
-from serve.openapi import problems
+from serve.openapi import problems, request_body
 from serve.photorecords import Screen
 from serve.problems import (
     TYPE_BASE,
@@ -54,7 +54,8 @@ class BatchDevice(BaseModel):
     id: str = Field(min_length=1, max_length=128)
     front: str = Field(description="front photo, base64")
     back: str = Field(description="back photo, base64")
-    device: dict[str, Any]
+    device: dict[str, Any] = Field(description="the checklist, as POST /v1/grade's device "
+                                   "field; an invalid one is this device's problem")
     refurbisher_grade: str | None = None
     device_ref: str | None = Field(None, max_length=128, description=DEVICE_REF_HELP)
     quality_check: bool = Field(True, description="check the photos before grading; only a "
@@ -130,7 +131,7 @@ async def _grade_one(svc: Service, screen: Screen, who: Principal, i: int,
 
 
 @router.post("/v1/grade/batch", summary="Grade many devices in one call (base64 photos)",
-             responses=problems(413, 422, 503))
+             responses=problems(413, 422, 503), openapi_extra=request_body(BatchRequest))
 async def grade_batch(request: Request, who: Submitter, svc: ServiceDep, wf: WorkflowDep,
                       settings: SettingsDep) -> BatchResponse:
     raw = await request.body()  # within the route's byte limit (serve/gate.py)

@@ -21,6 +21,7 @@ from serve.models import RETURN_KINDS
 from serve.openapi import problems
 from serve.responses import ReturnOut
 from serve.routes.bodies import StrictBody
+from tabular.schema import RETURN_REASONS
 
 router = APIRouter(prefix="/v1", tags=["returns"], route_class=KeyFirstRoute)
 
@@ -28,7 +29,9 @@ router = APIRouter(prefix="/v1", tags=["returns"], route_class=KeyFirstRoute)
 class ReturnBody(StrictBody):
     evaluation_id: str = Field(min_length=1, max_length=64)
     kind: Literal[RETURN_KINDS] = "return"  # type: ignore[valid-type]
-    reason: str = Field(min_length=1, max_length=64)
+    reason: str = Field(min_length=1, max_length=64, json_schema_extra={
+        "enum": list(RETURN_REASONS)}, description="one of the server's return_reasons "
+        "setting; by default these")
     comment: str | None = Field(None, max_length=TEXT_MAX)
     occurred_at: dt.datetime | None = Field(None, description="default: now; ISO 8601, UTC "
                                             "when no offset is given")
