@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serve.gate import BodyTooLarge
 from serve.headers import headers_for
+from serve.openapi import allowed_methods
 from serve.problems import (
     DOMAIN_ERRORS,
     InvalidRequest,
@@ -63,9 +64,11 @@ async def on_body_too_large(request: Request, exc: BodyTooLarge) -> JSONResponse
 
 
 async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    headers = dict(getattr(exc, "headers", None) or {})
+    if exc.status_code == 405 and (allow := allowed_methods(request.app, request.url.path)):
+        headers["Allow"] = allow  # every route's methods on the path
     return problem_response(request, ProblemDetails(
-        exc.status_code, "http-error", str(exc.detail), headers=getattr(exc, "headers", None)
-        or {}))
+        exc.status_code, "http-error", str(exc.detail), headers=headers))
 
 
 async def on_error(request: Request, exc: Exception) -> JSONResponse:

@@ -10,6 +10,7 @@ bundle loads). Each status's description lists its problem types, from
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import FastAPI
@@ -82,14 +83,25 @@ def request_body(model: type[BaseModel]) -> dict[str, Any]:
 
 
 def derived_statuses(*, keyed: bool, body: bool, params: bool) -> list[int]:
-    """The statuses a route answers by its dependencies: a key (401, 403, 429), a body (413,
-    422), parameters (422)."""
+    """The statuses a route answers by its dependencies: a key (401, 403, 429), a body (400 when
+    it cannot be parsed, 413, 422), parameters (422)."""
     out = [401, 403, 429] if keyed else []
     if body:
-        out.append(413)
+        out += [400, 413]
     if body or params:
         out.append(422)
     return out
+
+
+def allowed_methods(app: FastAPI, path: str) -> str | None:
+    """The ``Allow`` header of a 405 on ``path``: the methods of every API route on it (Starlette
+    names only the first route's), HEAD with GET; None for a path outside the API."""
+    for template, ops in app.openapi().get("paths", {}).items():
+        pattern = re.sub(r"\\{[^}]+\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, path):
+            methods = {m.upper() for m in ops} | ({"HEAD"} if "get" in ops else set())
+            return ", ".join(sorted(methods))
+    return None
 
 
 def install_openapi(app: FastAPI) -> None:

@@ -15,7 +15,6 @@ key and content returns the stored evaluation (200, ``Idempotent-Replayed: true`
 with different content is a 422.
 """
 
-import datetime as dt
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, Path, Query, UploadFile
@@ -34,7 +33,7 @@ from serve.deps import (
     form_json_text,
     read_upload,
 )
-from serve.fields import DEVICE_REF_MAX, TEXT_MAX
+from serve.fields import DEVICE_REF_MAX, TEXT_MAX, IsoDatetime
 from serve.gate import KeyFirstRoute
 from serve.headers import PHOTO_CACHE
 from serve.models import DECISIONS, STATUSES
@@ -95,15 +94,16 @@ async def create_evaluation(
                         headers={"Location": f"/v1/evaluations/{body['id']}"})
 
 
-@router.get("/evaluations", summary="Evaluations, newest first", response_model=EvaluationPage)
+@router.get("/evaluations", summary="Evaluations, newest first", response_model=EvaluationPage,
+            responses=problems(404))
 def list_evaluations(
     who: Reader,
     wf: WorkflowDep,
     status: Annotated[Status | None, Query()] = None,
     decision: Annotated[DecisionName | None, Query()] = None,
     refurbisher_id: Annotated[str | None, Query(max_length=64)] = None,
-    since: Annotated[dt.datetime | None, Query(description="created at or after")] = None,
-    until: Annotated[dt.datetime | None, Query(description="created before")] = None,
+    since: Annotated[IsoDatetime | None, Query(description="created at or after")] = None,
+    until: Annotated[IsoDatetime | None, Query(description="created before")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> dict[str, Any]:

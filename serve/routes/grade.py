@@ -7,7 +7,7 @@ import binascii
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from serve.auth import Principal
 from serve.deps import (
@@ -51,6 +51,7 @@ def screen_for(wf: Any, route: str, who: Any, device_ref: str | None) -> Screen:
 
 
 class BatchDevice(BaseModel):
+    model_config = ConfigDict(strict=True)  # as its schema: no 0 for false, no 1 for "1"
     id: str = Field(min_length=1, max_length=128)
     front: str = Field(description="front photo, base64")
     back: str = Field(description="back photo, base64")

@@ -5,7 +5,6 @@
 Idempotent with an ``Idempotency-Key`` header, like ``POST /v1/evaluations``.
 """
 
-import datetime as dt
 from typing import Literal
 
 from fastapi import APIRouter
@@ -15,7 +14,7 @@ from pydantic import Field
 from serve import evaluations as evals
 from serve import workflow
 from serve.deps import IdempotencyKey, Platform, WorkflowDep
-from serve.fields import TEXT_MAX
+from serve.fields import TEXT_MAX, IsoDatetime
 from serve.gate import KeyFirstRoute
 from serve.models import RETURN_KINDS
 from serve.openapi import problems
@@ -33,7 +32,7 @@ class ReturnBody(StrictBody):
         "enum": list(RETURN_REASONS)}, description="one of the server's return_reasons "
         "setting; by default these")
     comment: str | None = Field(None, max_length=TEXT_MAX)
-    occurred_at: dt.datetime | None = Field(None, description="default: now; ISO 8601, UTC "
+    occurred_at: IsoDatetime | None = Field(None, description="default: now; ISO 8601, UTC "
                                             "when no offset is given")
 
 

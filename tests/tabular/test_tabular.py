@@ -179,7 +179,8 @@ def test_error_fields_are_written_with_indices_in_brackets():
     from tabular.schema import DeviceInfo, describe_errors, field_path
 
     with pytest.raises(ValidationError) as e:
-        TypeAdapter(dict[str, list[DeviceInfo]]).validate_python({"devices": [INFO, INFO, INFO, {**INFO, "storage_gb": "x"}]})
+        TypeAdapter(dict[str, list[DeviceInfo]]).validate_python(
+            {"devices": [INFO, INFO, INFO, {**INFO, "storage_gb": "x"}]})
     assert describe_errors(e.value)[0].startswith("devices[3].storage_gb: ")
     assert field_path(("devices", 0, "checks", "wifi")) == "devices[0].checks.wifi"
     assert field_path((2,)) == "[2]" and field_path(()) == ""
