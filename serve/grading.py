@@ -127,9 +127,9 @@ class Service:
         if not data:
             raise FieldError(field, ImageError("empty file"))
         loop = asyncio.get_running_loop()
-        assert self.grader is not None
+        grader = self.loaded  # NotReady while the bundle loads
         try:
-            return await loop.run_in_executor(self.decode_pool, self.grader.decode, data)
+            return await loop.run_in_executor(self.decode_pool, grader.decode, data)
         except ImageError as e:
             raise FieldError(field, e) from None
 
