@@ -35,6 +35,7 @@ from serve.grading import Service
 from serve.handlers import install_handlers
 from serve.headers import SecurityHeaders
 from serve.observe import Observe
+from serve.openapi import install_openapi
 from serve.routes import ROUTERS
 from serve.routes.docs import mount_docs
 from serve.routes.ops import metrics_router
@@ -82,6 +83,7 @@ def create_app(settings: Settings | None = None, grader: Grader | None = None) -
     app.add_middleware(Observe, metrics=svc.metrics)
     app.add_middleware(SecurityHeaders, hsts_max_age=settings.hsts_max_age)
     install_handlers(app)
+    install_openapi(app)  # the problem+json schema of every error answer
     for router in ROUTERS:
         app.include_router(router)
     if settings.metrics_enabled:

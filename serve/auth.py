@@ -93,7 +93,7 @@ def create_key(db: Database, role: str, refurbisher_id: str | None = None,
         raise ApiKeyError("refurbisher: a refurbisher key needs --refurbisher ID")
     if role != "refurbisher" and refurbisher_id:
         raise ApiKeyError(f"refurbisher: a {role} key is not bound to a refurbisher")
-    if refurbisher_id and not REFURBISHER_ID_RE.match(refurbisher_id):
+    if refurbisher_id is not None and not REFURBISHER_ID_RE.match(refurbisher_id):
         raise ApiKeyError(f"refurbisher: invalid id {refurbisher_id!r} (1 to 64 letters, "
                           "digits, '.', '_' or '-')")
     key_id = secrets.token_hex(6)

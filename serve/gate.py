@@ -20,6 +20,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import Request, Response
+from fastapi.dependencies.utils import get_flat_params
 from fastapi.routing import APIRoute
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
@@ -27,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serve.auth import key_from_headers
 from serve.deps import MAX_DEVICE_BYTES, KeyCheck, client_address
+from serve.openapi import derived_statuses, problems
 from serve.problems import RequestTooLarge
 from serve.settings import Settings
 from serve.workflow import Workflow
@@ -90,7 +92,16 @@ def key_check(dependant: Any) -> KeyCheck | None:
 
 class KeyFirstRoute(APIRoute):
     """A route that checks the key (if it needs one) and the announced body size before
-    FastAPI reads and parses the body, and leaves its limit for :class:`Gate`."""
+    FastAPI reads and parses the body, and leaves its limit for :class:`Gate`. Its OpenAPI
+    lists the problems its key, body and parameters may answer (serve/openapi.py)."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kw: Any):
+        super().__init__(path, endpoint, **kw)
+        derived = derived_statuses(
+            keyed=key_check(self.dependant) is not None,
+            body=self.body_field is not None or "requestBody" in (self.openapi_extra or {}),
+            params=bool(get_flat_params(self.dependant)))
+        self.responses = {**problems(*derived), **self.responses}
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler, check = super().get_route_handler(), key_check(self.dependant)

@@ -241,7 +241,7 @@ class Service:
         if not data:
             raise FieldError(field, ImageError("empty file"))
         loop = asyncio.get_running_loop()
-        g = g or self.loaded
+        g = g or self.loaded  # NotReady while the bundle loads
         try:
             return await loop.run_in_executor(self.decode_pool, g.decode, data)
         except ImageError as e:

@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serve.gate import BodyTooLarge
 from serve.headers import headers_for
+from serve.openapi import allowed_methods
 from serve.problems import (
     DOMAIN_ERRORS,
     InvalidRequest,
@@ -25,6 +26,7 @@ from serve.problems import (
     RequestTooLarge,
     problem_of,
 )
+from tabular.schema import field_path
 
 log = logging.getLogger("photograde.serve")
 #: At most this many errors are listed in an ``invalid-request`` problem (a body with a million
@@ -48,8 +50,8 @@ async def on_validation(request: Request, err: RequestValidationError) -> JSONRe
     found = err.errors()
     errors = []
     for e in found[:MAX_ERRORS]:
-        loc = [str(x) for x in e["loc"] if x not in ("body", "query", "form")]
-        errors.append({"field": ".".join(loc) or "body", "reason": e["msg"]})
+        loc = [x for x in e["loc"] if x not in ("body", "query", "form")]
+        errors.append({"field": field_path(loc) or "body", "reason": e["msg"]})
     detail = "; ".join(f"{e['field']}: {e['reason']}" for e in errors)
     if len(found) > MAX_ERRORS:
         detail += f"; and {len(found) - MAX_ERRORS} more errors"
@@ -62,9 +64,11 @@ async def on_body_too_large(request: Request, exc: BodyTooLarge) -> JSONResponse
 
 
 async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    headers = dict(getattr(exc, "headers", None) or {})
+    if exc.status_code == 405 and (allow := allowed_methods(request.app, request.url.path)):
+        headers["Allow"] = allow  # every route's methods on the path
     return problem_response(request, ProblemDetails(
-        exc.status_code, "http-error", str(exc.detail), headers=getattr(exc, "headers", None)
-        or {}))
+        exc.status_code, "http-error", str(exc.detail), headers=headers))
 
 
 async def on_error(request: Request, exc: Exception) -> JSONResponse:

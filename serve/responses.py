@@ -21,8 +21,10 @@ class GradeResponse(GradeResult):
 
 
 class BatchProblem(BaseModel):
+    """The problem that stopped one device of a batch (as a top-level problem's members)."""
+
     status: int
-    type: str
+    type: str = Field(description="https://photograde.dev/problems/<kind>")
     detail: str
     field: str | None = None
     reason: str | None = Field(None, description="photo-rejected: the photo check's reason")

@@ -73,11 +73,20 @@ class ChecklistError(PhotogradeError):
         return type(self), (self.errors,)
 
 
+def field_path(loc: tuple[int | str, ...] | list[int | str]) -> str:
+    """A pydantic error's location as the API writes a field: ``devices[3].device``."""
+    out = ""
+    for p in loc:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
 def describe_errors(err: ValidationError) -> list[str]:
-    """Readable one-line messages for a pydantic error, each naming the field."""
+    """Readable one-line messages for a pydantic error, each naming the field
+    (:func:`field_path`)."""
     out = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(body)"
+        loc = field_path(e["loc"]) or "(body)"
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown field"

@@ -21,11 +21,13 @@ from serve.auth import Principal
 from serve.deps import Admin, ServiceDep, SettingsDep, WorkflowDep
 from serve.gate import KeyFirstRoute
 from serve.grading import Service
+from serve.openapi import problems
 from serve.problems import InvalidTransition, NotFound
 from serve.settings import Settings
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], route_class=KeyFirstRoute)
 Version = Annotated[str, Path(min_length=1, max_length=64)]
+SWITCH = problems(404, 409)  # no such version; a state that does not allow it
 
 
 def by(who: Principal) -> str:
@@ -57,33 +59,36 @@ def list_bundles(who: Admin, wf: WorkflowDep, svc: ServiceDep) -> dict[str, Any]
     return {"items": registry.list_bundles(wf.db), "serving": svc.versions()}
 
 
-@router.get("/bundles/{version}", summary="One bundle, with its backtest report")
+@router.get("/bundles/{version}", summary="One bundle, with its backtest report",
+            responses=problems(404))
 def get_bundle(who: Admin, wf: WorkflowDep, version: Version) -> dict[str, Any]:
     return _run(lambda: registry.get(wf.db, version))
 
 
-@router.post("/bundles/{version}/promote", summary="Serve this bundle (without downtime)")
+@router.post("/bundles/{version}/promote", responses=SWITCH,
+             summary="Serve this bundle (without downtime)")
 def promote(who: Admin, wf: WorkflowDep, svc: ServiceDep, settings: SettingsDep,
             version: Version) -> dict[str, Any]:
     return _switched(_run(lambda: registry.promote(wf.db, version, by(who))), svc, settings)
 
 
-@router.post("/bundles/{version}/shadow", summary="Score every request with this bundle too, "
-             "off the request path; never shown")
+@router.post("/bundles/{version}/shadow", responses=SWITCH,
+             summary="Score every request with this bundle too, off the request path; never "
+             "shown")
 def shadow(who: Admin, wf: WorkflowDep, svc: ServiceDep, settings: SettingsDep,
            version: Version) -> dict[str, Any]:
     return _switched(_run(lambda: registry.shadow(wf.db, version, by(who))), svc, settings)
 
 
-@router.post("/bundles/{version}/retire", summary="Retire a bundle that is not active (ends "
-             "its shadow)")
+@router.post("/bundles/{version}/retire", responses=SWITCH,
+             summary="Retire a bundle that is not active (ends its shadow)")
 def retire(who: Admin, wf: WorkflowDep, svc: ServiceDep, settings: SettingsDep,
            version: Version) -> dict[str, Any]:
     return _switched(_run(lambda: registry.retire(wf.db, version, by(who))), svc, settings)
 
 
-@router.post("/bundles/{version}/rollback", summary="Roll the active bundle {version} back to "
-             "the previously active one")
+@router.post("/bundles/{version}/rollback", responses=SWITCH,
+             summary="Roll the active bundle {version} back to the previously active one")
 def rollback(who: Admin, wf: WorkflowDep, svc: ServiceDep, settings: SettingsDep,
              version: Version) -> dict[str, Any]:
     return _switched(_run(lambda: registry.rollback(wf.db, by(who), expect=version)), svc,

@@ -14,19 +14,21 @@ from fastapi import APIRouter, Path, Query
 from serve import dashboard, model_health, workflow
 from serve.deps import Days, Reader, ServiceDep, Staff, WorkflowDep
 from serve.gate import KeyFirstRoute
+from serve.openapi import problems
 
 router = APIRouter(prefix="/v1", tags=["dashboards"], route_class=KeyFirstRoute)
 
 
 @router.get("/dashboard/refurbisher/{refurbisher_id}",
-            summary="One refurbisher's dashboard data")
+            summary="One refurbisher's dashboard data", responses=problems(404))
 def refurbisher_dashboard(who: Reader, wf: WorkflowDep,
                           refurbisher_id: Annotated[str, Path(max_length=64)],
                           days: Days = 30) -> dict[str, Any]:
     return workflow.refurbisher_dashboard(wf, who, refurbisher_id, days)
 
 
-@router.get("/dashboard/platform", summary="The platform's KPI data")
+@router.get("/dashboard/platform", summary="The platform's KPI data",
+            responses=problems(503))
 def platform_dashboard(who: Staff, wf: WorkflowDep, days: Days = 30) -> dict[str, Any]:
     return dashboard.platform_dashboard(wf.db, wf.policy, days)
 
@@ -34,7 +36,8 @@ def platform_dashboard(who: Staff, wf: WorkflowDep, days: Days = 30) -> dict[str
 Bucket = Annotated[Literal["week", "day"], Query(description="ISO weeks or UTC days")]
 
 
-@router.get("/dashboard/model-health", summary="The model's health per bundle version")
+@router.get("/dashboard/model-health", summary="The model's health per bundle version",
+            responses=problems(503))
 def model_health_dashboard(who: Staff, wf: WorkflowDep, svc: ServiceDep, days: Days = 30,
                            bucket: Bucket = "week") -> dict[str, Any]:
     """Per bundle version and bucket: the predicted-grade distribution, mean confidence,

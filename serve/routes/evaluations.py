@@ -15,7 +15,6 @@ key and content returns the stored evaluation (200, ``Idempotent-Replayed: true`
 with different content is a 422.
 """
 
-import datetime as dt
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
@@ -34,10 +33,11 @@ from serve.deps import (
     form_json_text,
     read_upload,
 )
-from serve.fields import DEVICE_REF_MAX, TEXT_MAX
+from serve.fields import DEVICE_REF_MAX, TEXT_MAX, IsoDatetime
 from serve.gate import KeyFirstRoute
 from serve.headers import PHOTO_CACHE
 from serve.models import DECISIONS, STATUSES
+from serve.openapi import problems
 from serve.problems import NotFound
 from serve.responses import EvaluationOut, EvaluationPage
 
@@ -45,12 +45,22 @@ from serve.responses import EvaluationOut, EvaluationPage
 MAX_OFFSET = 1_000_000_000
 
 router = APIRouter(prefix="/v1", tags=["evaluations"], route_class=KeyFirstRoute)
+#: A stored photo, as it was uploaded.
+PHOTO_RESPONSE = {"description": "The photo", "content": {
+    t: {"schema": {"type": "string", "format": "binary"}}
+    for t in ("image/jpeg", "image/png", "image/webp", "image/heic")}}
+#: An idempotent retry: the stored answer.
+REPLAYED: dict[int | str, dict[str, Any]] = {200: {
+    "description": "A retry with the same Idempotency-Key: the stored answer",
+    "model": EvaluationOut, "headers": {"Idempotent-Replayed": {
+        "schema": {"type": "string", "enum": ["true"]}, "required": True}}}}
 Status = Literal[STATUSES]  # type: ignore[valid-type]
 DecisionName = Literal[DECISIONS]  # type: ignore[valid-type]
 
 
 @router.post("/evaluations", status_code=201, response_model=EvaluationOut,
-             summary="Grade, decide and store one evaluation (idempotent)")
+             summary="Grade, decide and store one evaluation (idempotent)",
+             responses={**REPLAYED, **problems(415, 503)})
 async def create_evaluation(
     request: Request,
     who: Submitter,
@@ -85,15 +95,16 @@ async def create_evaluation(
                         headers={"Location": f"/v1/evaluations/{body['id']}"})
 
 
-@router.get("/evaluations", summary="Evaluations, newest first", response_model=EvaluationPage)
+@router.get("/evaluations", summary="Evaluations, newest first", response_model=EvaluationPage,
+            responses=problems(404))
 def list_evaluations(
     who: Reader,
     wf: WorkflowDep,
     status: Annotated[Status | None, Query()] = None,
     decision: Annotated[DecisionName | None, Query()] = None,
     refurbisher_id: Annotated[str | None, Query(max_length=64)] = None,
-    since: Annotated[dt.datetime | None, Query(description="created at or after")] = None,
-    until: Annotated[dt.datetime | None, Query(description="created before")] = None,
+    since: Annotated[IsoDatetime | None, Query(description="created at or after")] = None,
+    until: Annotated[IsoDatetime | None, Query(description="created before")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> dict[str, Any]:
@@ -103,13 +114,14 @@ def list_evaluations(
 
 
 @router.get("/evaluations/{evaluation_id}", summary="One evaluation",
-            response_model=EvaluationOut)
+            response_model=EvaluationOut, responses=problems(404))
 def get_evaluation(who: Reader, wf: WorkflowDep, evaluation_id: EvaluationId) -> dict[str, Any]:
     return evals.load(wf.db, who, evaluation_id)
 
 
 @router.get("/evaluations/{evaluation_id}/photos/{name}", response_class=FileResponse,
-            summary="A photo of the evaluation: front, back or justification-N")
+            summary="A photo of the evaluation: front, back or justification-N",
+            responses={200: PHOTO_RESPONSE, **problems(404)})
 def get_photo(who: Reader, wf: WorkflowDep, evaluation_id: EvaluationId,
               name: Annotated[str, Path(max_length=32)]) -> FileResponse:
     photo = workflow.photo(wf, who, evaluation_id, name)
@@ -122,14 +134,15 @@ def get_photo(who: Reader, wf: WorkflowDep, evaluation_id: EvaluationId,
 
 
 @router.post("/evaluations/{evaluation_id}/accept-suggestion", response_model=EvaluationOut,
-             summary="Accept the model's grade (suggestion)")
+             summary="Accept the model's grade (suggestion)", responses=problems(404, 409))
 def accept_suggestion(who: RefurbisherKey, wf: WorkflowDep,
                       evaluation_id: EvaluationId) -> dict[str, Any]:
     return workflow.act(wf, who, evaluation_id, "accept-suggestion")
 
 
 @router.post("/evaluations/{evaluation_id}/keep-grade", response_model=EvaluationOut,
-             summary="Keep the refurbisher's grade (suggestion; flagged as kept)")
+             summary="Keep the refurbisher's grade (suggestion; flagged as kept)",
+             responses=problems(404, 409))
 def keep_grade(who: RefurbisherKey, wf: WorkflowDep,
                evaluation_id: EvaluationId) -> dict[str, Any]:
     return workflow.act(wf, who, evaluation_id, "keep-grade")
@@ -137,7 +150,8 @@ def keep_grade(who: RefurbisherKey, wf: WorkflowDep,
 
 @router.post("/evaluations/{evaluation_id}/justification", status_code=201,
              response_model=EvaluationOut,
-             summary="Justify a grade far from the model's: text and extra photos")
+             summary="Justify a grade far from the model's: text and extra photos",
+             responses=problems(404, 409, 415, 503))
 async def justification(
     who: RefurbisherKey, wf: WorkflowDep, evaluation_id: EvaluationId,
     text: Annotated[str, Form(max_length=TEXT_MAX, description="why the grade is right")],

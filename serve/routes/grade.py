@@ -7,7 +7,7 @@ import binascii
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from serve.auth import Principal
 from serve.deps import (
@@ -22,8 +22,16 @@ from serve.deps import (
 from serve.gate import KeyFirstRoute
 from serve.grading import Service, parse_device
 from serve.jsonscan import count_devices
+from serve.openapi import problems, request_body
 from serve.photorecords import Screen
-from serve.problems import BatchTooLarge, InvalidBase64, InvalidRequest, Problem, problem_of
+from serve.problems import (
+    TYPE_BASE,
+    BatchTooLarge,
+    InvalidBase64,
+    InvalidRequest,
+    Problem,
+    problem_of,
+)
 from serve.responses import BatchItem, BatchProblem, BatchResponse, GradeResponse
 from serve.shadow import ShadowRef
 from serve.workflow import check_quality_skip
@@ -44,10 +52,12 @@ def screen_for(wf: Any, route: str, who: Any, device_ref: str | None) -> Screen:
 
 
 class BatchDevice(BaseModel):
+    model_config = ConfigDict(strict=True)  # as its schema: no 0 for false, no 1 for "1"
     id: str = Field(min_length=1, max_length=128)
     front: str = Field(description="front photo, base64")
     back: str = Field(description="back photo, base64")
-    device: dict[str, Any]
+    device: dict[str, Any] = Field(description="the checklist, as POST /v1/grade's device "
+                                   "field; an invalid one is this device's problem")
     refurbisher_grade: str | None = None
     device_ref: str | None = Field(None, max_length=128, description=DEVICE_REF_HELP)
     quality_check: bool = Field(True, description="check the photos before grading; only a "
@@ -58,7 +68,8 @@ class BatchRequest(BaseModel):
     devices: list[BatchDevice] = Field(min_length=1)
 
 
-@router.post("/v1/grade", summary="Grade one device from its photos and checklist")
+@router.post("/v1/grade", summary="Grade one device from its photos and checklist",
+             responses=problems(415, 503))
 async def grade(
     request: Request,
     who: Submitter,
@@ -119,11 +130,12 @@ async def _grade_one(svc: Service, screen: Screen, who: Principal, i: int,
             raise
         svc.metrics.errors.labels(p.kind).inc()
         return BatchItem(id=item.id, ok=False, problem=BatchProblem(
-            status=p.status, type=p.kind, detail=p.detail, field=p.field,
+            status=p.status, type=TYPE_BASE + p.kind, detail=p.detail, field=p.field,
             reason=p.extra.get("reason")))
 
 
-@router.post("/v1/grade/batch", summary="Grade many devices in one call (base64 photos)")
+@router.post("/v1/grade/batch", summary="Grade many devices in one call (base64 photos)",
+             responses=problems(413, 422, 503), openapi_extra=request_body(BatchRequest))
 async def grade_batch(request: Request, who: Submitter, svc: ServiceDep, wf: WorkflowDep,
                       settings: SettingsDep) -> BatchResponse:
     raw = await request.body()  # within the route's byte limit (serve/gate.py)
@@ -142,7 +154,7 @@ async def grade_batch(request: Request, who: Submitter, svc: ServiceDep, wf: Wor
 
 
 @router.get("/v1/model", summary="Bundle metadata, execution provider, thread settings, the "
-            "active and shadow bundles")
+            "active and shadow bundles", responses=problems(503))
 async def model(svc: ServiceDep, settings: SettingsDep) -> dict[str, Any]:
     return {**svc.loaded.info(), "versions": svc.versions(),
             "batching": {"enabled": svc.batching, "setting": settings.batching,

@@ -9,10 +9,18 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path
 from pydantic import Field
 
-from serve.auth import ApiKeyError, check_refurbisher_id, create_key, list_keys, revoke_key
+from serve.auth import (
+    REFURBISHER_ID_RE,
+    ApiKeyError,
+    check_refurbisher_id,
+    create_key,
+    list_keys,
+    revoke_key,
+)
 from serve.deps import Admin, AnyKey, WorkflowDep
 from serve.gate import KeyFirstRoute
 from serve.models import ROLES
+from serve.openapi import problems
 from serve.problems import InvalidRequest, NotFound
 from serve.routes.bodies import StrictBody
 
@@ -21,7 +29,9 @@ router = APIRouter(prefix="/v1", tags=["keys"], route_class=KeyFirstRoute)
 
 class KeyBody(StrictBody):
     role: Literal[ROLES]  # type: ignore[valid-type]
-    refurbisher_id: str | None = Field(None, description="required for a refurbisher key")
+    refurbisher_id: str | None = Field(None, pattern=REFURBISHER_ID_RE.pattern,
+                                       description="required for a refurbisher key, refused "
+                                       "for any other")
     name: str | None = Field(None, max_length=200)
 
 
@@ -33,7 +43,7 @@ def me(who: AnyKey, wf: WorkflowDep) -> dict[str, Any]:
 
 @router.post("/keys", status_code=201, summary="Create an API key (the key is shown once)")
 def new_key(who: Admin, wf: WorkflowDep, body: KeyBody) -> dict[str, Any]:
-    if body.refurbisher_id:
+    if body.refurbisher_id is not None:  # "" too: it was stored, against no refurbisher (500)
         check_refurbisher_id(body.refurbisher_id)
     try:
         record, key = create_key(wf.db, body.role, body.refurbisher_id, body.name)
@@ -48,7 +58,7 @@ def keys(who: Admin, wf: WorkflowDep) -> dict[str, Any]:
     return {"items": list_keys(wf.db)}
 
 
-@router.delete("/keys/{key_id}", summary="Revoke an API key")
+@router.delete("/keys/{key_id}", summary="Revoke an API key", responses=problems(404))
 def revoke(who: Admin, wf: WorkflowDep,
            key_id: Annotated[str, Path(max_length=32)]) -> dict[str, Any]:
     record = revoke_key(wf.db, key_id)

@@ -14,6 +14,7 @@ from serve import workflow
 from serve.deps import EvaluationId, Reviewer, WorkflowDep
 from serve.fields import TEXT_MAX
 from serve.gate import KeyFirstRoute
+from serve.openapi import problems
 from serve.responses import EvaluationOut
 from serve.routes.bodies import StrictBody
 
@@ -30,14 +31,16 @@ class OverrideBody(StrictBody):
 
 
 @router.post("/evaluations/{evaluation_id}/approve", response_model=EvaluationOut,
-             summary="Approve a justified grade (final grade: the refurbisher's)")
+             summary="Approve a justified grade (final grade: the refurbisher's)",
+             responses=problems(404, 409))
 def approve(who: Reviewer, wf: WorkflowDep, evaluation_id: EvaluationId,
             body: ApproveBody | None = None) -> dict[str, Any]:
     return workflow.approve(wf, who, evaluation_id, body.comment if body else None)
 
 
 @router.post("/evaluations/{evaluation_id}/override", response_model=EvaluationOut,
-             summary="Override a justified grade with the reviewer's")
+             summary="Override a justified grade with the reviewer's",
+             responses=problems(404, 409, 503))
 def override(who: Reviewer, wf: WorkflowDep, evaluation_id: EvaluationId,
              body: OverrideBody) -> dict[str, Any]:
     return workflow.override(wf, who, evaluation_id, body.grade, body.comment)

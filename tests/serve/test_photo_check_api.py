@@ -169,7 +169,8 @@ def test_batch_names_the_device_and_photo(api):
     assert first["ok"] is True
     p = second["problem"]
     assert second["ok"] is False and p["status"] == 422
-    assert p["type"] == "photo-rejected" and p["field"] == "devices[1].back"
+    assert p["type"] == "https://photograde.dev/problems/photo-rejected"
+    assert p["field"] == "devices[1].back"
     assert p["reason"] == "too_small" and p["detail"].startswith("devices[1].back: ")
 
 

@@ -137,6 +137,10 @@ def _app() -> FastAPI:
     async def numbers(body: list[int]) -> int:
         return len(body)
 
+    @app.post("/v1/lists")
+    async def lists(body: dict[str, list[dict[str, int]]]) -> int:
+        return len(body)
+
     return app
 
 
@@ -182,9 +186,15 @@ def test_a_validation_problem_lists_at_most_max_errors(client):
     assert r.status_code == 422
     body = r.json()
     assert len(body["errors"]) == MAX_ERRORS and body["error_count"] == 5000
-    assert body["errors"][0] == {"field": "0", "reason": body["errors"][0]["reason"]}
+    assert body["errors"][0] == {"field": "[0]", "reason": body["errors"][0]["reason"]}
     assert body["detail"].endswith(f"and {5000 - MAX_ERRORS} more errors")
     assert len(r.content) < 5000
+
+
+def test_a_validation_problem_writes_fields_as_the_batch_does(client):
+    r = client.post("/v1/lists", json={"devices": [{"a": 1}, {"a": 2}, {"a": 3}, {"a": "x"}]})
+    assert r.status_code == 422 and r.json()["field"] == "devices[3].a", r.text
+    assert r.json()["detail"].startswith("devices[3].a: ")
 
 
 @pytest.mark.parametrize(("i", "case"), list(enumerate(CASES)), ids=IDS)

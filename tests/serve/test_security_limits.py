@@ -170,7 +170,8 @@ def test_each_batch_device_costs_a_rate_limit_token(served):
 
     first = batch(32)
     assert first.status_code == 200, first.text
-    assert [x["problem"]["type"] for x in first.json()["results"]] == ["invalid-base64"] * 32
+    assert [x["problem"]["type"] for x in first.json()["results"]] == [
+        "https://photograde.dev/problems/invalid-base64"] * 32
     second = batch(32)  # 8 tokens left
     assert second.status_code == 429 and int(second.headers["retry-after"]) >= 1
     assert "a batch of 32 devices costs 32" in second.json()["detail"]

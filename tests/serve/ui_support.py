@@ -35,9 +35,10 @@ def chromium() -> Iterator:
         b.close()
 
 
-def sign_in(browser, url: str, key: str, width: int = 1200):
-    """A fresh browser context ``width`` px wide, signed in with ``key``: (context, page)."""
-    ctx = browser.new_context(viewport={"width": width, "height": 900})
+def sign_in(browser, url: str, key: str, width: int = 1200, **options):
+    """A fresh browser context ``width`` px wide (Playwright's context ``options`` too), signed
+    in with ``key``: (context, page)."""
+    ctx = browser.new_context(viewport={"width": width, "height": 900}, **options)
     page = ctx.new_page()
     page.set_default_timeout(30_000)
     page.goto(url + "/ui/login")

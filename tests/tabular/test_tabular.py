@@ -171,3 +171,16 @@ def test_manifest_without_returns_is_a_clear_error(tmp_path, capsys):
     assert main(["train", "tabular", "--manifest", str(manifest), "--out",
                  str(tmp_path / "run")]) == 2
     assert "returned" in capsys.readouterr().err
+
+
+def test_error_fields_are_written_with_indices_in_brackets():
+    from pydantic import TypeAdapter, ValidationError
+
+    from tabular.schema import DeviceInfo, describe_errors, field_path
+
+    with pytest.raises(ValidationError) as e:
+        TypeAdapter(dict[str, list[DeviceInfo]]).validate_python(
+            {"devices": [INFO, INFO, INFO, {**INFO, "storage_gb": "x"}]})
+    assert describe_errors(e.value)[0].startswith("devices[3].storage_gb: ")
+    assert field_path(("devices", 0, "checks", "wifi")) == "devices[0].checks.wifi"
+    assert field_path((2,)) == "[2]" and field_path(()) == ""
