@@ -41,7 +41,7 @@ from vision.errors import PhotogradeError
 
 DECISIONS = tuple(d.value for d in Decision)
 BUNDLES = ("current", "new")
-#: The recommendation rule (README "Backtest"): figures in percentage points.
+#: The recommendation rule (docs/workflow.md "Backtest"): figures in percentage points.
 MIN_FINAL_GRADES = 30
 MIN_GAIN_POINTS = 1.0
 MAX_COST_POINTS = 1.0
@@ -226,7 +226,7 @@ def points(new: float | None, current: float | None) -> float:
 
 
 def recommend(rows: list[Replayed], metrics: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The verdict and its line (the rule: README "Backtest")."""
+    """The verdict and its line (the rule: docs/workflow.md "Backtest")."""
     cur, new = metrics["current"], metrics["new"]
     judged = [r for r in rows if r.truth is not None]
     d = {"agreement": points(new["agreement"], cur["agreement"]),

@@ -31,7 +31,7 @@ where it stopped; delete a step's folder under ``--out`` to redo it):
 
 Defaults are the CPU recipe of ``photograde-base`` (2 cores, about an hour and a half); the GPU
 recipe is the same command with a larger ``--img-size``, more ``--devices`` and ``--epochs``
-(README, "The shipped model").
+(docs/training.md, "The shipped model").
 """
 
 from __future__ import annotations

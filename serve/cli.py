@@ -97,7 +97,7 @@ def _predict_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--front", type=Path, required=True, help="front photo")
     p.add_argument("--back", type=Path, required=True, help="back photo")
     p.add_argument("--device-info", type=Path, required=True,
-                   help="device facts and checks (JSON, see README)")
+                   help="device facts and checks (JSON, see docs/training.md, Vocabulary)")
     p.add_argument("--refurbisher-grade", help="the refurbisher's grade, for the decision")
     p.add_argument("--heatmaps", type=Path, metavar="DIR",
                    help="write damage heatmaps (screen.png, shell.png) here")

@@ -1,6 +1,6 @@
 """Prometheus metrics of one app (its own registry, so several apps can live in one process).
 
-Besides the request, batch, grade and error counters, the model's health (README,
+Besides the request, batch, grade and error counters, the model's health (docs/service.md,
 "Monitoring"; rules in ``deploy/prometheus/alerts.yml``):
 
 - per bundle version, over the last ``window`` graded devices of this process

@@ -7,8 +7,8 @@ sends a byte now and then was kept forever. :class:`GuardedHttpTools` adds both:
 ``timeout_headers`` seconds after the connection (or the request's first byte) 408, and the
 connection is closed. Idle keep-alive connections close after ``timeout_keep_alive`` seconds;
 forwarded headers are left to the app (serve/forwarded.py, ``trusted_proxies``). Slow bodies
-are a reverse proxy's to bound (README), but no body is read before its key is checked
-(serve/gate.py).
+are a reverse proxy's to bound (docs/service.md, "Limits"), but no body is read before its key
+is checked (serve/gate.py).
 """
 
 from __future__ import annotations

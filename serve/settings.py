@@ -116,7 +116,7 @@ class Settings(BaseSettings):
         for item in value:
             ip_network(item, strict=False)  # ValueError: not an address or network
         return value
-    # -- monitoring (serve/drift.py, serve/model_health.py; README "Monitoring") ------------
+    # -- monitoring (serve/drift.py, serve/model_health.py; docs/service.md "Monitoring") --
     drift_window: int = Field(500, ge=1, description="graded devices (and photo checks) in the "
                               "sliding window of the drift gauges; a bundle without a reference "
                               "distribution takes its first drift_window grades as one")
