@@ -61,14 +61,15 @@ def body_limits(settings: Settings) -> Callable[[str | None], int]:
     without photos (JSON, a form); ``max_upload_mb`` per photo it takes (two for a grading or
     an evaluation, ``justification_max_photos`` for a justification) and FORM_BYTES for a
     form with photos; for the batch route, ``max_batch_devices`` devices of two base64 photos
-    each."""
+    each, at most ``max_batch_mb``."""
     photo, rest = settings.max_upload_bytes, settings.max_body_kb * 1024
     photos = {"/v1/grade": 2, "/v1/evaluations": 2, "/ui/evaluations": 2}
     for prefix in ("/v1", "/ui"):
         photos[f"{prefix}/evaluations/{{evaluation_id}}/justification"] = \
             settings.justification_max_photos
     base64_photo = 4 * -(-photo // 3)
-    batch = settings.max_batch_devices * (2 * base64_photo + BATCH_DEVICE_BYTES) + rest
+    batch = min(settings.max_batch_devices * (2 * base64_photo + BATCH_DEVICE_BYTES) + rest,
+                int(settings.max_batch_mb * 1024 * 1024))
 
     def limit_for(route_path: str | None) -> int:
         if route_path == BATCH:

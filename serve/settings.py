@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     max_pixels: int = Field(50_000_000, ge=1, description="per photo, against decompression "
                             "bombs")
     max_batch_devices: int = Field(32, ge=1, description="devices per /v1/grade/batch call")
+    max_batch_mb: float = Field(256, gt=0, description="body limit of /v1/grade/batch (MB), "
+                                "under the max_batch_devices x 2 full-size base64 photos "
+                                "(about 1.7 GB with the defaults); send large photos in "
+                                "several batches")
     photo_check: bool = Field(True, description="check every photo before grading "
                               "(vision.photocheck); a platform key may skip it per request "
                               "with quality_check=false")

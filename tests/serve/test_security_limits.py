@@ -55,7 +55,7 @@ def served(tmp_path_factory) -> Served:
            "PHOTOGRADE_RATE_LIMIT_BURST": "40", "PHOTOGRADE_AUTH_FAILURES_PER_MINUTE": "10",
            "PHOTOGRADE_TRUSTED_PROXIES": json.dumps([PROXY]),
            "PHOTOGRADE_METRICS_CLIENTS": json.dumps([PROXY]),
-           "PHOTOGRADE_TIMEOUT_HEADERS": "1"}
+           "PHOTOGRADE_TIMEOUT_HEADERS": "1", "PHOTOGRADE_MAX_BATCH_MB": "8"}
     with ServerProcess([*PHOTOGRADE_SERVE, "--threads", "1"], env, tmp / "server.log") as server:
         yield Served(server, keys)
 
@@ -126,7 +126,8 @@ def test_a_body_over_its_route_limit_is_refused_before_it_is_read(served):
              ("/v1/evaluations/e1/approve", "reviewer", MB, json_limit),
              ("/v1/evaluations", "refurbisher", 20 * MB, 2 * MB + form),
              ("/v1/evaluations/e1/justification", "refurbisher", 20 * MB, 6 * MB + form),
-             ("/v1/grade/batch", "platform", 2000 * MB, None)]
+             ("/v1/grade/batch", "platform", 2000 * MB, 8 * MB),  # max_batch_mb
+             ("/v1/grade/batch", "platform", 8 * MB + 1, 8 * MB)]
     for path, who, length, limit in cases:
         r = raw(port, post(path, length, f"X-API-Key: {keys[who]}"), b"{")
         assert r.status == 413, (path, r.status, r.body)
