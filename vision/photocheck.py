@@ -7,9 +7,9 @@ evidence, one reason per rejected photo (:class:`RejectReason`):
   (shorter side under ``min_side_px``), ``too_dark`` (90th percentile of the luminance under
   ``dark_p90``), ``overexposed`` (share of white-clipped pixels in the central half over
   ``overexposed_fraction``), ``blurry`` (edge sharpness under ``min_sharpness``: the 99.5th
-  percentile of the luminance gradient over the photo's 1-99% contrast; a Gaussian blur of
-  1.5% of the long side brings every shared real front under 0.15, while 99.9% of them are
-  above it unblurred);
+  percentile of the luminance gradient over the photo's 1-99% contrast; 300 shared real
+  fronts blurred by 1.5% of their long side were all refused, 290 as blurry, while 776 of
+  the 778 unblurred ones not too small pass the whole check);
 * **learned** (:class:`SideScores`, from the bundle's photo-check model when it has one):
   ``not_a_phone`` (P(phone) under ``min_phone_probability``) and ``wrong_side`` (the other
   side's probability over ``max_wrong_side_probability``).
