@@ -53,9 +53,8 @@ from vision.preprocess import (
     DEFAULT_MAX_PIXELS,
     PreprocessConfig,
     normalize,
-    open_image,
+    open_image_sized,
     resize_rgb,
-    uploaded_size,
 )
 
 PARTS = (("screen", "front"), ("shell", "back"))
@@ -137,9 +136,9 @@ class Grader:
     # -- decoding --------------------------------------------------------------------------
     def decode(self, source: bytes | str | Path) -> Photo:
         """Photo bytes or path -> model input (JPEG draft decoding, EXIF orientation)."""
-        image = open_image(source, max_pixels=self.max_pixels, draft_size=self.pre.img_size)
-        return Photo(normalize(resize_rgb(image, self.pre), self.pre), image,
-                     uploaded_size(source, image))
+        image, size = open_image_sized(source, max_pixels=self.max_pixels,
+                                       draft_size=self.pre.img_size)
+        return Photo(normalize(resize_rgb(image, self.pre), self.pre), image, size)
 
     def run_vision(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(screen_logits, shell_logits, features) for a batch (N, 3, S, S)."""

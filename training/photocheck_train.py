@@ -13,14 +13,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
-from PIL import Image
 from tqdm import tqdm
 
 from fusion.bundle import (
@@ -38,9 +37,8 @@ from vision.photocheck import PhotoStats, SideHeads, measure
 from vision.preprocess import (
     PreprocessConfig,
     normalize,
-    open_image,
+    open_image_sized,
     resize_rgb,
-    uploaded_size,
 )
 
 log = logging.getLogger("photograde.training")
@@ -87,11 +85,10 @@ def featurize(sess: ort.InferenceSession, pre: PreprocessConfig, sources: Sequen
     pooled, stats = [], []
     bar = tqdm(total=len(sources), desc=desc, unit="photo", disable=not progress, leave=False)
     for i in range(0, len(sources), batch):
-        chunk = sources[i:i + batch]
-        images = [open_image(s, draft_size=pre.img_size) for s in chunk]
-        stats += [measure(im).model_copy(update=dict(zip(("width", "height"),
-                                                         uploaded_size(s, im), strict=True)))
-                  for s, im in zip(chunk, images, strict=True)]
+        opened = [open_image_sized(s, draft_size=pre.img_size) for s in sources[i:i + batch]]
+        images = [im for im, _ in opened]
+        stats += [measure(im).model_copy(update={"width": size[0], "height": size[1]})
+                  for im, size in opened]
         x = np.stack([normalize(resize_rgb(im, pre), pre) for im in images])
         pooled.append(sess.run(None, {VISION_INPUT: x.astype(np.float32)})[0])
         bar.update(len(images))
@@ -188,7 +185,3 @@ def add_to_bundle(bundle: Path, backbone: Path, heads: SideHeads, pre: Preproces
     manifest.bundle_version = bundle_version(manifest.files, dt.datetime.now(dt.UTC))
     write_manifest(bundle, manifest)
     return manifest.bundle_version
-
-
-def images_of(sources: Iterable[Source]) -> list[Image.Image]:
-    return [open_image(s) for s in sources]

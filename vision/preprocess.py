@@ -116,7 +116,17 @@ def _bomb_error(e: Exception, max_pixels: int) -> ImageTooLarge:
 def open_image(
     source: Source, *, max_pixels: int = DEFAULT_MAX_PIXELS, draft_size: int | None = None
 ) -> Image.Image:
-    """Decode an image (bytes or a path) to an upright RGB Pillow image.
+    """Decode an image (bytes or a path) to an upright RGB Pillow image
+    (:func:`open_image_sized` without the size as uploaded)."""
+    return open_image_sized(source, max_pixels=max_pixels, draft_size=draft_size)[0]
+
+
+def open_image_sized(
+    source: Source, *, max_pixels: int = DEFAULT_MAX_PIXELS, draft_size: int | None = None
+) -> tuple[Image.Image, tuple[int, int]]:
+    """Decode an image (bytes or a path) to an upright RGB Pillow image, with its size as
+    uploaded (read from the header, oriented like the image; the image may be smaller: the
+    JPEG draft).
 
     The pixel count is checked from the header, before anything is decoded. With ``draft_size``,
     JPEGs are decoded with DCT scaling (1/2, 1/4 or 1/8) to a size whose shorter side is still
@@ -167,17 +177,8 @@ def open_image(
             upright = ImageOps.exif_transpose(im)
         except Exception:
             upright = im.copy()  # unreadable EXIF: keep the stored orientation
-    return _to_rgb(upright)
-
-
-def uploaded_size(source: bytes | str | Path, image: Image.Image) -> tuple[int, int]:
-    """The photo's size as uploaded (its header), oriented like ``image``."""
-    try:
-        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
-            w, h = im.size
-    except Exception:  # already decoded once: an odd header only loses the exact size
-        return image.size
-    return (w, h) if (w >= h) == (image.width >= image.height) else (h, w)
+    size = (w, h) if (w >= h) == (upright.width >= upright.height) else (h, w)
+    return _to_rgb(upright), size
 
 
 @dataclass(frozen=True)
