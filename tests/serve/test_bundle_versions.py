@@ -25,7 +25,7 @@ from serve.auth import create_key
 from serve.db import Database
 from serve.models import Bundle, Evaluation, ShadowPrediction
 from serve.settings import SHIPPED_BUNDLE
-from tests.support import DB_KINDS, INFO, database_url, small_photos, workflow_app
+from tests.support import INFO, small_photos, workflow_app
 
 SHIPPED = load_manifest(SHIPPED_BUNDLE, verify_hashes=False).bundle_version
 POLL = 0.1
@@ -39,15 +39,6 @@ def wait_until(check: Callable[[], Any], seconds: float = 60, what: str = "") ->
             return value
         time.sleep(0.05)
     raise AssertionError(f"not within {seconds} s: {what}")
-
-
-@pytest.fixture(params=DB_KINDS)
-def db(request, tmp_path):
-    with database_url(request.param, tmp_path) as url:
-        d = Database(url)
-        d.migrate()
-        yield d
-        d.dispose()
 
 
 def _states(db: Database) -> dict[str, str]:

@@ -33,15 +33,6 @@ from tabular.schema import parse_device_info
 from tests.support import DB_KINDS, INFO, database_url, grade_at_gap, small_photos
 
 
-@pytest.fixture(params=DB_KINDS)
-def db(request, tmp_path):
-    with database_url(request.param, tmp_path) as url:
-        d = Database(url)
-        d.migrate()
-        yield d
-        d.dispose()
-
-
 @pytest.fixture(scope="module")
 def pairs(synth_dir):
     return small_photos(synth_dir, 6)
