@@ -155,6 +155,14 @@ class World:
                                  json={"grade": final}), final)
 
 
+def role_keys(db: Any, refurbisher_id: str = "R001") -> dict[str, str]:
+    """A new API key per role of the UI (refurbisher ``refurbisher_id``, platform, reviewer)."""
+    from serve.auth import create_key
+
+    return {"refurbisher": create_key(db, "refurbisher", refurbisher_id)[1],
+            **{role: create_key(db, role)[1] for role in ("platform", "reviewer")}}
+
+
 def workflow_app(url: str, tmp: Path, grader: Any, **kw: Any) -> Any:
     """The service with the workflow on database ``url``, photos under ``tmp``, no rate limit
     unless ``rate_limit_per_minute`` is given (nor on failed authentications, unless

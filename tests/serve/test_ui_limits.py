@@ -12,9 +12,16 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from serve.auth import create_key
 from serve.fields import DEVICE_REF_MAX, TEXT_MAX
-from tests.support import INFO, ThreadServer, grade_at_gap, small_photos, ui_session, workflow_app
+from tests.support import (
+    INFO,
+    ThreadServer,
+    grade_at_gap,
+    role_keys,
+    small_photos,
+    ui_session,
+    workflow_app,
+)
 
 
 @dataclass
@@ -57,8 +64,7 @@ def site(grader, synth_dir, tmp_path_factory) -> Iterator[Site]:
     app = workflow_app(f"sqlite:///{tmp / 's.db'}", tmp, grader)
     with ThreadServer(app) as server:
         db = app.state.workflow.db
-        keys = {"refurbisher": create_key(db, "refurbisher", "R001")[1],
-                **{role: create_key(db, role)[1] for role in ("platform", "reviewer")}}
+        keys = role_keys(db)
         yield Site(server.url, keys, list(grader.policy.grades), small_photos(synth_dir, 6))
 
 

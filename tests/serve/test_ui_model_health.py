@@ -16,13 +16,12 @@ import pytest
 from photograde.demo import busiest_refurbisher
 from photograde.seed import seed_history
 from serve.app import create_app
-from serve.auth import create_key
 from serve.db import Database
 from serve.photostore import PhotoStore
 from serve.runtime import Grader
 from serve.settings import Settings
 from tests.serve.ui_support import BROWSER_TESTS, chromium, shot, sign_in
-from tests.support import INFO, ThreadServer, small_photos
+from tests.support import INFO, ThreadServer, role_keys, small_photos
 
 pytestmark = BROWSER_TESTS
 
@@ -45,8 +44,7 @@ def site(bundle, synth_dir, tmp_path_factory) -> Iterator[Site]:
     db.migrate()
     seed_history(db, PhotoStore(tmp / "photos"), generate(40, tmp / "h", seed=5, size=200,
                                                           progress=False), grader=grader)
-    keys = {"refurbisher": create_key(db, "refurbisher", busiest_refurbisher(db))[1],
-            **{role: create_key(db, role)[1] for role in ("platform", "reviewer")}}
+    keys = role_keys(db, busiest_refurbisher(db))
     db.dispose()
     settings = Settings(bundle=bundle, threads=1, database_url=url, photo_dir=tmp / "photos",
                         rate_limit_per_minute=100_000, photo_check=False, drift_window=4,

@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 from serve.auth import create_key, revoke_key
 from serve.models import UiSession
 from serve.sessions import COOKIE_PLAIN, COOKIE_SECURE, session_hash
-from tests.support import INFO, ThreadServer, small_photos, workflow_app
+from tests.support import INFO, ThreadServer, role_keys, small_photos, workflow_app
 
 
 @dataclass
@@ -44,8 +44,7 @@ def site(grader, synth_dir, tmp_path_factory) -> Iterator[Site]:
     app = workflow_app(f"sqlite:///{tmp / 's.db'}", tmp, grader)
     with ThreadServer(app) as server:
         db = app.state.workflow.db
-        keys = {"refurbisher": create_key(db, "refurbisher", "R001")[1],
-                **{role: create_key(db, role)[1] for role in ("platform", "reviewer")}}
+        keys = role_keys(db)
         front, back = small_photos(synth_dir, 1)[0]
         r = httpx.post(server.url + "/v1/evaluations", headers={"X-API-Key": keys["platform"]},
                        files={"front": ("f.jpg", front), "back": ("b.jpg", back)},
