@@ -11,7 +11,9 @@ from tests.support import UVICORN_FROM_ENV, ServerProcess
 
 
 def service_process(bundle: Path, **settings: object) -> ServerProcess:
-    """The service of ``bundle`` without auth; ``settings`` become PHOTOGRADE_* variables."""
-    env = {**os.environ, "PHOTOGRADE_BUNDLE": str(bundle), "PHOTOGRADE_AUTH_REQUIRED": "false",
+    """The service of ``bundle`` without auth, on an in-memory database unless
+    PHOTOGRADE_DATABASE_URL is set; ``settings`` become PHOTOGRADE_* variables."""
+    env = {"PHOTOGRADE_DATABASE_URL": "sqlite://",  # no file left behind, unless one is set
+           **os.environ, "PHOTOGRADE_BUNDLE": str(bundle), "PHOTOGRADE_AUTH_REQUIRED": "false",
            **{f"PHOTOGRADE_{k.upper()}": str(v) for k, v in settings.items()}}
     return ServerProcess(UVICORN_FROM_ENV, env)

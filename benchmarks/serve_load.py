@@ -26,6 +26,7 @@ from benchmarks._common import median_ms
 from benchmarks._photos import upload_bytes
 from benchmarks._server import service_process
 from serve.runtime import Grader
+from serve.settings import Settings
 from tabular.schema import parse_device_info
 from tests.support import INFO
 
@@ -67,9 +68,10 @@ async def load(url: str, photos: list[bytes], clients: int, requests: int
 
 
 def in_process(bundle: Path, photos: list[bytes]) -> tuple[float, dict[int, float], str, int]:
-    """The torch-free predict path with the service's default threads: its median ms per
-    device, the inference ms per photo by batch size, the provider and the threads."""
-    grader = Grader(bundle)
+    """The torch-free predict path with the service's default threads and precision: its
+    median ms per device, the inference ms per photo by batch size, the provider and the
+    threads."""
+    grader = Grader(bundle, precision=Settings.model_fields["precision"].default)
     info = parse_device_info(INFO)
     direct = median_ms(lambda: grader.grade(photos[0], photos[1], info, "good"), 15)
     x = grader.decode(photos[0]).x

@@ -5,6 +5,7 @@ Both measure the same training step (model, optimiser, mixed precision, frozen s
 images/s of each and their ratio (target >= 0.9: the pipeline does not starve the model).
 
     python -m benchmarks.train_throughput [--manifest M] [--img-size 224] [--batches 20]
+        [--devices 64]
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ def main() -> None:
     ap.add_argument("--img-size", type=int, default=224)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--batches", type=int, default=20)
+    ap.add_argument("--devices", type=int, default=64, help="synthetic devices to make when "
+                    "no --manifest is given")
     ap.add_argument("--workers", type=int, default=auto_workers(),
                     help="loader workers (default: as train vision's --workers -1)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -71,7 +74,8 @@ def main() -> None:
     keep_freed_memory()  # as photograde train vision does
 
     tmp = Path(tempfile.mkdtemp(prefix="photograde-bench-"))
-    manifest = args.manifest or generate(64, tmp / "synth", seed=1, size=800, progress=False)
+    manifest = args.manifest or generate(args.devices, tmp / "synth", seed=1, size=800,
+                                         progress=False)
     samples = samples_from([load_manifest(manifest)])
     images = load_images([s.path for s in samples], args.img_size, tmp / "cache", workers=2,
                          progress=False)

@@ -59,6 +59,25 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
+class RealScreenChange(_Section):
+    """fp32 vs int8 on labelled real front photos (``photograde evaluate precision``): the
+    screen head's cracked ROC-AUC and cracked-vs-rest macro-F1 of each."""
+
+    evaluated_on: str
+    photos: int
+    roc_auc_cracked_fp32: float
+    roc_auc_cracked_int8: float
+    macro_f1_cracked_fp32: float
+    macro_f1_cracked_int8: float
+
+    def change_points(self) -> dict[str, float]:
+        """int8 minus fp32, in points (1 point = 0.01)."""
+        return {"real-screen ROC-AUC": 100 * (self.roc_auc_cracked_int8
+                                              - self.roc_auc_cracked_fp32),
+                "real-screen macro-F1": 100 * (self.macro_f1_cracked_int8
+                                               - self.macro_f1_cracked_fp32)}
+
+
 class Int8Info(_Section):
     """The int8 model and how it compares with fp32."""
 
@@ -73,6 +92,7 @@ class Int8Info(_Section):
     cpu_ms_fp32_batch2_1thread: float | None = None
     cpu_ms_int8_batch2_1thread: float | None = None
     speedup: float | None = None
+    real_screen: RealScreenChange | None = None
 
 
 class VisionInfo(_Section):

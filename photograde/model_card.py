@@ -10,8 +10,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from fusion.bundle import load_manifest
+from fusion.bundle import Int8Info, load_manifest
 from fusion.policy import policy_from_dict
+from fusion.precision import choose_precision
 
 
 def _f(v: Any, digits: int = 3) -> str:
@@ -132,6 +133,19 @@ def _photocheck(info: Any) -> list[str]:
     return lines
 
 
+def _int8_line(int8: Int8Info | None) -> str:
+    """int8's measured changes and the precision the service serves by default."""
+    if int8 is None:
+        return "int8: none in this bundle; the service serves fp32."
+    choice = choose_precision(int8, "auto")
+    speed = f", {int8.speedup:.2f}x faster on one CPU thread" if int8.speedup else ""
+    changes = ", ".join(f"{k} {v:+.2f}" for k, v in choice.int8_change_points.items())
+    why = ("every measured change within 0.5 point" if choice.precision == "int8"
+           else choice.reason.removeprefix("auto: "))
+    return (f"int8 (`vision.int8.onnx`) against fp32, in points: {changes or 'not measured'}"
+            f"{speed}. Served by default (`precision=auto`): **{choice.precision}** ({why}).")
+
+
 def render(bundle: Path, record: dict[str, Any], loso: dict[str, Any] | None = None) -> str:
     """The card's Markdown."""
     m = load_manifest(bundle, verify_hashes=False)
@@ -139,7 +153,6 @@ def render(bundle: Path, record: dict[str, Any], loso: dict[str, Any] | None = N
     r, ev = record["recipe"], record["evaluation"]
     if ev.get("real"):
         ev["real"]["grading_scale"] = list(policy.grades)
-    int8 = m.vision.int8
     lines = [
         f"# Model card: {r['name']}", "",
         f"Bundle `{m.bundle_version}`, photograde {m.photograde_version}, created "
@@ -166,9 +179,7 @@ def render(bundle: Path, record: dict[str, Any], loso: dict[str, Any] | None = N
         "trained on. Real fronts: the photos of `--real` that the training kept for validation "
         "(early stopping and calibration, never for gradient steps).", "",
         *_metrics(ev), "",
-        "int8 (`vision.int8.onnx`): macro-F1 change "
-        + (", ".join(f"{k} {v:+.2f}" for k, v in int8.macro_f1_change_points.items())
-           + f" points, {int8.speedup:.2f}x faster on one CPU thread" if int8 else "n/a") + ".",
+        _int8_line(m.vision.int8),
         _abstention(record.get("abstention")),
         "Temperatures (calibration): " + ", ".join(f"{k} {v:.3f}" for k, v in
                                                    m.vision.temperatures.items()) + ".", "",

@@ -129,6 +129,26 @@ def _evaluate_photocheck(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate_precision_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bundle", type=Path, required=True, help="bundle directory (with an "
+                   "int8 model)")
+    p.add_argument("--real", type=Path, required=True, help="manifest of labelled real front "
+                   "photos (intact and cracked)")
+    p.add_argument("--threads", type=int, help="ONNX Runtime threads (default: CPU quota)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _evaluate_precision(args: argparse.Namespace) -> int:
+    from photograde.precision_eval import evaluate_precision
+
+    choice = evaluate_precision(args.bundle, args.real, args.threads, not args.quiet)
+    print("int8 vs fp32 (points): " + ", ".join(
+        f"{k} {v:+.2f}" for k, v in choice.int8_change_points.items()))
+    print(f"recorded in {args.bundle / 'manifest.json'}; precision=auto serves "
+          f"{choice.precision} ({choice.reason})")
+    return 0
+
+
 def register(groups: dict[str, argparse._SubParsersAction]) -> None:
     """Add ``train release`` and ``evaluate bundle`` to the training command groups."""
     groups["train"].add_parser("release", help="the shipped model's recipe: synthetic data, "
@@ -143,3 +163,7 @@ def register(groups: dict[str, argparse._SubParsersAction]) -> None:
                                   "not_a_phone, blurry, ...)",
                                   populate=_evaluate_photocheck_options
                                   ).set_defaults(func=_evaluate_photocheck)
+    groups["evaluate"].add_parser("precision", help="the bundle's int8 model against fp32 on "
+                                  "labelled real fronts, recorded in its manifest (what "
+                                  "precision=auto serves)", populate=_evaluate_precision_options
+                                  ).set_defaults(func=_evaluate_precision)

@@ -198,9 +198,24 @@ def _evaluate(cfg: ReleaseConfig, bundle: Path, test: Path, real: Path | None
     if real is not None:
         result["real"] = evaluate_bundle(bundle, [real], out / "real",
                                          back=_flawless_back(test), progress=cfg.progress)
+        result["real_int8"] = evaluate_bundle(bundle, [real], out / "real-int8", int8=True,
+                                              worst=0, progress=cfg.progress)
     result = json_safe(result)
     done.write_text(json.dumps(result, indent=2))
     return result
+
+
+def _precision(bundle: Path, evaluation: dict[str, Any], real: Path | None
+               ) -> dict[str, Any] | None:
+    """int8 against fp32 on the held-out real fronts, recorded in the bundle (what the
+    service's ``precision=auto`` reads); returns the precision it now serves, and why."""
+    from photograde.precision_eval import real_screen_change, record_real_screen
+
+    if real is None or "real_int8" not in evaluation:
+        return None
+    change = real_screen_change(evaluation["real"]["screen"], evaluation["real_int8"]["screen"],
+                                str(real))
+    return record_real_screen(bundle, change).model_dump()
 
 
 def _summary(manifest: Path | None) -> dict[str, Any] | None:
@@ -299,6 +314,7 @@ def release(cfg: ReleaseConfig) -> dict[str, Any]:
     real_val = _real_validation(cfg, real, vision) if real else None
     evaluation = _evaluate(cfg, bundle, test, real_val)
     abstention = set_abstention(bundle, evaluation, cfg.target_accuracy)
+    precision = _precision(bundle, evaluation, real_val)
     predicted = predicted_counts(evaluation["synthetic"].get("grades"))
     reference = (set_reference(bundle, predicted, "synthetic held-out set")
                  if cfg.reference_from_test else None)
@@ -315,6 +331,7 @@ def release(cfg: ReleaseConfig) -> dict[str, Any]:
               "vision_training_minutes": _training_minutes(vision),
               "abstention": abstention, "reference": reference,
               "synthetic_predicted_grades": predicted, "evaluation": evaluation,
+              "precision": precision,
               "photocheck": photocheck}
     (Path(cfg.out) / "release.json").write_text(json.dumps(json_safe(record), indent=2,
                                                            default=str))

@@ -32,11 +32,11 @@ from serve.problems import (
     UnknownGrade,
 )
 from serve.registry import Serving
-from serve.runtime import Grader, Photo
+from serve.runtime import Grader, Photo, stats_as_uploaded
 from serve.settings import Settings
 from serve.shadow import ShadowJob, ShadowRef, ShadowScorer
 from tabular.schema import ChecklistError, DeviceInfo, parse_device_info
-from vision.photocheck import PhotoVerdict, Slot, duplicate, measure
+from vision.photocheck import PhotoVerdict, Slot, duplicate
 from vision.preprocess import ImageError
 
 log = logging.getLogger("photograde.serve")
@@ -69,8 +69,14 @@ def unchecked(photos: list[Photo]) -> list[PhotoVerdict]:
     evaluation stores (a later copy of a photo graded with ``quality_check=false`` is still a
     duplicate)."""
     slots: list[Slot] = ["front", "back"]
-    return [PhotoVerdict(slot=slot, stats=measure(p.image))
+    return [PhotoVerdict(slot=slot, stats=p.stats or stats_as_uploaded(p.image, p.size))
             for slot, p in zip(slots, photos, strict=True)]
+
+
+def grader_for(s: Settings, bundle: Path, threads: int | None = None) -> Grader:
+    """``bundle`` loaded as the settings ask (threads, precision, spinning, pixel limit)."""
+    return Grader(bundle, threads=threads or s.threads or None, precision=s.precision,
+                  max_pixels=s.max_pixels, spinning=s.ort_spinning)
 
 
 def warm_up(g: Grader, max_batch: int) -> None:
@@ -143,8 +149,7 @@ class Service:
         """A bundle loaded (hashes verified), prepared and warmed up: ready to swap in. Blocking:
         run it in a thread."""
         s = self.settings
-        g = self.prepare(Grader(bundle, threads=threads or s.threads or None, int8=s.int8,
-                                max_pixels=s.max_pixels))
+        g = self.prepare(grader_for(s, bundle, threads))
         warm_up(g, s.max_batch_size)
         return g
 
@@ -173,8 +178,7 @@ class Service:
         s = self.settings
         g = grader or self._initial
         if g is None:
-            g = await asyncio.to_thread(Grader, s.bundle, threads=s.threads or None,
-                                        int8=s.int8, max_pixels=s.max_pixels)
+            g = await asyncio.to_thread(grader_for, s, s.bundle)
         self.prepare(g)
         await asyncio.to_thread(warm_up, g, s.max_batch_size)
         self.decode_pool = ThreadPoolExecutor(s.decode_threads or g.threads,
@@ -185,8 +189,9 @@ class Service:
         self._watch(g)
         self.ready = True
         self.metrics.ready.set(1)
-        log.info("ready: bundle %s, %s, %d thread(s), batching %s", g.manifest.bundle_version,
-                 g.provider, g.threads, "on" if self.batching else "off")
+        log.info("ready: bundle %s, %s, %s (%s), %d thread(s), batching %s",
+                 g.manifest.bundle_version, g.provider, g.precision.precision,
+                 g.precision.reason, g.threads, "on" if self.batching else "off")
 
     def swap(self, g: Grader) -> None:
         """Serve ``g`` (loaded and warmed up: :meth:`load`) from now on. Requests in flight
@@ -242,8 +247,8 @@ class Service:
             raise FieldError(field, ImageError("empty file"))
         loop = asyncio.get_running_loop()
         g = g or self.loaded  # NotReady while the bundle loads
-        try:
-            return await loop.run_in_executor(self.decode_pool, g.decode, data)
+        try:  # measured here: the two photos' measurements run in parallel, as their decoding
+            return await loop.run_in_executor(self.decode_pool, g.decode, data, True)
         except ImageError as e:
             raise FieldError(field, e) from None
 

@@ -23,7 +23,6 @@ from PIL import Image
 
 from fusion.bundle import (
     VISION_INPUT,
-    BundleError,
     BundleManifest,
     load_heads,
     load_manifest,
@@ -38,10 +37,12 @@ from fusion.grade import (
 )
 from fusion.model import FusionModel
 from fusion.policy import GradingPolicy, policy_from_dict
+from fusion.precision import Wanted, choose_precision
 from tabular.schema import DeviceInfo
 from vision.heatmap import cam_from_features, damage_box, overlay_png
 from vision.photocheck import (
     PhotoCheckConfig,
+    PhotoStats,
     PhotoVerdict,
     SideHeads,
     SideScores,
@@ -85,6 +86,25 @@ def default_threads() -> int:
     return max(1, min(cpus, int(quota) if quota else cpus))
 
 
+def session_options(threads: int, spinning: bool = False) -> ort.SessionOptions:
+    """ONNX Runtime options for ``threads`` intra-op threads. ``spinning`` off (the default):
+    idle threads sleep instead of busy-waiting for the next operator, so they leave the cores
+    to the photo-decoding threads (a grade on 2 threads: 100 -> 46 ms, benchmarks/floor.py)."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    flag = "1" if spinning else "0"
+    opts.add_session_config_entry("session.intra_op.allow_spinning", flag)
+    opts.add_session_config_entry("session.inter_op.allow_spinning", flag)
+    return opts
+
+
+def stats_as_uploaded(image: Image.Image, size: tuple[int, int] | None) -> PhotoStats:
+    """The photo check's measurements of a decoded photo, with its size as uploaded."""
+    st = measure(image)
+    return st if size is None else st.model_copy(update={"width": size[0], "height": size[1]})
+
+
 @dataclass
 class Photo:
     """A decoded photo: the model input and the upright RGB image (for heatmaps)."""
@@ -93,6 +113,8 @@ class Photo:
     image: Image.Image
     #: (width, height) as uploaded, upright; ``image`` may be smaller (JPEG draft decoding).
     size: tuple[int, int] | None = None
+    #: the photo check's measurements, when taken with the decoding (``decode(measured=True)``)
+    stats: PhotoStats | None = None
 
 
 class Grader:
@@ -100,7 +122,10 @@ class Grader:
 
     def __init__(self, bundle: str | Path, *, threads: int | None = None, int8: bool = False,
                  provider_list: list[str] | None = None, verify_hashes: bool = True,
-                 max_pixels: int = DEFAULT_MAX_PIXELS):
+                 max_pixels: int = DEFAULT_MAX_PIXELS, spinning: bool = False,
+                 precision: Wanted | None = None):
+        """``precision`` (auto, fp32, int8: :func:`fusion.precision.choose_precision`) or,
+        when None, ``int8``: the vision model served."""
         self.dir = Path(bundle)
         self.manifest: BundleManifest = load_manifest(self.dir, verify_hashes)
         v = self.manifest.vision
@@ -108,12 +133,10 @@ class Grader:
         self.temperatures = v.temperatures
         self.threads = threads or default_threads()
         self.max_pixels = max_pixels
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = self.threads
-        opts.inter_op_num_threads = 1
-        if int8 and not v.int8:
-            raise BundleError(f"{self.dir}: no int8 model in this bundle (export with --int8)")
-        vision_file = v.int8.file if int8 and v.int8 else v.file
+        opts = session_options(self.threads, spinning)
+        self.precision = choose_precision(v.int8, precision or ("int8" if int8 else "fp32"),
+                                          str(self.dir))
+        vision_file = v.int8.file if v.int8 and self.precision.precision == "int8" else v.file
         self.vision_file = vision_file
         self.vision = ort.InferenceSession(str(self.dir / vision_file), opts,
                                            providers=provider_list or providers())
@@ -134,11 +157,14 @@ class Grader:
             self.side_heads = SideHeads.load(self.dir / pc.heads)
 
     # -- decoding --------------------------------------------------------------------------
-    def decode(self, source: bytes | str | Path) -> Photo:
-        """Photo bytes or path -> model input (JPEG draft decoding, EXIF orientation)."""
+    def decode(self, source: bytes | str | Path, measured: bool = False) -> Photo:
+        """Photo bytes or path -> model input (JPEG draft decoding, EXIF orientation);
+        ``measured``: with the photo check's measurements, taken in the same (decoding)
+        thread, so that the two photos of a device are measured in parallel too."""
         image, size = open_image_sized(source, max_pixels=self.max_pixels,
                                        draft_size=self.pre.img_size)
-        return Photo(normalize(resize_rgb(image, self.pre), self.pre), image, size)
+        x = normalize(resize_rgb(image, self.pre), self.pre)
+        return Photo(x, image, size, stats_as_uploaded(image, size) if measured else None)
 
     def run_vision(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(screen_logits, shell_logits, features) for a batch (N, 3, S, S)."""
@@ -160,10 +186,7 @@ class Grader:
                      cfg: PhotoCheckConfig) -> list[PhotoVerdict]:
         """The photo check of each photo in its slot (see :mod:`vision.photocheck`); the
         size checked is the photo's as uploaded."""
-        stats = [measure(p.image) for p in photos]
-        stats = [st if p.size is None else st.model_copy(update={"width": p.size[0],
-                                                                 "height": p.size[1]})
-                 for p, st in zip(photos, stats, strict=True)]
+        stats = [p.stats or stats_as_uploaded(p.image, p.size) for p in photos]
         scores: list[SideScores | None] = [None] * len(photos)
         scores = list(self.side_scores(photos) or scores)
         return [PhotoVerdict(slot=slot, stats=st, scores=sc, rejection=check(st, sc, slot, cfg))
@@ -220,6 +243,7 @@ class Grader:
                 "photograde_version": m.photograde_version, "created_at": m.created_at,
                 "backbone": m.vision.backbone, "input_size": m.vision.input_size,
                 "vision_file": self.vision_file, "execution_provider": self.provider,
+                "precision": self.precision.model_dump(),
                 "threads": self.threads, "grades": list(self.policy.grades),
                 "grading": self.policy.name,
                 "photo_check_model": self.photocheck is not None}

@@ -37,7 +37,12 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)
     workers: int = Field(1, ge=1, description="uvicorn worker processes")
     threads: int = Field(0, ge=0, description="ONNX Runtime threads per worker (0: CPU quota)")
-    int8: bool = Field(False, description="serve the bundle's int8 vision model")
+    precision: Literal["auto", "fp32", "int8"] = Field(
+        "auto", description="the vision model served: auto (int8 when the bundle measured "
+        "every int8 accuracy change within 0.5 point, else fp32; /v1/model says which and "
+        "why), fp32 or int8")
+    ort_spinning: bool = Field(False, description="let ONNX Runtime's idle threads busy-wait "
+                               "(off: they leave the cores to photo decoding)")
     max_batch_size: int = Field(16, ge=1, description="photos per inference call")
     max_wait_ms: float = Field(4.0, ge=0, description="wait for more requests to batch")
     batching: bool | Literal["auto"] = Field(

@@ -38,6 +38,8 @@ class ReturnRiskModel:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or 1  # a tiny model: one thread is enough
         opts.inter_op_num_threads = 1
+        # idle threads sleep: a busy-waiting pool would take the cores from photo decoding
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(onnx_path), sess_options=opts,
                                             providers=["CPUExecutionProvider"])
         inputs = [i.name for i in self.session.get_inputs()]

@@ -40,13 +40,15 @@ def test_release_runs_every_step_and_ships_a_model_that_serves_and_fine_tunes(sy
             "--reference-from-test"]
     assert main(args) == 0
     record = json.loads((out / "release.json").read_text())
-    assert set(record["evaluation"]) == {"synthetic", "synthetic_int8", "real"}
+    assert set(record["evaluation"]) == {"synthetic", "synthetic_int8", "real", "real_int8"}
+    assert record["precision"]["precision"] in ("fp32", "int8")  # measured, with its reason
     assert record["evaluation"]["real"]["user_grades"]["counts"]
     card = (ship / "MODEL_CARD.md").read_text()
     assert "# Model card: toy-base" in card and "Grades a user sees" in card
     assert (ship / FP16_WEIGHTS).is_file()
     assert main(["bundle", "verify", str(ship)]) == 0
-    grader = Grader(ship, threads=1)
+    grader = Grader(ship, threads=1, precision="auto")
+    assert grader.precision.model_dump() == record["precision"]
     assert grader.manifest.model_name == "toy-base" and grader.manifest.kind == "custom"
     threshold = grader.manifest.grading.decision.get("min_confidence", 0.0)
     assert 0 <= threshold < 1 and grader.policy.min_confidence == threshold

@@ -1,0 +1,101 @@
+"""The floor of one grade on this machine: the two photos decoded at once by the fastest
+decoder available, plus raw ONNX Runtime on the decoded tensors; and the project's grade as
+the service runs it, in-process (:class:`serve.grading.Service`, no HTTP)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from PIL import Image
+
+from benchmarks._common import median_ms
+from serve.grading import Service
+from serve.runtime import Grader
+from serve.settings import Settings
+from tabular.schema import DeviceInfo
+from vision.preprocess import PreprocessConfig, normalize
+
+Decoder = Callable[[bytes], np.ndarray]
+
+
+def _input(rgb: np.ndarray, pre: PreprocessConfig) -> np.ndarray:
+    size = pre.img_size
+    small = np.asarray(Image.fromarray(rgb).resize((size, size), Image.Resampling.BILINEAR))
+    return normalize(small, pre)
+
+
+def decoders(g: Grader) -> dict[str, Decoder]:
+    """The decoders to the model input this machine has (the project's Pillow draft decoding
+    first; OpenCV's and simplejpeg's DCT-scaled decoding when installed)."""
+    pre = g.pre
+    found: dict[str, Decoder] = {"pillow draft (project)": lambda b: g.decode(b).x}
+    try:
+        import cv2
+
+        def opencv(b: bytes) -> np.ndarray:
+            buf = np.frombuffer(b, np.uint8)
+            h, w = cv2.imdecode(buf, cv2.IMREAD_REDUCED_GRAYSCALE_8).shape  # header-cheap
+            factor = 8 if min(h, w) >= pre.img_size else 4
+            flag = cv2.IMREAD_REDUCED_COLOR_8 if factor == 8 else cv2.IMREAD_REDUCED_COLOR_4
+            bgr = cv2.imdecode(buf, flag)
+            small = cv2.resize(bgr, (pre.img_size, pre.img_size), interpolation=cv2.INTER_AREA)
+            return normalize(small[..., ::-1], pre)
+
+        found["opencv reduced"] = opencv
+    except ImportError:
+        pass
+    try:
+        import simplejpeg
+
+        found["simplejpeg"] = lambda b: _input(simplejpeg.decode_jpeg(
+            b, min_height=pre.img_size, min_width=pre.img_size, fastdct=True,
+            fastupsample=True), pre)
+    except ImportError:
+        pass
+    return found
+
+
+def floor_ms(g: Grader, photos: list[bytes], threads: int, repeat: int
+             ) -> tuple[float, str, float, float]:
+    """(floor ms, fastest decoder, its decode ms for both photos, raw inference ms): the
+    photos decoded at once on ``threads`` threads, then every model a grade runs (vision and
+    the photo check's), on the decoded tensors."""
+    with ThreadPoolExecutor(threads) as pool:
+        times = {name: median_ms(lambda d=d: list(pool.map(d, photos)), repeat)
+                 for name, d in decoders(g).items()}
+    best = min(times, key=times.__getitem__)
+    x = np.stack([g.decode(p).x for p in photos])
+    infer = median_ms(lambda: g.run_vision(x), repeat)
+    if g.photocheck is not None:
+        pc = g.photocheck
+        infer += median_ms(lambda: pc.run(None, {pc.get_inputs()[0].name: x}), repeat)
+    return times[best] + infer, best, times[best], infer
+
+
+async def _amedian_ms(fn: Callable[[], Awaitable[object]], repeat: int) -> float:
+    await fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        await fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times) * 1000)
+
+
+def service_ms(settings: Settings, photos: list[bytes], info: DeviceInfo, repeat: int
+               ) -> float:
+    """Median ms of the service's grade in-process: decode pool, photo check, vision,
+    fusion, decision (what ``/v1/grade`` runs, without HTTP)."""
+    async def run() -> float:
+        svc = Service(settings)
+        await svc.start()
+        try:
+            return await _amedian_ms(lambda: svc.grade(photos[0], photos[1], info, "good",
+                                                       False), repeat)
+        finally:
+            await svc.stop()
+    return asyncio.run(run())

@@ -1,0 +1,29 @@
+"""The runtime's thread settings and the photo check's measurements taken with the decoding."""
+
+from __future__ import annotations
+
+from serve.grading import unchecked
+from serve.runtime import session_options, stats_as_uploaded
+from tests.support import small_photos
+from vision.photocheck import PhotoCheckConfig
+
+
+def test_onnx_runtime_threads_sleep_unless_spinning_is_asked_for():
+    for spinning, flag in ((False, "0"), (True, "1")):
+        opts = session_options(2, spinning)
+        assert opts.intra_op_num_threads == 2
+        for pool in ("intra", "inter"):
+            assert opts.get_session_config_entry(f"session.{pool}_op.allow_spinning") == flag
+
+
+def test_measurements_taken_while_decoding_are_the_checks(grader, synth_dir):
+    front, back = small_photos(synth_dir, 1)[0]
+    plain = [grader.decode(front), grader.decode(back)]
+    measured = [grader.decode(front, measured=True), grader.decode(back, measured=True)]
+    assert all(p.stats is None for p in plain)
+    for p, m in zip(plain, measured, strict=True):
+        assert m.stats == stats_as_uploaded(p.image, p.size)
+    checked = grader.check_photos(measured, ["front", "back"], PhotoCheckConfig())
+    assert [v.stats for v in checked] == [m.stats for m in measured]
+    assert [v.stats for v in unchecked(measured)] == [v.stats for v in unchecked(plain)]
+
