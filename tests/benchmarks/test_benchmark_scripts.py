@@ -1,0 +1,39 @@
+"""The benchmark scripts run (tiny, on CPU): they print what their docs say; their figures are
+measured by running them, never asserted here."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(*argv: str) -> str:
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return done.stdout
+
+
+def test_the_floor_benchmark_prints_the_floor_and_the_ratio_for_each_setting(bundle):
+    out = _run(sys.executable, "-m", "benchmarks.floor", "--bundle", str(bundle), "--repeat",
+               "1", "--no-http")
+    rows = [line for line in out.splitlines() if line.startswith(("| fp32", "| int8"))]
+    assert len(rows) == 4, out  # fp32 and int8, 1 and 2 threads
+    for row in rows:
+        floor, full, ratio = (float(row.split("|")[i]) for i in (3, 6, 7))
+        assert floor > 0 and full > 0 and ratio == pytest.approx(full / floor, abs=0.01)
+    assert "auto precision:" in out
+
+
+@pytest.mark.torch
+def test_the_gpu_script_dry_runs_every_step_on_cpu(tmp_path):
+    _run("scripts/gpu-bench", "--dry-run", "--out", str(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["inference.txt", "serving.txt",
+                                                          "training.txt"]
+    assert "ms per photo" in (tmp_path / "inference.txt").read_text()
+    assert "batching on / off" in (tmp_path / "serving.txt").read_text()
+    assert "images/s" in (tmp_path / "training.txt").read_text()
