@@ -163,7 +163,8 @@ def hamming(a: str, b: str) -> int:
 
 def measure(image: Image.Image) -> PhotoStats:
     """The measured evidence of one decoded, upright RGB photo."""
-    a = _grey(image)
+    luma = image.convert("L")  # once, for the statistics and the hash alike
+    a = _grey(luma)
     p1, p90, p99 = np.percentile(a, [1, 90, 99])
     grads = np.concatenate([np.abs(np.diff(a, axis=1)).ravel(),
                             np.abs(np.diff(a, axis=0)).ravel()])
@@ -173,7 +174,7 @@ def measure(image: Image.Image) -> PhotoStats:
     return PhotoStats(width=image.width, height=image.height, brightness_p90=float(p90),
                       saturated_centre=float((centre >= 0.97).mean()),
                       sharpness=edge / max(float(p99 - p1), 0.05),
-                      phash=perceptual_hash(image))
+                      phash=perceptual_hash(luma))
 
 
 def measured_reason(stats: PhotoStats, cfg: PhotoCheckConfig,
