@@ -20,6 +20,7 @@ run resumes where it stopped. A device whose photos are missing or unreadable ge
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import time
@@ -62,6 +63,7 @@ def _pa() -> Any:
     return pa
 
 
+@functools.cache
 def schema() -> Any:
     """The output table's columns (the same for both engines)."""
     pa = _pa()
@@ -145,7 +147,10 @@ class Scorer:
             "return_risk": json.dumps(r.return_risk),
             "decision": str(r.decision) if r.decision is not None else None}
 
-    def __call__(self, batch: Mapping[str, Sequence[Any]]) -> Any:
+    def __call__(self, batch: Any) -> Any:
+        """``batch``: a pyarrow table (Ray) or a mapping of columns to lists."""
+        if hasattr(batch, "to_pydict"):
+            batch = batch.to_pydict()
         n = len(batch["id"])
         rows = [self.grade({c: batch[c][i] for c in ITEM_COLUMNS}) for i in range(n)]
         return _pa().Table.from_pylist(rows, schema=schema())
