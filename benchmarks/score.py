@@ -99,7 +99,7 @@ def report(rows: list[dict[str, Any]], node_cpus: int) -> None:
     print(f"\nscaling 1 -> 2 Ray CPUs: x{ratio:.2f} (efficiency {efficiency:.0%})")
     print(f"1 million devices: {cpu_hours:.1f} CPU-hours at {one:.2f} devices/s per CPU; "
           f"{node_hours:.2f} node-hours on {node_cpus}-CPU nodes at {efficiency:.0%} "
-          "efficiency (each added node takes that much work off)")
+          "efficiency, whatever the number of nodes: each added node divides the wall clock")
     for nodes in (1, 4, 16):
         print(f"  {nodes:2d} node(s): {node_hours / nodes:.2f} h wall clock")
 

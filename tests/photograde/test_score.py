@@ -144,3 +144,16 @@ def _head(manifest: Path, n: int, out: Path) -> Path:
         w.writeheader()
         w.writerows(rows)
     return out
+
+
+def test_without_ray_auto_is_one_process_and_ray_is_refused(monkeypatch):
+    from photograde import score as module
+
+    monkeypatch.setattr(module, "_ray_available", lambda: False)
+    assert module.pick_engine("auto", None) == "single"
+    for engine, address in (("ray", None), ("auto", "ray://head:10001")):
+        with pytest.raises(module.ScoreError, match=r"pip install 'photograde\[scale\]'"):
+            module.pick_engine(engine, address)
+    monkeypatch.setattr(module, "_ray_available", lambda: True)
+    assert module.pick_engine("auto", None) == "ray"
+    assert module.pick_engine("single", None) == "single"
