@@ -1,6 +1,6 @@
-"""The root's production-loop commands: ``dataset export`` and ``backtest``.
+"""The root's production-loop commands: ``dataset export``, ``backtest`` and ``score``.
 
-Both read the workflow database and the photo store (``serve``) and feed training or compare
+They read the workflow database and the photo store (``serve``) and feed training or compare
 bundles, so they belong to the root. Neither imports torch; neither migrates the database (a
 command that only reads refuses an outdated schema instead).
 """
@@ -8,6 +8,7 @@ command that only reads refuses an outdated schema instead).
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -113,8 +114,58 @@ def _backtest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _score_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bundle", type=Path, required=True, metavar="B", help="the bundle to score "
+                   "with")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--manifest", type=Path, action="append", metavar="M", help="score the "
+                     "devices of this manifest (repeatable; id: device_id)")
+    src.add_argument("--database", "--database-url", dest="database_url", metavar="URL",
+                     help="score every stored evaluation (id: the evaluation's), photos from "
+                     "--photo-dir")
+    p.add_argument("--photo-dir", type=Path, metavar="DIR", help="the photo store (default: "
+                   f"PHOTOGRADE_PHOTO_DIR or {serve_cli._setting_default('photo_dir')})")
+    p.add_argument("--out", type=Path, required=True, metavar="SCORES",
+                   help="output folder, a Parquet dataset (part-*.parquet); a rerun skips the "
+                   "ids already in it")
+    p.add_argument("--engine", choices=("auto", "ray", "single"), default="auto",
+                   help="auto (default): Ray when it is installed, else this process")
+    p.add_argument("--ray-address", metavar="ADDR", help="a running Ray cluster (default: a "
+                   "local Ray on this machine)")
+    p.add_argument("--num-cpus", type=int, metavar="N", help="Ray: scoring actors, one CPU "
+                   "each (default: the cluster's CPUs); a local Ray gets N CPUs")
+    p.add_argument("--threads", type=int, help="single process: ONNX Runtime threads "
+                   "(default: CPU quota)")
+    p.add_argument("--int8", action="store_true", help="the bundle's int8 vision model")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _score(args: argparse.Namespace) -> int:
+    from photograde import history
+    from photograde.score import Engine, database_source, manifest_source, score
+
+    settings = _settings(args)
+    db = None
+    if args.manifest:
+        source = manifest_source(args.manifest)
+    else:
+        db = history.open_database(settings.database_url)
+        source = database_source(db, settings.photo_dir)
+    engine = Engine(args.bundle, source.photo_dir, (settings.validated_max_gap,
+                                                    settings.suggestion_max_gap),
+                    int8=args.int8, threads=args.threads, ray_address=args.ray_address,
+                    num_cpus=args.num_cpus)
+    try:
+        summary = score(source, args.out, engine, use=args.engine, progress=not args.quiet)
+    finally:
+        if db is not None:
+            db.dispose()
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``dataset export`` and ``backtest`` to the root's sub-commands."""
+    """Add ``dataset export``, ``backtest`` and ``score`` to the root's sub-commands."""
     dataset = sub.add_parser("dataset", help="datasets from the workflow's history")
     dataset_sub = dataset.add_subparsers(dest="dataset_command", required=True,
                                          metavar="ACTION")
@@ -124,3 +175,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     sub.add_parser("backtest", help="replay stored evaluations through a candidate bundle and "
                    "the current one: agreement, decision changes, a recommendation (HTML, JSON)",
                    populate=_backtest_options).set_defaults(func=_backtest)
+    sub.add_parser("score", help="grade every device of a manifest or every stored evaluation "
+                   "with a bundle, as served, into Parquet (on Ray when installed; resumable)",
+                   populate=_score_options).set_defaults(func=_score)
