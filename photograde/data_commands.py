@@ -136,7 +136,9 @@ def _score_options(p: argparse.ArgumentParser) -> None:
                    "each (default: the cluster's CPUs); a local Ray gets N CPUs")
     p.add_argument("--threads", type=int, help="single process: ONNX Runtime threads "
                    "(default: CPU quota)")
-    p.add_argument("--int8", action="store_true", help="the bundle's int8 vision model")
+    p.add_argument("--precision", choices=("auto", "fp32", "int8"), default="auto",
+                   help="the vision model: auto (default) as the service serves it, int8 only "
+                   "when the bundle measured it within 0.5 point of fp32")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -153,7 +155,8 @@ def _score(args: argparse.Namespace) -> int:
         source = database_source(db, settings.photo_dir)
     engine = Engine(args.bundle, source.photo_dir, (settings.validated_max_gap,
                                                     settings.suggestion_max_gap),
-                    int8=args.int8, threads=args.threads, ray_address=args.ray_address,
+                    precision=args.precision, threads=args.threads,
+                    ray_address=args.ray_address,
                     num_cpus=args.num_cpus)
     try:
         summary = score(source, args.out, engine, use=args.engine, progress=not args.quiet)

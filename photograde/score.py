@@ -34,6 +34,7 @@ from typing import Any
 from tqdm import tqdm
 
 from fusion.grade import GradeResult
+from fusion.precision import Wanted
 from serve.evaluations import decision_policy
 from serve.photostore import PhotoStore
 from serve.runtime import Grader
@@ -109,8 +110,8 @@ class Scorer:
 
     def __init__(self, bundle: str, threads: int | None = 1, photo_dir: str | None = None,
                  decision_gaps: tuple[int | None, int | None] = (None, None),
-                 int8: bool = False):
-        self.grader = Grader(bundle, threads=threads, int8=int8)
+                 precision: Wanted = "auto"):
+        self.grader = Grader(bundle, threads=threads, precision=precision)
         self.grader.policy = decision_policy(self.grader.policy, *decision_gaps)
         self.store = PhotoStore(photo_dir) if photo_dir else None
 
@@ -215,13 +216,13 @@ class Engine:
     bundle: Path
     photo_dir: Path | None = None
     decision_gaps: tuple[int | None, int | None] = (None, None)
-    int8: bool = False
+    precision: Wanted = "auto"  # as the service serves it (fusion.precision)
     threads: int | None = None  # single-process ONNX Runtime threads (default: CPU quota)
     ray_address: str | None = None
     num_cpus: int | None = None  # Ray: actors (one CPU each); local Ray: its CPUs too
 
     def scorer_kwargs(self, threads: int | None) -> dict[str, Any]:
-        return {"bundle": str(self.bundle), "threads": threads, "int8": self.int8,
+        return {"bundle": str(self.bundle), "threads": threads, "precision": self.precision,
                 "photo_dir": str(self.photo_dir) if self.photo_dir else None,
                 "decision_gaps": self.decision_gaps}
 

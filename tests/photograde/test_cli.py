@@ -18,7 +18,7 @@ COMMANDS = {
     "bundle verify", "keys create", "keys list", "keys revoke", "db upgrade", "db seed",
     "train release", "evaluate bundle", "train photocheck", "evaluate photocheck",
     "dataset export", "backtest", "bundle register", "bundle list", "bundle shadow",
-    "bundle promote", "bundle rollback", "bundle retire", "score",
+    "bundle promote", "bundle rollback", "bundle retire", "score", "evaluate precision",
 }
 TRAIN_OPTIONS = {  # shared by train vision and cv vision
     "--backbone", "--img-size", "--epochs", "--batch-size", "--accum-steps", "--lr",
