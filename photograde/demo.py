@@ -168,7 +168,7 @@ def prepare(directory: Path, history_devices: int = 120, *, bundle: Path | None 
 
         t = _step(f"seeding a synthetic history ({history_devices} devices)")
         history = generate(history_devices, directory / "build" / "history", seed=2, size=480,
-                           workers=default_workers(), progress=False)
+                           workers=default_workers(), progress=False, mix="marketplace")
         grader = Grader(bundle)
         counts = seed_history(db, PhotoStore(settings.photo_dir), history, grader=grader,
                               n_refurbishers=4)
