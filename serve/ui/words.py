@@ -24,7 +24,8 @@ PHOTO_REASONS = (N_("too small"), N_("too dark"), N_("overexposed"), N_("blurry"
 CHECKS = (N_("Power on/off and charging"), N_("SIM tray present"), N_("Front camera"),
           N_("Rear camera"), N_("Speakers"), N_("Microphones"), N_("Touch ID / Face ID"),
           N_("Wi-Fi"), N_("Bluetooth"), N_("Buttons"))
-#: The grade's limiting rules (fusion.policy reasons' ``rule``) and parts.
-RULES = (N_("screen"), N_("shell"), N_("failed checks"), N_("battery health"), N_("front"),
-         N_("back"))
+#: The grade's limiting rules (fusion.policy reasons' ``rule``), the parts and views, the
+#: dashboard's categories (serve/dashboard.py CATEGORIES).
+RULES = (N_("screen"), N_("shell"), N_("functional"), N_("failed checks"),
+         N_("battery health"), N_("front"), N_("back"))
 ROLES = (N_("refurbisher"), N_("platform"), N_("reviewer"), N_("admin"))

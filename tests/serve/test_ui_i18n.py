@@ -21,6 +21,7 @@ from babel.messages.pofile import read_po
 from starlette.requests import Request
 
 from fusion.policy import BUILTIN_CONFIGS, load_policy
+from serve.dashboard import CATEGORIES
 from serve.models import DECISIONS, REJECT_REASONS, RESOLUTIONS, STATUSES
 from serve.ui import i18n
 from serve.ui.pages import templates
@@ -73,7 +74,8 @@ def test_every_enum_the_ui_shows_has_french_words(catalog):
     scales = [load_policy(name).grades for name in BUILTIN_CONFIGS]
     values = [*(g for s in scales for g in s), *(c for cs in CONDITIONS.values() for c in cs),
               *DECISIONS, *STATUSES, *RESOLUTIONS, *RETURN_REASONS, *REJECT_REASONS,
-              *CHECK_LABELS.values(), "refurbisher", "platform", "reviewer", "admin"]
+              *CHECK_LABELS.values(), *CATEGORIES, "refurbisher", "platform", "reviewer",
+              "admin"]
     missing = [v for v in values if not (m := catalog.get(_shown(v))) or not m.string]
     assert missing == []
 
