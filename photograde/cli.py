@@ -100,7 +100,8 @@ def _db_seed(args: argparse.Namespace) -> int:
     settings = load_settings(**{k: v for k, v in (("bundle", args.bundle),
                                                   ("photo_dir", args.photo_dir)) if v})
     counts = seed_history(db, PhotoStore(settings.photo_dir), args.manifest,
-                          grader=Grader(settings.bundle), n_refurbishers=args.refurbishers)
+                          grader=Grader(settings.bundle), n_refurbishers=args.refurbishers,
+                          progress=True)
     print(json.dumps(counts, indent=2))
     db.dispose()
     return 0

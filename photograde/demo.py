@@ -57,17 +57,15 @@ def build_demo_bundle(work: Path, out: Path, *, train_devices: int = 200,
     cache = str(work / "cache")
     workers = default_workers()
     t = _step(f"1/5 synthetic training set: {train_devices} devices at {size} px")
-    train = generate(train_devices, work / "train", seed=0, size=size, workers=workers,
-                     progress=False)
+    train = generate(train_devices, work / "train", seed=0, size=size, workers=workers)
     t = _step(f"    done in {time.perf_counter() - t:.0f} s; 2/5 held-out set: "
               f"{holdout_devices} devices")
-    held_out = generate(holdout_devices, work / "holdout", seed=1, size=size, workers=workers,
-                        progress=False)
+    held_out = generate(holdout_devices, work / "holdout", seed=1, size=size, workers=workers)
     t = _step(f"    done in {time.perf_counter() - t:.0f} s; 3/5 vision model "
               f"({DEFAULT_BACKBONE}, {img_size} px, {epochs} epochs)")
     train_vision(TrainConfig(manifests=[str(train)], out=str(work / "vision"),
                              img_size=img_size, epochs=epochs, batch_size=16,
-                             cache_dir=cache, progress=False))
+                             cache_dir=cache))
     t = _step(f"    done in {time.perf_counter() - t:.0f} s; 4/5 tabular and fusion models")
     train_tabular([train], work / "tabular")
     train_fusion([str(held_out)], work / "vision", work / "tabular", work / "fusion",
@@ -168,10 +166,10 @@ def prepare(directory: Path, history_devices: int = 120, *, bundle: Path | None 
 
         t = _step(f"seeding a synthetic history ({history_devices} devices)")
         history = generate(history_devices, directory / "build" / "history", seed=2, size=480,
-                           workers=default_workers(), progress=False)
+                           workers=default_workers(), mix="marketplace")
         grader = Grader(bundle)
         counts = seed_history(db, PhotoStore(settings.photo_dir), history, grader=grader,
-                              n_refurbishers=4)
+                              n_refurbishers=4, progress=True)
         _step(f"    {counts.get('evaluations', 0)} evaluations, {counts.get('returns', 0)} "
               f"returns in {time.perf_counter() - t:.0f} s")
     serve_in_demo(db, bundle)

@@ -21,6 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from tqdm import tqdm
+
 from fusion.grade import GradeResult
 from fusion.policy import GradingPolicy
 from serve.db import Database
@@ -71,10 +73,12 @@ def _seed_of(row: ManifestRow) -> _Seed | None:
 def seed_history(db: Database, photos: PhotoStore, manifest_path: str | Path, *,
                  grader: Grader | None = None, grade_row: GradeRow | None = None,
                  policy: GradingPolicy | None = None, n_refurbishers: int | None = None,
-                 today: dt.date | None = None, open_days: int = 3) -> dict[str, int]:
+                 today: dt.date | None = None, open_days: int = 3,
+                 progress: bool = False) -> dict[str, int]:
     """Turn a synthetic manifest into stored history; returns counts of what was added.
 
-    ``n_refurbishers`` keeps the rows of that many refurbishers (the busiest ones)."""
+    ``n_refurbishers`` keeps the rows of that many refurbishers (the busiest ones);
+    ``progress``: a progress bar (stderr) while the rows are graded and stored."""
     if grade_row is None:
         if grader is None:
             raise ValueError("seed_history needs a grader or a grade_row callable: it stores "
@@ -99,7 +103,8 @@ def seed_history(db: Database, photos: PhotoStore, manifest_path: str | Path, *,
     shift = (today - max(dates)) if dates else dt.timedelta(0)
     now = dt.datetime.now(dt.UTC)
     counts: Counter = Counter()
-    for i, (row, seed) in enumerate(rows):
+    for i, (row, seed) in enumerate(tqdm(rows, desc="grading the history", unit="device",
+                                         disable=not progress)):
         key = f"seed:{row.device_id}"
         with db.read() as s:
             if find_idempotent(s, seed.refurbisher_id, key) is not None:

@@ -115,6 +115,7 @@ def train_fusion(manifests: list[str], vision_run: str | Path, tabular_run: str 
         "tabular_run": str(tabular_run) if tabular_run else None,
         "manifests": [str(m) for m in manifests]}, indent=2))
     log.info("fusion: a=%.3f b=%s; policy only %s; fused (5-fold) %s", model.a,
-             np.round(model.b, 3).tolist(), model.metrics["policy_only"],
-             model.metrics["fused_5fold"])
+             np.round(model.b, 3).tolist(),
+             *({k: round(v, 3) for k, v in model.metrics[m].items()}
+               for m in ("policy_only", "fused_5fold")))
     return model.to_dict()

@@ -19,6 +19,7 @@ with the API's rules (serve/auth.py); a POST sent from another origin's page is 
 (``same_origin``). Evaluations and actions go through the same service functions as the JSON
 API (serve/workflow.py), with the same limits, and a domain error is answered with the status
 of the same mapping (serve/problems.py), as an error page or beside the form's field.
+Pages are in English or French (``i18n``: Babel catalogs, Jinja2's i18n extension).
 """
 
 from fastapi import Depends, FastAPI, Request
@@ -29,6 +30,7 @@ from serve import handlers
 from serve.problems import DOMAIN_ERRORS, problem_of
 from serve.ui import dashboards, evaluations, form, login, review
 from serve.ui.heatmaps import HeatmapCache
+from serve.ui.i18n import use_locale
 from serve.ui.pages import SERVE, LoginRequired, page, same_origin
 
 #: In this order: /ui/evaluations/new before /ui/evaluations/{evaluation_id}.
@@ -59,7 +61,8 @@ def mount_ui(app: FastAPI) -> None:
     app.state.heatmaps = HeatmapCache()
     app.mount("/ui/static", StaticFiles(directory=SERVE / "static"), name="ui-static")
     for router in ROUTERS:
-        app.include_router(router, include_in_schema=False, dependencies=[Depends(same_origin)])
+        app.include_router(router, include_in_schema=False,
+                           dependencies=[Depends(same_origin), Depends(use_locale)])
     app.add_api_route("/", root, include_in_schema=False)
     for cls in DOMAIN_ERRORS:
         app.add_exception_handler(cls, on_domain_error)

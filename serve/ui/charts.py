@@ -6,6 +6,8 @@ from html import escape
 
 from markupsafe import Markup
 
+from serve.ui.i18n import _
+
 #: Best to worst: green to red (grades); other series use the first and the last colours.
 RAMP = ("#2e7d32", "#7cb342", "#f9a825", "#ef6c00", "#c62828")
 PAIR = ("#1565c0", "#9e9e9e")
@@ -35,7 +37,7 @@ def _svg(body: str, title: str, height: int = H, width: int = W) -> Markup:
 
 def _empty(title: str) -> Markup:
     return _svg(f'<text x="{W / 2}" y="60" text-anchor="middle" class="muted">'
-                "no data in this window</text>", title, 100)
+                + escape(_("no data in this window")) + "</text>", title, 100)
 
 
 def _axis(top: float, fmt: str, plot_h: float) -> str:
@@ -82,8 +84,10 @@ def bar(percent: float | None, market: float | None = None) -> Markup:
 
 
 def line_chart(labels: list[str], series: dict[str, list[float | None]], title: str,
-               percent: bool = True) -> Markup:
-    """One line per series over ``labels`` (None: no point); values are rates if ``percent``."""
+               percent: bool = True, counts: list[tuple[int, int]] | None = None) -> Markup:
+    """One line per series over ``labels`` (None: no point); values are rates if ``percent``.
+    ``counts``: per label, the first series' (events, n), written under the label ("n=25") and
+    beside its points ("12% (3 of 25)"), so a rate from a handful of cases reads as such."""
     values = [v for vs in series.values() for v in vs if v is not None]
     if not labels or not values:
         return _empty(title)
@@ -96,22 +100,27 @@ def line_chart(labels: list[str], series: dict[str, list[float | None]], title: 
         x = LEFT + i * step if len(labels) > 1 else LEFT + plot_w / 2
         parts.append(f'<text x="{x:.1f}" y="{H - BOTTOM + 18}" text-anchor="middle" '
                      f'class="tick">{escape(label)}</text>')
+        if counts:
+            parts.append(f'<text x="{x:.1f}" y="{H - BOTTOM + 34}" text-anchor="middle" '
+                         f'class="tick n">n={counts[i][1]}</text>')
     colors = list(PAIR) if len(series) <= 2 else ramp(len(series))
-    for (name, vs), color in zip(series.items(), colors, strict=False):
+    for k, ((name, vs), color) in enumerate(zip(series.items(), colors, strict=False)):
         points = []
         for i, v in enumerate(vs):
             if v is None:
                 continue
             x = LEFT + i * step if len(labels) > 1 else LEFT + plot_w / 2
             y = TOP + plot_h - plot_h * v / top
-            points.append((x, y, v))
+            note = (" " + _("(%(k)s of %(n)s)") % {"k": counts[i][0], "n": counts[i][1]}
+                    if counts and k == 0 else "")
+            points.append((x, y, fmt.format(v) + note))
         if len(points) > 1:
             path = " ".join(f"{x:.1f},{y:.1f}" for x, y, _ in points)
             parts.append(f'<polyline points="{path}" fill="none" stroke="{color}" '
                          f'stroke-width="2.5"/>')
-        for x, y, v in points:
+        for x, y, shown in points:
             parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="{color}">'
-                         f"<title>{escape(name)}: {fmt.format(v)}</title></circle>")
+                         f"<title>{escape(name)}: {escape(shown)}</title></circle>")
     return _svg("".join(parts), title) + legend(list(series), colors[:len(series)])
 
 
@@ -148,6 +157,7 @@ def stacked_bars(labels: list[str], stacks: list[dict[str, int]], keys: list[str
     slot = plot_w / len(labels)
     bar = min(56.0, slot * 0.7)
     colors = colors or ramp(len(keys))
+    names = dict(zip(keys, [_(k.replace("_", " ")) for k in keys], strict=True))  # shown
     parts = [_axis(top, "{:g}", plot_h)]
     for i, (label, stack) in enumerate(zip(labels, stacks, strict=True)):
         x = LEFT + i * slot + (slot - bar) / 2
@@ -159,8 +169,8 @@ def stacked_bars(labels: list[str], stacks: list[dict[str, int]], keys: list[str
             h = plot_h * n / top
             y -= h
             parts.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar:.1f}" height="{h:.1f}" '
-                         f'fill="{color}"><title>{escape(label)} {escape(key)}: {n}</title>'
+                         f'fill="{color}"><title>{escape(label)} {escape(names[key])}: {n}</title>'
                          "</rect>")
         parts.append(f'<text x="{x + bar / 2:.1f}" y="{H - BOTTOM + 18}" text-anchor="middle" '
                      f'class="tick">{escape(label)}</text>')
-    return _svg("".join(parts), title) + legend(keys, colors)
+    return _svg("".join(parts), title) + legend(list(names.values()), colors)

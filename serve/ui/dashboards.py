@@ -14,6 +14,7 @@ from serve.gate import KeyFirstRoute
 from serve.models import Refurbisher
 from serve.problems import NotFound
 from serve.ui.charts import PAIR, bar_chart, hues, line_chart, stacked_bars
+from serve.ui.i18n import _
 from serve.ui.pages import Reader, Staff, page, pretty
 
 router = APIRouter(prefix="/ui", route_class=KeyFirstRoute)
@@ -28,17 +29,18 @@ def refurbisher_dashboard(request: Request, who: Reader, wf: WorkflowDep, days: 
         known = list(s.scalars(select(Refurbisher.id).order_by(Refurbisher.id)))
     if rid is None or rid not in known:
         if who.role == "refurbisher":
-            raise NotFound("no dashboard for this refurbisher yet")
+            raise NotFound(_("no dashboard for this refurbisher yet"))
         return page(request, "choose.html", who, refurbishers=known, days=days)
     d = dashboard.refurbisher_dashboard(wf.db, rid, days)
     weekly = d["returns"]["weekly"]
     charts = {
         "returns": line_chart([w["week"] for w in weekly], {
-            "your return rate": [w["return_rate"] for w in weekly],
-            "market": [w["market_return_rate"] for w in weekly]},
-            "Return rate per week of listing"),
+            _("your return rate"): [w["return_rate"] for w in weekly],
+            _("market"): [w["market_return_rate"] for w in weekly]},
+            _("Return rate per week of listing"),
+            counts=[(w["returned"], w["listed"]) for w in weekly]),
         "reasons": bar_chart([(pretty(x["reason"]), x["returns"] + x["claims"])
-                              for x in d["return_reasons"]], "Return and claim reasons"),
+                              for x in d["return_reasons"]], _("Return and claim reasons")),
     }
     return page(request, "dashboard.html", who, d=d, charts=charts, days=days)
 
@@ -51,20 +53,21 @@ def platform(request: Request, who: Staff, wf: WorkflowDep, days: int = 30) -> H
     weekly, checks = d["predicted_grades_weekly"], d["photo_check_weekly"]
     reasons = [pretty(r) for r in d["photo_rejections"]]
     charts = {
-        "gaps": bar_chart([(f"gap {g}", n) for g, n in d["gap_distribution"].items()],
-                          "Distribution of gaps (steps between grades)"),
+        "gaps": bar_chart([(_("gap %(n)s") % {"n": g}, n)
+                           for g, n in d["gap_distribution"].items()],
+                          _("Distribution of gaps (steps between grades)")),
         "grades": stacked_bars([w["week"] for w in weekly], [w["grades"] for w in weekly],
-                               list(policy.grades), "Predicted grades per week"),
+                               list(policy.grades), _("Predicted grades per week")),
         "claims": stacked_bars([w["week"] for w in d["claims_weekly"]], d["claims_weekly"],
-                               ["returns", "claims"], "Returns and claims per week", list(PAIR)),
+                               ["returns", "claims"], _("Returns and claims per week"), list(PAIR)),
         "rejections": bar_chart([(pretty(r), n) for r, n in d["photo_rejections"].items()],
-                                "Photos refused by reason", color=PAIR[0]),
+                                _("Photos refused by reason"), color=PAIR[0]),
         "inconclusive": stacked_bars([w["week"] for w in checks], checks, ["inconclusive"],
-                                     "Inconclusive decisions per week", ["#455a64"]),
+                                     _("Inconclusive decisions per week"), ["#455a64"]),
         "rejections_weekly": stacked_bars(
             [w["week"] for w in checks],
             [{pretty(r): n for r, n in w["rejections"].items()} for w in checks], reasons,
-            "Photos refused per week, by reason", hues(len(reasons))),
+            _("Photos refused per week, by reason"), hues(len(reasons))),
     }
     return page(request, "platform.html", who, d=d, charts=charts, days=days)
 
@@ -87,21 +90,21 @@ def _health_charts(d: dict[str, Any]) -> dict[str, Any]:
     reasons = [pretty(r) for r in d["reasons"]]
     return {
         "confidence": line_chart(labels, per_version("mean_confidence"),
-                                 "Mean confidence per bundle version"),
+                                 _("Mean confidence per bundle version")),
         "inconclusive": line_chart(labels, per_version("inconclusive_rate"),
-                                   "Inconclusive rate per bundle version"),
+                                   _("Inconclusive rate per bundle version")),
         "disagreement": line_chart(labels, per_version("disagreement_rate"),
-                                   "Final grades that differ from the model's, per bundle "
-                                   "version"),
+                                   _("Final grades that differ from the model's, per "
+                                     "bundle version")),
         "grades": [(v, stacked_bars(labels, [b["grades"] for b in points], d["grades"],
-                                    f"Predicted grades, bundle {v}"))
+                                    _("Predicted grades, bundle %(v)s") % {"v": v}))
                    for v, points in series.items()],
         "rejections": stacked_bars(
             labels, [{pretty(r): n for r, n in b["reasons"].items()} for b in rejections],
-            reasons, "Photos refused, by reason (all versions)", hues(len(reasons))),
-        "rejection_rate": line_chart(labels, {"refused": [b["rejection_rate"]
+            reasons, _("Photos refused, by reason (all versions)"), hues(len(reasons))),
+        "rejection_rate": line_chart(labels, {_("refused"): [b["rejection_rate"]
                                                           for b in rejections]},
-                                     "Share of submissions refused by the photo check"),
+                                     _("Share of submissions refused by the photo check")),
     }
 
 

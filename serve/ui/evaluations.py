@@ -15,9 +15,12 @@ from serve.auth import Principal
 from serve.deps import WorkflowDep
 from serve.gate import KeyFirstRoute
 from serve.headers import PHOTO_CACHE
+from serve.models import DECISIONS, STATUSES
 from serve.problems import NotFound, Problem
+from serve.ui import listing
 from serve.ui.form import photo_bytes
 from serve.ui.heatmaps import heatmap_png
+from serve.ui.i18n import N_, _
 from serve.ui.pages import LABELS, Heatmaps, Reader, RefurbisherKey, page, readable
 from tabular.schema import CHECK_LABELS
 from vision.conditions import CONDITIONS
@@ -25,11 +28,29 @@ from vision.conditions import CONDITIONS
 router = APIRouter(prefix="/ui", route_class=KeyFirstRoute)
 
 
-def list_page(request: Request, who: Principal, title: str,
-              status: str | None = None) -> HTMLResponse:
-    found = evals.list_evaluations(request.app.state.workflow.db, who, limit=50, status=status)
-    return page(request, "list.html", who, title=title, items=found["items"],
-                total=found["total"])
+def list_page(request: Request, who: Principal, title: str, status: str | None = None,
+              empty: str | None = None) -> HTMLResponse:
+    """A page of evaluations with its filters and paging (``status``: fixed by the page, as
+    the review queue's; ``empty``: what to say when there is none); a bad filter value is a
+    422 page that says which and how to fix it."""
+    try:
+        f = listing.parse(request.query_params, status)
+    except listing.BadFilter as e:
+        return page(request, "list.html", who, 422, title=_(title), items=[], total=0,
+                    f=listing.Filters(status=status), error=str(e), bad=e.field,
+                    fixed_status=status, path=request.url.path, pages=None,
+                    statuses=STATUSES, decisions=DECISIONS, per_page=listing.LIMITS)
+    found = evals.list_evaluations(request.app.state.workflow.db, who, **f.query())
+    total, shown = found["total"] or 0, len(found["items"])
+    path = request.url.path
+    pages = {"first": f.offset + 1 if shown else 0, "last": f.offset + shown, "total": total,
+             "prev": f.href(path, max(0, f.offset - f.limit)) if f.offset else None,
+             "next": f.href(path, f.offset + f.limit) if found["next_offset"] else None}
+    filtered = any((f.decision, f.date_from, f.date_to, f.status and not status))
+    return page(request, "list.html", who, title=_(title), items=found["items"], total=total,
+                f=f, error=None, bad=None, fixed_status=status, path=path, pages=pages,
+                filtered=filtered, empty=_(empty) if empty else None, statuses=STATUSES,
+                decisions=DECISIONS, per_page=listing.LIMITS)
 
 
 def evaluation_page(request: Request, who: Principal, evaluation_id: str,
@@ -43,7 +64,7 @@ def evaluation_page(request: Request, who: Principal, evaluation_id: str,
     ev = evals.load(wf.db, who, evaluation_id)
     field = problem.field if problem else None
     return page(request, "evaluation.html", who, 422 if problem else 200, ev=ev,
-                label=LABELS[ev["decision"]], error=readable(problem) if problem else None,
+                label=_(LABELS[ev["decision"]]), error=readable(problem) if problem else None,
                 field=field.split("[")[0] if field else None, text=text, comment=comment,
                 sent=sent, grades=list(wf.policy.grades), checks=CHECK_LABELS,
                 min_chars=wf.settings.justification_min_chars)
@@ -55,7 +76,7 @@ def back_to(evaluation_id: str) -> RedirectResponse:
 
 @router.get("/evaluations")
 def evaluation_list(request: Request, who: Reader) -> HTMLResponse:
-    return list_page(request, who, "Recent evaluations")
+    return list_page(request, who, N_("Recent evaluations"))
 
 
 @router.get("/evaluations/{evaluation_id}")
@@ -84,7 +105,7 @@ async def justify(request: Request, evaluation_id: str, who: RefurbisherKey,
     limit = wf.settings.max_upload_bytes
 
     async def read(upload: UploadFile, i: int) -> bytes:
-        return await photo_bytes(upload, f"Additional photo {i + 1}", limit)
+        return await photo_bytes(upload, _("Additional photo %(n)d") % {"n": i + 1}, limit)
 
     try:
         await workflow.justify(wf, who, evaluation_id, text, uploads, read)

@@ -17,6 +17,7 @@ from serve.auth import Principal
 from serve.deps import WorkflowDep
 from serve.gate import KeyFirstRoute
 from serve.problems import InvalidRequest, PhotoTooLarge, Problem
+from serve.ui.i18n import _
 from serve.ui.pages import FORM_LABELS, Heatmaps, Submitter, page, readable
 from tabular.schema import CHECK_LABELS
 from vision.conditions import CONDITIONS
@@ -45,7 +46,7 @@ class FieldProblem(BaseModel):
     @property
     def summary(self) -> str:
         """The detail after the field's label, at the top of the form."""
-        return f"{FORM_LABELS[self.field]}: {self.detail}"
+        return f"{_(FORM_LABELS[self.field])}: {self.detail}"
 
 
 def field_problem(p: Problem) -> FieldProblem | None:
@@ -53,7 +54,7 @@ def field_problem(p: Problem) -> FieldProblem | None:
     if p.field not in BESIDE:
         return None
     detail = p.detail
-    for prefix in (p.field, FORM_LABELS[p.field]):
+    for prefix in (p.field, FORM_LABELS[p.field], _(FORM_LABELS[p.field])):
         detail = detail.removeprefix(f"{prefix}:").strip()
     reason = p.extra.get("reason")
     return FieldProblem(field=p.field, detail=detail,
@@ -75,13 +76,13 @@ async def photo_bytes(upload: Any, label: str, limit: int, name: str | None = No
     """An uploaded photo's bytes; a readable error (about field ``name``) when missing, empty
     or too large."""
     if not isinstance(upload, UploadFile) or not upload.filename:
-        raise InvalidRequest(f"{label}: choose a photo", name)
+        raise InvalidRequest(label + ": " + _("choose a photo"), name)
     data = await upload.read(limit + 1)
     if len(data) > limit:
-        raise PhotoTooLarge(f"{label}: larger than the limit of {limit // (1024 * 1024)} MB",
-                            name)
+        too_big = _("larger than the limit of %(mb)d MB") % {"mb": limit // (1024 * 1024)}
+        raise PhotoTooLarge(f"{label}: {too_big}", name)
     if not data:
-        raise InvalidRequest(f"{label}: the file is empty", name)
+        raise InvalidRequest(label + ": " + _("the file is empty"), name)
     return data
 
 
@@ -91,7 +92,7 @@ def _int(text: str, label: str, optional: bool = False) -> int | None:
     try:
         return int(text)
     except ValueError:
-        raise InvalidRequest(f"{label}: enter a whole number") from None
+        raise InvalidRequest(label + ": " + _("enter a whole number")) from None
 
 
 def _values(form: FormData) -> dict[str, Any]:
@@ -104,9 +105,9 @@ def _values(form: FormData) -> dict[str, Any]:
 
 def _device(values: dict[str, Any]) -> dict[str, Any]:
     return {"brand": values["brand"], "model": values["model"],
-            "storage_gb": _int(values["storage_gb"], "Storage capacity (GB)"),
+            "storage_gb": _int(values["storage_gb"], _("Storage capacity (GB)")),
             "unlocked": values["unlocked"],
-            "battery_health_pct": _int(values["battery_health_pct"], "Battery health (%)",
+            "battery_health_pct": _int(values["battery_health_pct"], _("Battery health (%)"),
                                        optional=True),
             "checks": {c: c in values["checks"] for c in CHECK_LABELS}}
 
@@ -123,12 +124,12 @@ async def create(request: Request, who: Submitter, wf: WorkflowDep,
     values = _values(form)
     limit = wf.settings.max_upload_bytes
     try:
-        photos = [await photo_bytes(form.get(name), FORM_LABELS[name], limit, name)
+        photos = [await photo_bytes(form.get(name), _(FORM_LABELS[name]), limit, name)
                   for name in PHOTOS]
         device = _device(values)
         if not values["refurbisher_grade"]:
-            raise InvalidRequest("Overall grade: choose a grade")
-        body, _, maps = await workflow.submit_evaluation(
+            raise InvalidRequest(_("Overall grade: choose a grade"))
+        body, _status, maps = await workflow.submit_evaluation(
             wf, who, front=photos[0], back=photos[1], device=device,
             refurbisher_grade=values["refurbisher_grade"],
             refurbisher_id=values["refurbisher_id"] or None,

@@ -1,16 +1,22 @@
 """Signing in with an API key (which opens a session: only the session's random id goes in the
-HttpOnly cookie, never the key), signing out (which ends the session), and the home page."""
+HttpOnly cookie, never the key), signing out (which ends the session), and the home page
+(for staff: what waits for a decision and the latest evaluations)."""
+
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from serve import evaluations as evals
+from serve.auth import Principal
 from serve.deps import WorkflowDep, client_address
 from serve.gate import KeyFirstRoute
 from serve.problems import TooManyAuthFailures, Unauthorized
 from serve.sessions import LEGACY_COOKIE, Lifetime, close_session, cookie_name, open_session
 from serve.settings import Settings
 from serve.ui.pages import AnyKey, page
+from serve.workflow import Workflow
 
 router = APIRouter(prefix="/ui", route_class=KeyFirstRoute)
 LOOPBACK = ("localhost", "127.0.0.1", "::1", "[::1]")
@@ -71,8 +77,20 @@ async def logout(request: Request, wf: WorkflowDep) -> Response:
     return response
 
 
+def overview(wf: Workflow, who: Principal) -> dict[str, Any]:
+    """The home page's figures: open cases by status, the review queue's oldest, the latest
+    evaluations (their decisions)."""
+    if who.role not in (None, "platform", "reviewer"):
+        return {}
+    open_now = {st: evals.list_evaluations(wf.db, who, status=st, limit=1)["total"] or 0
+                for st in ("in_review", "awaiting_justification", "awaiting_refurbisher")}
+    queue = evals.list_evaluations(wf.db, who, status="in_review", limit=5)["items"]
+    recent = evals.list_evaluations(wf.db, who, limit=5)["items"]
+    return {"open_now": open_now, "queue": queue, "recent": recent}
+
+
 @router.get("")
-async def home(request: Request, who: AnyKey) -> Response:
+async def home(request: Request, who: AnyKey, wf: WorkflowDep) -> Response:
     if who.role == "refurbisher":
         return RedirectResponse("/ui/evaluations/new", status_code=303)
-    return page(request, "home.html", who)
+    return page(request, "home.html", who, **await run_in_threadpool(overview, wf, who))

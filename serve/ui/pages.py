@@ -22,31 +22,44 @@ from serve.fields import DEVICE_REF_MAX, TEXT_MAX
 from serve.models import ROLES
 from serve.problems import CrossOrigin, FieldError, Forbidden, Problem, Unauthorized
 from serve.sessions import cookie_name
+from serve.ui import i18n
 from serve.ui.charts import bar
 from serve.ui.heatmaps import HeatmapCache
+from serve.ui.i18n import N_, _
 from serve.workflow import Workflow
 from tabular.schema import ChecklistError
 
 SERVE = Path(__file__).resolve().parent.parent  # serve/: templates/ and static/
-LABELS = {"validated": "Grade validated", "suggestion": "Different grade suggested",
-          "justification_required": "Justification required",
-          "inconclusive": "Inconclusive: sent for review"}
-#: The API's field names, as the form labels them.
-FORM_LABELS = {"front": "Front photo", "back": "Back photo", "refurbisher_grade": "Overall grade",
-               "refurbisher_id": "Refurbisher", "screen_condition": "Screen condition",
-               "shell_condition": "Shell condition", "text": "Explanation",
-               "photos": "Additional photos", "device_ref": "Your reference",
-               "comment": "Comment"}
+#: A decision's heading (English; shown through gettext).
+LABELS = {"validated": N_("Grade validated"), "suggestion": N_("Different grade suggested"),
+          "justification_required": N_("Justification required"),
+          "inconclusive": N_("Inconclusive: sent for review")}
+#: The API's field names, as the form labels them (English; shown through gettext).
+FORM_LABELS = {"front": N_("Front photo"), "back": N_("Back photo"),
+               "refurbisher_grade": N_("Overall grade"), "refurbisher_id": N_("Refurbisher"),
+               "screen_condition": N_("Screen condition"),
+               "shell_condition": N_("Shell condition"), "text": N_("Explanation"),
+               "photos": N_("Additional photos"), "device_ref": N_("Your reference"),
+               "comment": N_("Comment")}
 _PHOTO_N = re.compile(r"photos\[(\d+)\]")
 
 
 def pretty(value: str | None) -> str:
-    return (value or "-").replace("_", " ")
+    """An enum value (a grade, a condition, a status...) in words, in the page's language
+    (serve/ui/words.py marks them all for the catalog)."""
+    return _((value or "-").replace("_", " "))
 
 
 templates = Jinja2Templates(directory=SERVE / "templates")
+templates.env.add_extension("jinja2.ext.i18n")
+templates.env.policies["ext.i18n.trimmed"] = True
+templates.env.install_gettext_callables(  # type: ignore[attr-defined]
+    i18n.gettext, i18n.ngettext, newstyle=True)
 templates.env.filters["pretty"] = pretty
-templates.env.filters["pct"] = lambda v: "-" if v is None else f"{100 * v:.0f}%"
+templates.env.filters["pct"] = i18n.percent
+templates.env.filters["number"] = i18n.number
+templates.env.filters["when"] = i18n.when
+templates.env.filters["day"] = i18n.day
 templates.env.globals["bar"] = bar
 templates.env.globals["limits"] = {"text": TEXT_MAX, "device_ref": DEVICE_REF_MAX}
 
@@ -68,17 +81,24 @@ def base(wf: Workflow, who: Principal | None) -> dict[str, Any]:
 def model_label(manifest: BundleManifest) -> str:
     """Which model is serving, in words: the shipped base model, a demo build or a custom one."""
     if manifest.kind == "base":
-        return f"{manifest.model_name} (the shipped base model)"
+        return _("%(name)s (the shipped base model)") % {"name": manifest.model_name}
     if manifest.kind == "demo":
-        return "demo build (synthetic photos only)"
-    return f"custom bundle{f' {manifest.model_name}' if manifest.model_name else ''}"
+        return _("demo build (synthetic photos only)")
+    if manifest.model_name:
+        return _("custom bundle %(name)s") % {"name": manifest.model_name}
+    return _("custom bundle")
 
 
 def page(request: Request, name: str, who: Principal | None, code: int = 200,
          **context: Any) -> HTMLResponse:
-    """Template ``name`` with ``context``, answered with status ``code``."""
-    return templates.TemplateResponse(
-        request, name, {**base(request.app.state.workflow, who), **context}, status_code=code)
+    """Template ``name`` with ``context`` in the request's language, answered with status
+    ``code`` (a language chosen with the switch is kept in a cookie)."""
+    lang = i18n.activate(request)
+    response = templates.TemplateResponse(
+        request, name, {**base(request.app.state.workflow, who), "lang": lang,
+                        "switch": i18n.switch_links(request), **context}, status_code=code)
+    i18n.remember(request, response)
+    return response
 
 
 def get_heatmaps(request: Request) -> HeatmapCache:
@@ -125,8 +145,9 @@ def require(*roles: str):
         except Unauthorized:
             raise LoginRequired() from None
         if not who.has(*roles):
-            raise Forbidden(f"this page needs a {' or '.join(roles)} key; you are signed in "
-                            f"with a {who.role} key")
+            raise Forbidden(_("this page needs a %(roles)s key; you are signed in with a "
+                              "%(role)s key") % {"roles": _(" or ").join(roles),
+                                                 "role": who.role})
         return who
     return Depends(principal)
 
@@ -144,7 +165,9 @@ def form_label(field: str | None) -> str | None:
     if field is None:
         return None
     m = _PHOTO_N.fullmatch(field)
-    return f"Additional photo {int(m.group(1)) + 1}" if m else FORM_LABELS.get(field)
+    if m:
+        return _("Additional photo %(n)d") % {"n": int(m.group(1)) + 1}
+    return _(FORM_LABELS[field]) if field in FORM_LABELS else None
 
 
 def readable(p: Problem) -> str:

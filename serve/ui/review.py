@@ -10,6 +10,7 @@ from serve.deps import WorkflowDep
 from serve.gate import KeyFirstRoute
 from serve.problems import Problem
 from serve.ui.evaluations import back_to, evaluation_page, list_page
+from serve.ui.i18n import N_
 from serve.ui.pages import Reviewer, Staff
 from serve.workflow import Workflow
 
@@ -18,8 +19,9 @@ router = APIRouter(prefix="/ui", route_class=KeyFirstRoute)
 
 @router.get("/reviews")
 def reviews(request: Request, who: Staff) -> HTMLResponse:
-    return list_page(request, who, "Review queue: justified and inconclusive grades",
-                     status="in_review")
+    return list_page(request, who, N_("Review queue: justified and inconclusive grades"),
+                     status="in_review", empty=N_("Nothing to review: no justified or "
+                                                  "inconclusive grade is waiting."))
 
 
 async def review(request: Request, evaluation_id: str, who: Principal, wf: Workflow,

@@ -15,6 +15,7 @@ import numpy as np
 from fusion.grade import assemble_grade, grade_distribution
 from fusion.model import FusionModel
 from fusion.policy import load_policy
+from serve.ui.listing import Filters
 from serve.ui.pages import LABELS, templates
 from tabular.schema import CHECK_LABELS
 
@@ -88,5 +89,6 @@ def test_list_status_of_a_device_not_sellable():
     ev = {**_ev("validated", "listed", "broken", "broken", "validated", failed=("wifi",)),
           "gap": 0}
     html = templates.env.get_template("list.html").render(
-        title="Recent", items=[ev], total=1, who=None, not_sellable=POLICY.not_sellable)
+        title="Recent", items=[ev], total=1, who=None, not_sellable=POLICY.not_sellable,
+        f=Filters(), statuses=(), decisions=(), per_page=(), path="/ui/evaluations")
     assert "not listed (not sellable)" in html

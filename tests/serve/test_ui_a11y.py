@@ -4,7 +4,9 @@ accessibility violation by axe-core, and nothing wider than a 390 px phone scree
 The pages: login, home, the evaluation form, the four outcomes as the refurbisher sees them
 (validated, a suggestion, a justification asked, inconclusive), the list, the refurbisher
 dashboard (and the platform's choice of one), the platform dashboard, the model-health page,
-the review queue, a case as the reviewer decides it, and the error page.
+the review queue, a case as the reviewer decides it, the error page, the list filtered and
+paged and with a refused filter, the reviewer's home; and in French (its
+longer words) the form, a suggestion, the platform dashboard and the reviewer's case.
 
 axe-core (tests/serve/vendor/axe.min.js, MPL-2.0, licence beside it) is test tooling only,
 never served by the app: it is injected into the page under test, in a browser context that
@@ -42,10 +44,19 @@ PAGES = [
     ("review-queue", "reviewer", "/ui/reviews"),
     ("review-case", "reviewer", "review-case"),
     ("error", "refurbisher", "/ui/evaluations/no-such-evaluation"),
+    ("list-filtered", "platform", "/ui/evaluations?decision=suggestion&limit=1"),
+    ("list-bad-filter", "platform", "/ui/evaluations?from=0413-05-14"),
+    ("home-reviewer", "reviewer", "/ui"),
+    ("form-fr", "refurbisher", "/ui/evaluations/new?lang=fr"),  # French: longer words
+    ("suggestion-fr", "refurbisher", "suggestion?lang=fr"),
+    ("platform-dashboard-fr", "platform", "/ui/platform?lang=fr"),
+    ("review-case-fr", "reviewer", "review-case?lang=fr"),
 ]
 IDS = [name for name, _, _ in PAGES]
 #: What a page must show to be the one meant (its forms, checked too).
-SHOWS = {"login": "#key", "form": "#front", "suggestion": "#accept",
+SHOWS = {"login": "#key", "form": "#front", "suggestion": "#accept", "form-fr": "#front",
+         "suggestion-fr": "#accept", "review-case-fr": "#approve",
+         "list-filtered": "#next-page", "list-bad-filter": "#filter-error",
          "justification": "#send-justification", "inconclusive": "#inconclusive",
          "review-case": "#approve", "error": "main .error"}
 
@@ -76,7 +87,8 @@ def made(site, browser) -> dict[str, str]:  # noqa: F811
 
 
 def open_page(page, site, made: dict[str, str], where: str) -> None:  # noqa: F811 (site)
-    page.goto(site.url + made.get(where, where))
+    name, _, query = where.partition("?")
+    page.goto(site.url + made.get(name, name) + (f"?{query}" if query else ""))
     page.wait_for_load_state()
     assert page.locator("main h1").count() == 1
 

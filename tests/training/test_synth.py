@@ -58,6 +58,23 @@ def test_labels_cover_every_class_and_grades_follow_the_policy():
     assert len({r["refurbisher_id"] for r in rows}) >= 3
 
 
+def test_the_marketplace_mix_looks_like_a_marketplace():
+    """The demo's seeded history (mix="marketplace"): mostly excellent and good, some fair,
+    few broken, every grade present; the training mix stays broken-heavy (every class often)."""
+    policy = load_policy()
+
+    def shares(mix: str) -> dict[str, float]:
+        rows = sample_rows(1000, seed=2, policy=policy, mix=mix)
+        grades = Counter(r["grade"] for r in rows)
+        return {g: grades[g] / len(rows) for g in policy.grades}
+
+    market, training = shares("marketplace"), shares("training")
+    assert market["excellent"] + market["good"] >= 0.6
+    assert 0.1 <= market["fair"] <= 0.3 and 0.02 <= market["broken"] <= 0.12
+    assert market["excellent"] > market["broken"] and market["good"] > market["broken"]
+    assert training["broken"] > 0.5  # what the seeded history looked like before
+
+
 def test_returns_are_likelier_when_the_announced_grade_is_too_good():
     policy = load_policy()
     rows = [r for r in sample_rows(3000, seed=5, policy=policy) if r["returned"] is not None]

@@ -26,6 +26,26 @@ CATALOGUE: dict[str, list[tuple[str, tuple[int, ...]]]] = {
 }
 SCREEN_P = (0.3, 0.22, 0.2, 0.28)
 SHELL_P = (0.3, 0.25, 0.22, 0.23)
+
+
+@dataclass(frozen=True)
+class Mix:
+    """How often each condition, a functional failure and a weak battery are drawn."""
+
+    screen: tuple[float, ...]
+    shell: tuple[float, ...]
+    failed_checks: float
+    battery_mean: float
+    battery_sd: float
+
+
+#: ``training``: every condition often (the model needs examples of each; about half the
+#: devices are broken). ``marketplace``: what a refurbished marketplace lists (mostly
+#: excellent and good, some fair, few broken): the demo's seeded history.
+MIXES: dict[str, Mix] = {
+    "training": Mix(SCREEN_P, SHELL_P, 0.12, 89, 6),
+    "marketplace": Mix((0.8, 0.14, 0.03, 0.03), (0.47, 0.45, 0.07, 0.01), 0.02, 91, 4),
+}
 #: The reasons drawn for a return that no modelled cause explains.
 RANDOM_RETURN_REASONS = RETURN_REASONS[:4]
 
@@ -48,17 +68,19 @@ def sample_refurbishers(rng: Rng, n: int) -> list[Refurbisher]:
 
 
 def sample_device(rng: Rng, index: int, policy: GradingPolicy,
-                  refurbishers: list[Refurbisher], today: dt.date) -> dict:
-    """One device's manifest row (without photo paths): facts, checks, labels, workflow."""
+                  refurbishers: list[Refurbisher], today: dt.date,
+                  mix: Mix = MIXES["training"]) -> dict:
+    """One device's manifest row (without photo paths): facts, checks, labels, workflow;
+    conditions, failures and batteries drawn as ``mix`` says."""
     brand = str(rng.choice(list(CATALOGUE)))
     model, storages = CATALOGUE[brand][rng.integers(len(CATALOGUE[brand]))]
-    screen = str(rng.choice(SCREEN_CONDITIONS, p=SCREEN_P))
-    shell = str(rng.choice(SHELL_CONDITIONS, p=SHELL_P))
+    screen = str(rng.choice(SCREEN_CONDITIONS, p=mix.screen))
+    shell = str(rng.choice(SHELL_CONDITIONS, p=mix.shell))
     checks = dict.fromkeys(CHECKS, True)
-    if rng.random() < 0.12:
+    if rng.random() < mix.failed_checks:
         for name in rng.choice(CHECKS, size=int(rng.integers(1, 3)), replace=False):
             checks[str(name)] = False
-    battery = int(np.clip(rng.normal(89, 6), 60, 100))
+    battery = int(np.clip(rng.normal(mix.battery_mean, mix.battery_sd), 60, 100))
     grade = policy.grade(screen, shell, [c for c, ok in checks.items() if not ok], battery)
 
     ref = refurbishers[rng.integers(len(refurbishers))]

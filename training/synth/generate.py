@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from fusion.policy import GradingPolicy, load_policy
 from training.manifest import write_manifest
-from training.synth.devices import sample_device, sample_refurbishers
+from training.synth.devices import MIXES, sample_device, sample_refurbishers
 from training.synth.phone import PhoneLook, render_back, render_front
 from training.synth.scene import encode_jpeg, photograph
 from vision.errors import PhotogradeError
@@ -46,12 +46,13 @@ def render_device(seed: int, index: int, row: dict, size: int) -> tuple[bytes, b
     return photos[0], photos[1]
 
 
-def sample_rows(n: int, seed: int, policy: GradingPolicy) -> list[dict]:
-    """The manifest rows (labels, facts, workflow) of ``n`` devices."""
+def sample_rows(n: int, seed: int, policy: GradingPolicy, mix: str = "training") -> list[dict]:
+    """The manifest rows (labels, facts, workflow) of ``n`` devices, drawn with the conditions
+    of ``mix`` (training/synth/devices.py MIXES)."""
     rng = np.random.default_rng([seed, 0])
     refurbishers = sample_refurbishers(rng, max(3, min(12, n // 40 + 3)))
     return [sample_device(np.random.default_rng([seed, i, 0]), i, policy, refurbishers,
-                          REFERENCE_DAY) for i in range(n)]
+                          REFERENCE_DAY, MIXES[mix]) for i in range(n)]
 
 
 def _job(args: tuple[int, int, dict, int, str]) -> tuple[int, dict]:
@@ -67,8 +68,9 @@ def _job(args: tuple[int, int, dict, int, str]) -> tuple[int, dict]:
 
 def generate(n: int, out: str | Path, seed: int = 0, size: int = 1500,
              policy: GradingPolicy | None = None, workers: int = 1,
-             progress: bool = True) -> Path:
-    """Write ``n`` devices (two JPEGs each) and ``manifest.csv`` under ``out``."""
+             progress: bool = True, mix: str = "training") -> Path:
+    """Write ``n`` devices (two JPEGs each) and ``manifest.csv`` under ``out`` (``mix``:
+    ``training``, every condition often; ``marketplace``, a realistic listing mix)."""
     if n < 1:
         raise SynthError("--devices must be at least 1")
     if size < 64:
@@ -76,7 +78,7 @@ def generate(n: int, out: str | Path, seed: int = 0, size: int = 1500,
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
     policy = policy or load_policy()
-    rows = sample_rows(n, seed, policy)
+    rows = sample_rows(n, seed, policy, mix)
     jobs = [(seed, i, row, size, str(out)) for i, row in enumerate(rows)]
     done: list[dict] = [{}] * n
     results: Iterator[tuple[int, dict]]
