@@ -93,13 +93,13 @@ def _db_seed_options(p: argparse.ArgumentParser) -> None:
 def _db_seed(args: argparse.Namespace) -> int:
     db = serve_cli.workflow_db(args)
     from photograde.seed import seed_history
-    from serve.photostore import PhotoStore
+    from serve.photostore import open_photo_store
     from serve.runtime import Grader
     from serve.settings import load_settings
 
     settings = load_settings(**{k: v for k, v in (("bundle", args.bundle),
                                                   ("photo_dir", args.photo_dir)) if v})
-    counts = seed_history(db, PhotoStore(settings.photo_dir), args.manifest,
+    counts = seed_history(db, open_photo_store(settings), args.manifest,
                           grader=Grader(settings.bundle), n_refurbishers=args.refurbishers,
                           progress=True)
     print(json.dumps(counts, indent=2))

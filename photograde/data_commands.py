@@ -52,14 +52,14 @@ def _export_options(p: argparse.ArgumentParser) -> None:
 def _export(args: argparse.Namespace) -> int:
     from photograde import history
     from photograde.dataset_export import export_dataset, summary_lines
-    from serve.photostore import PhotoStore
+    from serve.photostore import open_photo_store
 
     settings = _settings(args)
     since = history.parse_when(args.since, "--since")
     until = history.parse_when(args.until, "--until")
     db = history.open_database(settings.database_url)
     try:
-        summary = export_dataset(db, PhotoStore(settings.photo_dir), args.out, since=since,
+        summary = export_dataset(db, open_photo_store(settings), args.out, since=since,
                                  until=until, grading=args.grading, copy=args.copy,
                                  window_days=args.return_window_days,
                                  progress=not args.quiet)
@@ -88,7 +88,7 @@ def _backtest(args: argparse.Namespace) -> int:
     from photograde import history
     from photograde.backtest import run_backtest
     from serve import registry
-    from serve.photostore import PhotoStore
+    from serve.photostore import open_photo_store
     from serve.settings import SHIPPED_BUNDLE
 
     settings = _settings(args)
@@ -101,7 +101,7 @@ def _backtest(args: argparse.Namespace) -> int:
         # registered bundle (serve/registry.py)
         registered = [Path(b["directory"]) for b in registry.list_bundles(db)]
         report = run_backtest(
-            db, PhotoStore(settings.photo_dir), args.bundle, args.out, since=since,
+            db, open_photo_store(settings), args.bundle, args.out, since=since,
             until=until, against=args.against,
             candidates=[settings.bundle, SHIPPED_BUNDLE, *registered],
             decision_gaps=(settings.validated_max_gap, settings.suggestion_max_gap),

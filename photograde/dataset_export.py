@@ -147,7 +147,9 @@ class PhotoCopier:
 
     def place(self, digest: str) -> str | None:
         """The photo's path relative to the manifest (None: not in the store)."""
-        src = self.store.path(digest)
+        src = self.store.local_path(digest)
+        if src is None:  # object storage: download
+            return self._download(digest)
         if not src.is_file():
             return None
         with src.open("rb") as f:
@@ -166,6 +168,22 @@ class PhotoCopier:
             except OSError:  # another file system, or links to others' files forbidden
                 pass
         shutil.copyfile(src, dst)
+        self.counts["copied"] += 1
+        return rel
+
+    def _download(self, digest: str) -> str | None:
+        try:
+            data = self.store.get(digest)
+        except FileNotFoundError:
+            return None
+        rel = f"images/{digest}{EXTENSIONS.get(media_type(data[:16]), '.bin')}"
+        dst = self.out / rel
+        if dst.is_file() and dst.stat().st_size == len(data):
+            self.counts["present"] += 1
+            return rel
+        tmp = dst.with_name(dst.name + ".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(dst)
         self.counts["copied"] += 1
         return rel
 

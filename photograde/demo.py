@@ -150,7 +150,7 @@ def prepare(directory: Path, history_devices: int = 120, *, bundle: Path | None 
     logging.getLogger("alembic").setLevel(logging.WARNING)
     from photograde.seed import seed_history
     from serve.db import Database
-    from serve.photostore import PhotoStore
+    from serve.photostore import open_photo_store
     from serve.runtime import Grader
 
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)  # its keys, database and photos
@@ -168,7 +168,7 @@ def prepare(directory: Path, history_devices: int = 120, *, bundle: Path | None 
         history = generate(history_devices, directory / "build" / "history", seed=2, size=480,
                            workers=default_workers(), mix="marketplace")
         grader = Grader(bundle)
-        counts = seed_history(db, PhotoStore(settings.photo_dir), history, grader=grader,
+        counts = seed_history(db, open_photo_store(settings), history, grader=grader,
                               n_refurbishers=4, progress=True)
         _step(f"    {counts.get('evaluations', 0)} evaluations, {counts.get('returns', 0)} "
               f"returns in {time.perf_counter() - t:.0f} s")

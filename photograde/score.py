@@ -36,7 +36,7 @@ from tqdm import tqdm
 from fusion.grade import GradeResult
 from fusion.precision import Wanted
 from serve.evaluations import decision_policy
-from serve.photostore import PhotoStore
+from serve.photostore import LocalPhotoStore
 from serve.runtime import Grader
 from tabular.schema import DeviceInfo
 from vision.errors import PhotogradeError
@@ -113,7 +113,7 @@ class Scorer:
                  precision: Wanted = "auto"):
         self.grader = Grader(bundle, threads=threads, precision=precision)
         self.grader.policy = decision_policy(self.grader.policy, *decision_gaps)
-        self.store = PhotoStore(photo_dir) if photo_dir else None
+        self.store = LocalPhotoStore(photo_dir) if photo_dir else None
 
     def _photo(self, ref: str) -> bytes | Path:
         if self.store is None:

@@ -1,9 +1,14 @@
-"""Content-addressed photo storage on disk: ``<root>/<sha256[:2]>/<sha256>``, never overwritten.
+"""Content-addressed photo storage: one interface (:class:`PhotoStore`), two backends.
 
-A photo is written to a temporary file in its final folder, flushed and fsynced, then linked to
-its final name (``os.link`` fails rather than replace an existing file) and the folder is
-fsynced: once :meth:`PhotoStore.put` returns, the photo survives a crash. The same bytes are
-stored once.
+:class:`LocalPhotoStore` (the default): files ``<root>/<sha256[:2]>/<sha256>``, never
+overwritten. :class:`serve.photostore_s3.S3PhotoStore`: objects in an S3-compatible bucket.
+:func:`open_photo_store` picks one from the settings (``photo_store``: an ``s3://`` URL, else
+``photo_dir``). Keys are the sha256 of the bytes; both backends check it on every read.
+
+Local: a photo is written to a temporary file in its final folder, flushed and fsynced, then
+linked to its final name (``os.link`` fails rather than replace an existing file) and the
+folder is fsynced: once :meth:`LocalPhotoStore.put` returns, the photo survives a crash. The
+same bytes are stored once.
 """
 
 from __future__ import annotations
@@ -13,12 +18,62 @@ import os
 import re
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from vision.errors import PhotogradeError
+
+if TYPE_CHECKING:
+    from starlette.responses import Response
+
+    from serve.settings import Settings
 
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def check_digest(digest: str) -> str:
+    """``digest`` if it is a sha256 hex digest (a store key), else ValueError."""
+    if not _SHA.match(digest):
+        raise ValueError(f"not a sha256 digest: {digest!r}")
+    return digest
+
+
+class PhotoCorrupt(PhotogradeError):
+    """A stored photo's bytes do not hash to its key (bit rot, tampering, a torn copy)."""
+
+    def __init__(self, where: str, digest: str, actual: str):
+        super().__init__(f"{where}: stored photo is corrupt: sha256 {actual}, expected {digest}")
+
+
+def verified(data: bytes, digest: str, where: str) -> bytes:
+    """``data`` if its sha256 is ``digest``, else PhotoCorrupt."""
+    actual = sha256(data)
+    if actual != digest:
+        raise PhotoCorrupt(where, digest, actual)
+    return data
+
+
+@runtime_checkable
+class PhotoStore(Protocol):
+    """Photos by sha256: stored once, never overwritten, checked on read."""
+
+    def put(self, data: bytes) -> str:
+        """Store ``data`` durably; returns its sha256 (the key). Idempotent."""
+        ...
+
+    def get(self, digest: str) -> bytes:
+        """The photo's bytes (FileNotFoundError: absent; PhotoCorrupt: hash mismatch)."""
+        ...
+
+    def exists(self, digest: str) -> bool:
+        ...
+
+    def local_path(self, digest: str) -> Path | None:
+        """The photo's file when the store is a local folder (to link or stream), else None."""
+        ...
 
 
 def media_type(data: bytes) -> str:
@@ -42,16 +97,18 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-class PhotoStore:
+class LocalPhotoStore:
     """Photos by sha256 under one root folder."""
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
 
     def path(self, digest: str) -> Path:
-        if not _SHA.match(digest):
-            raise ValueError(f"not a sha256 digest: {digest!r}")
+        check_digest(digest)
         return self.root / digest[:2] / digest
+
+    def local_path(self, digest: str) -> Path | None:
+        return self.path(digest)
 
     def exists(self, digest: str) -> bool:
         return self.path(digest).is_file()
@@ -84,4 +141,28 @@ class PhotoStore:
         return digest
 
     def get(self, digest: str) -> bytes:
-        return self.path(digest).read_bytes()
+        path = self.path(digest)
+        return verified(path.read_bytes(), digest, str(path))
+
+    def __repr__(self) -> str:
+        return f"LocalPhotoStore({str(self.root)!r})"
+
+
+def open_photo_store(settings: Settings) -> PhotoStore:
+    """The store the settings name: ``photo_store`` (``s3://bucket/prefix``) when set, else
+    the local folder ``photo_dir``."""
+    if settings.photo_store:
+        from serve.photostore_s3 import S3PhotoStore
+        return S3PhotoStore.from_settings(settings)
+    return LocalPhotoStore(settings.photo_dir)
+
+
+def photo_response(store: PhotoStore, digest: str, media: str,
+                   headers: dict[str, str]) -> Response:
+    """The photo as an HTTP response: the file streamed from a local store, else its bytes
+    (read and checked against the key)."""
+    from starlette.responses import FileResponse, Response
+    path = store.local_path(digest)
+    if path is not None:
+        return FileResponse(path, media_type=media, headers=headers)
+    return Response(store.get(digest), media_type=media, headers=headers)

@@ -11,7 +11,7 @@ from ipaddress import ip_network
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, TomlConfigSettingsSource
 
 from fusion.bundle import BASE_MODEL
@@ -73,7 +73,17 @@ class Settings(BaseSettings):
     # -- refurbisher workflow: storage, auth, decisions (serve/workflow.py) -----------------
     database_url: str = Field("sqlite:///./photograde.db", description="SQLAlchemy URL: a "
                               "SQLite file, postgresql+psycopg://..., or sqlite:// (memory)")
-    photo_dir: Path = Field(Path("photos"), description="content-addressed photo store")
+    photo_dir: Path = Field(Path("photos"), description="content-addressed photo store "
+                            "(a local folder; unused when photo_store is set)")
+    photo_store: str = Field("", description="s3://bucket/prefix: keep photos in S3-compatible "
+                             "object storage instead of photo_dir (docs/service.md, Storage)")
+    s3_endpoint_url: str | None = Field(None, description="the S3 server, e.g. "
+                                        "http://seaweedfs:8333 (default: AWS)")
+    s3_region: str | None = Field(None, description="S3 region (default: AWS_DEFAULT_REGION)")
+    s3_access_key_id: str | None = Field(None, description="default: AWS_ACCESS_KEY_ID, "
+                                         "~/.aws or an instance role")
+    s3_secret_access_key: SecretStr | None = Field(None, description="default: "
+                                                   "AWS_SECRET_ACCESS_KEY")
     auth_required: bool = Field(True, description="API keys on every /v1 route")
     rate_limit_per_minute: float = Field(120, ge=0, description="requests per API key and "
                                          "minute (0: no limit)")
@@ -118,6 +128,13 @@ class Settings(BaseSettings):
         default_factory=list, description="addresses or networks allowed to read /metrics "
         "(empty: anyone); others get 404")
     docs_enabled: bool = Field(True, description="serve /docs, /redoc and /openapi.json")
+
+    @field_validator("photo_store")
+    @classmethod
+    def _store_url(cls, value: str) -> str:
+        if value and not value.startswith("s3://"):
+            raise ValueError("expected s3://bucket[/prefix] (or empty: the local photo_dir)")
+        return value
 
     @field_validator("trusted_proxies", "metrics_clients")
     @classmethod

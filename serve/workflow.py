@@ -26,7 +26,7 @@ from serve.grading import Service, check_grade, parse_device
 from serve.model_health import OutcomeMonitor
 from serve.models import Photo, Refurbisher, ReturnReport, new_id
 from serve.photorecords import Screen, hash_rows
-from serve.photostore import PhotoStore, sha256
+from serve.photostore import open_photo_store, sha256
 from serve.problems import (
     Forbidden,
     InvalidRequest,
@@ -50,7 +50,7 @@ class Workflow:
     def __init__(self, settings: Settings, svc: Service):
         self.settings, self.svc = settings, svc
         self.db = Database(settings.database_url)
-        self.photos = PhotoStore(settings.photo_dir)
+        self.photos = open_photo_store(settings)
         self.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
         self.failures = RateLimiter(settings.auth_failures_per_minute)  # per client address
         self.monitor = OutcomeMonitor(self.db, svc.metrics, settings.monitor_outcome_days,

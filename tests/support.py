@@ -37,6 +37,41 @@ DB_KINDS = [pytest.param("sqlite", id="sqlite"),
             pytest.param("postgresql", id="postgresql", marks=pytest.mark.skipif(
                 not os.environ.get(PG_ENV), reason=f"{PG_ENV} is not set"))]
 
+S3_ENV = "PHOTOGRADE_TEST_S3_URL"  # scripts/test-s3 start prints it (and the endpoint, keys)
+STORE_KINDS = [pytest.param("local", id="local"),
+               pytest.param("s3", id="s3", marks=pytest.mark.skipif(
+                   not os.environ.get(S3_ENV), reason=f"{S3_ENV} is not set"))]
+# the database kinds, and SQLite with the photos in S3 (see world_url)
+WORLDS = [*DB_KINDS, pytest.param("sqlite+s3", id="sqlite+s3", marks=pytest.mark.skipif(
+    not os.environ.get(S3_ENV), reason=f"{S3_ENV} is not set"))]
+
+
+def s3_settings() -> dict[str, str]:
+    """Settings for a fresh prefix on the test S3 server (scripts/test-s3): photo_store and
+    s3_endpoint_url; the keys come from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY."""
+    return {"photo_store": f"{os.environ[S3_ENV].rstrip('/')}/{uuid.uuid4().hex[:12]}",
+            "s3_endpoint_url": os.environ["PHOTOGRADE_TEST_S3_ENDPOINT"]}
+
+
+@contextmanager
+def world_url(world: str, tmp: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """(database URL, photo-store settings) for one of WORLDS: ``kind`` or ``kind+s3``."""
+    kind, _, photos = world.partition("+")
+    with database_url(kind, tmp) as url:
+        yield url, s3_settings() if photos == "s3" else {}
+
+
+def photo_store(kind: str, tmp: Path):
+    """An empty photo store of ``kind``: a folder under ``tmp``, or a new prefix in the test
+    S3 bucket."""
+    from serve.photostore import LocalPhotoStore, open_photo_store
+    from serve.settings import Settings
+
+    if kind == "local":
+        return LocalPhotoStore(tmp / "photos")
+    return open_photo_store(Settings(**s3_settings()))  # type: ignore[arg-type]
+
+
 
 @contextmanager
 def database_url(kind: str, tmp: Path) -> Iterator[str]:

@@ -17,7 +17,7 @@ with different content is a 422.
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
+from fastapi import APIRouter, File, Form, Path, Query, Request, Response, UploadFile
 from fastapi.responses import FileResponse, JSONResponse
 
 from serve import evaluations as evals
@@ -38,6 +38,7 @@ from serve.gate import KeyFirstRoute
 from serve.headers import PHOTO_CACHE
 from serve.models import DECISIONS, STATUSES
 from serve.openapi import problems
+from serve.photostore import photo_response
 from serve.problems import NotFound
 from serve.responses import EvaluationOut, EvaluationPage
 
@@ -123,14 +124,13 @@ def get_evaluation(who: Reader, wf: WorkflowDep, evaluation_id: EvaluationId) ->
             summary="A photo of the evaluation: front, back or justification-N",
             responses={200: PHOTO_RESPONSE, **problems(404)})
 def get_photo(who: Reader, wf: WorkflowDep, evaluation_id: EvaluationId,
-              name: Annotated[str, Path(max_length=32)]) -> FileResponse:
+              name: Annotated[str, Path(max_length=32)]) -> Response:
     photo = workflow.photo(wf, who, evaluation_id, name)
     if photo is None:
         raise NotFound(f"name: evaluation {evaluation_id} has no photo {name!r} (front, back, "
                        "justification-N)", "name")
-    return FileResponse(wf.photos.path(photo.sha256), media_type=photo.media_type,
-                        headers={"Cache-Control": PHOTO_CACHE,
-                                 "ETag": f'"{photo.sha256}"'})
+    return photo_response(wf.photos, photo.sha256, photo.media_type,
+                          {"Cache-Control": PHOTO_CACHE, "ETag": f'"{photo.sha256}"'})
 
 
 @router.post("/evaluations/{evaluation_id}/accept-suggestion", response_model=EvaluationOut,

@@ -6,7 +6,7 @@ import asyncio
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.datastructures import UploadFile
 
 from serve import evaluations as evals
@@ -16,6 +16,7 @@ from serve.deps import WorkflowDep
 from serve.gate import KeyFirstRoute
 from serve.headers import PHOTO_CACHE
 from serve.models import DECISIONS, STATUSES
+from serve.photostore import photo_response
 from serve.problems import NotFound, Problem
 from serve.ui import listing
 from serve.ui.form import photo_bytes
@@ -117,12 +118,12 @@ async def justify(request: Request, evaluation_id: str, who: RefurbisherKey,
 
 
 @router.get("/evaluations/{evaluation_id}/photos/{name}")
-def photo(evaluation_id: str, name: str, who: Reader, wf: WorkflowDep) -> FileResponse:
+def photo(evaluation_id: str, name: str, who: Reader, wf: WorkflowDep) -> Response:
     row = workflow.photo(wf, who, evaluation_id, name)
     if row is None:
         raise NotFound(f"no photo {name!r} for this evaluation")
-    return FileResponse(wf.photos.path(row.sha256), media_type=row.media_type,
-                        headers={"Cache-Control": PHOTO_CACHE})
+    return photo_response(wf.photos, row.sha256, row.media_type,
+                          {"Cache-Control": PHOTO_CACHE})
 
 
 @router.get("/evaluations/{evaluation_id}/heatmaps/{part}.png")
@@ -140,7 +141,7 @@ async def heatmap(evaluation_id: str, part: str, who: Reader, wf: WorkflowDep,
     png = cache.get((evaluation_id, part))
     if png is None:
         grader = wf.svc.loaded
-        data = await asyncio.to_thread(wf.photos.path(sha).read_bytes)
+        data = await asyncio.to_thread(wf.photos.get, sha)
         png = await asyncio.to_thread(heatmap_png, grader, data, part)
         cache.put((evaluation_id, part), png)
     return Response(png, media_type="image/png",

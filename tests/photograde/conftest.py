@@ -91,14 +91,14 @@ def _seed(url: str, tmp: Path, synth: Path, bundle: Path, grader: Any, synth_dir
           ) -> SeededHistory:
     from photograde.seed import seed_history
     from serve.auth import create_key
-    from serve.photostore import PhotoStore
+    from serve.photostore import LocalPhotoStore
     from serve.runtime import Grader
 
     pairs = small_photos(synth_dir, 16)
     grades = list(grader.policy.grades)
     with TestClient(workflow_app(url, tmp, grader)) as client:
         db = client.app.state.workflow.db  # type: ignore[attr-defined]
-        seeded = seed_history(db, PhotoStore(tmp / "photos"), synth, grader=grader)
+        seeded = seed_history(db, LocalPhotoStore(tmp / "photos"), synth, grader=grader)
         keys = {"ref": create_key(db, "refurbisher", "R900")[1],
                 "platform": create_key(db, "platform")[1],
                 "reviewer": create_key(db, "reviewer")[1]}

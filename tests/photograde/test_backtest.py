@@ -13,7 +13,7 @@ import pytest
 from photograde.backtest import BacktestError, Replayed, mcnemar_p, recommend, run_backtest
 from photograde.cli import main
 from serve.db import Database
-from serve.photostore import PhotoStore
+from serve.photostore import LocalPhotoStore
 from serve.settings import SHIPPED_BUNDLE
 from tests.support import none_imported, run_python
 
@@ -52,7 +52,7 @@ def test_the_bundle_against_itself_changes_nothing(workflow_history, bundle, tmp
 
 def test_the_shipped_model_against_the_tiny_one(workflow_history, bundle, tmp_path):
     db = Database(workflow_history.url)
-    store = PhotoStore(workflow_history.photo_dir)
+    store = LocalPhotoStore(workflow_history.photo_dir)
     try:
         with pytest.raises(BacktestError, match="pass --against"):
             run_backtest(db, store, SHIPPED_BUNDLE, tmp_path / "none", since=_since())

@@ -17,11 +17,12 @@ from sqlalchemy import select
 from fusion.policy import load_policy
 from photograde import history
 from photograde.cli import main
-from photograde.dataset_export import export_dataset, part_labels
+from photograde.dataset_export import PhotoCopier, export_dataset, part_labels
 from serve.db import Database
 from serve.models import Evaluation
-from serve.photostore import PhotoStore
+from serve.photostore import LocalPhotoStore
 from tabular.schema import CHECKS
+from tests.support import STORE_KINDS, photo_store
 from training.manifest import load_manifest
 
 POLICY = load_policy("marketplace")
@@ -31,7 +32,7 @@ POLICY = load_policy("marketplace")
 def exported(workflow_history, tmp_path_factory):
     out = tmp_path_factory.mktemp("export")
     db = Database(workflow_history.url)
-    summary = export_dataset(db, PhotoStore(workflow_history.photo_dir), out, progress=False)
+    summary = export_dataset(db, LocalPhotoStore(workflow_history.photo_dir), out, progress=False)
     with db.read() as s:
         evaluations = {e.id: e for e in s.scalars(select(Evaluation))}
     db.dispose()
@@ -216,3 +217,16 @@ def test_the_export_gives_a_bundle_its_production_reference(exported, bundle, tm
     # every exported device, whether its grade is a truth or its parts are labelled or not
     assert ref.devices == len(manifest.rows) > 0
     assert set(ref.grade_distribution) == set(POLICY.grades)
+
+
+@pytest.mark.parametrize("kind", STORE_KINDS)
+def test_photos_are_copied_out_of_either_store(kind, tmp_path):
+    store = photo_store(kind, tmp_path)
+    jpeg, png = b"\xff\xd8\xff" + b"j" * 100, b"\x89PNG\r\n\x1a\n" + b"p" * 100
+    digests = [store.put(jpeg), store.put(png)]
+    copier = PhotoCopier(store, tmp_path / "out", copy=kind == "local")
+    rels = [copier.place(d) for d in digests]
+    assert rels == [f"images/{digests[0]}.jpg", f"images/{digests[1]}.png"]
+    assert [(tmp_path / "out" / r).read_bytes() for r in rels if r] == [jpeg, png]
+    assert copier.place(hashlib.sha256(b"absent").hexdigest()) is None
+    assert [copier.place(d) for d in digests] == rels and copier.counts["present"] == 2

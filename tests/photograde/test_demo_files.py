@@ -10,7 +10,7 @@ import httpx
 from photograde.demo import demo_keys, demo_settings
 from serve.app import create_app
 from serve.db import Database
-from serve.photostore import PhotoStore
+from serve.photostore import LocalPhotoStore
 from serve.settings import Settings
 from tests.support import ThreadServer
 
@@ -30,7 +30,7 @@ def test_the_demo_signs_in_over_plain_http_and_keeps_its_files_private(tmp_path,
     db.dispose()
     assert keys_file.stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "photograde.db").stat().st_mode & 0o777 == 0o600
-    PhotoStore(settings.photo_dir).put(next(synth_dir.glob("images/*_front.jpg")).read_bytes())
+    LocalPhotoStore(settings.photo_dir).put(next(synth_dir.glob("images/*_front.jpg")).read_bytes())
     assert settings.photo_dir.stat().st_mode & 0o777 == 0o700  # the store's root too
 
     with (ThreadServer(create_app(settings, grader)) as server,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from serve.db import Database
-from tests.support import DB_KINDS, database_url
+from tests.support import DB_KINDS, STORE_KINDS, database_url, photo_store
 
 
 @pytest.fixture(params=DB_KINDS)
@@ -16,3 +16,9 @@ def db(request, tmp_path):
         d.migrate()
         yield d
         d.dispose()
+
+
+@pytest.fixture(params=STORE_KINDS)
+def store(request, tmp_path):
+    """An empty photo store of each backend (a local folder; S3 when configured)."""
+    return photo_store(request.param, tmp_path)

@@ -107,9 +107,9 @@ def test_request_ids_are_echoed_only_when_plain(tmp_path, grader):
 
 def test_photos_and_the_sqlite_file_are_private(tmp_path, synth_dir):
     from serve.db import Database
-    from serve.photostore import PhotoStore
+    from serve.photostore import LocalPhotoStore
 
-    store = PhotoStore(tmp_path / "photos")
+    store = LocalPhotoStore(tmp_path / "photos")
     digest = store.put(next(synth_dir.glob("images/*_front.jpg")).read_bytes())
     assert store.path(digest).stat().st_mode & 0o777 == 0o600
     assert store.path(digest).parent.stat().st_mode & 0o777 == 0o700

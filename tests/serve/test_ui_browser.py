@@ -28,7 +28,7 @@ from photograde.seed import seed_history
 from serve.app import create_app
 from serve.auth import create_key
 from serve.db import Database
-from serve.photostore import PhotoStore
+from serve.photostore import LocalPhotoStore
 from serve.runtime import Grader
 from serve.settings import Settings
 from serve.ui.pages import LABELS
@@ -81,7 +81,7 @@ def site(bundle, synth_dir, tmp_path_factory) -> Iterator[Site]:
     db = Database(url)
     db.migrate()
     history = generate(60, tmp / "history", seed=5, size=200, progress=False)
-    seed_history(db, PhotoStore(tmp / "photos"), history, grader=grader)
+    seed_history(db, LocalPhotoStore(tmp / "photos"), history, grader=grader)
     keys = {"refurbisher": create_key(db, "refurbisher", busiest_refurbisher(db))[1],
             **{role: create_key(db, role)[1] for role in ("platform", "reviewer", "admin")}}
     db.dispose()

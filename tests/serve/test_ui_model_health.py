@@ -17,7 +17,7 @@ from photograde.demo import busiest_refurbisher
 from photograde.seed import seed_history
 from serve.app import create_app
 from serve.db import Database
-from serve.photostore import PhotoStore
+from serve.photostore import LocalPhotoStore
 from serve.runtime import Grader
 from serve.settings import Settings
 from tests.serve.ui_support import BROWSER_TESTS, chromium, shot, sign_in
@@ -42,7 +42,7 @@ def site(bundle, synth_dir, tmp_path_factory) -> Iterator[Site]:
     url = f"sqlite:///{tmp / 'photograde.db'}"
     db = Database(url)
     db.migrate()
-    seed_history(db, PhotoStore(tmp / "photos"), generate(40, tmp / "h", seed=5, size=200,
+    seed_history(db, LocalPhotoStore(tmp / "photos"), generate(40, tmp / "h", seed=5, size=200,
                                                           progress=False), grader=grader)
     keys = role_keys(db, busiest_refurbisher(db))
     db.dispose()

@@ -1,5 +1,5 @@
-"""The workflow API on SQLite and PostgreSQL: every route's auth and tenant isolation, the
-status machine, idempotency, returns, dashboards and bad input (problem+json naming the field)."""
+"""The workflow API on SQLite, PostgreSQL and SQLite + S3 photos: every route's auth and tenant
+isolation, the status machine, idempotency, returns, dashboards and bad input (problem+json)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from fastapi.testclient import TestClient
 
 from serve.auth import create_key
 from tests.support import (
-    DB_KINDS,
     INFO,
+    WORLDS,
     World,
-    database_url,
     small_photos,
     workflow_app,
+    world_url,
 )
 
 DEVICE = json.dumps(INFO)
@@ -27,11 +27,11 @@ def pairs(synth_dir):
     return small_photos(synth_dir, 40)
 
 
-@pytest.fixture(scope="module", params=DB_KINDS)
+@pytest.fixture(scope="module", params=WORLDS)
 def world(request, tmp_path_factory, grader, pairs):
     tmp = tmp_path_factory.mktemp(f"api-{request.param}")
-    with database_url(request.param, tmp) as url:
-        app = workflow_app(url, tmp, grader)
+    with world_url(request.param, tmp) as (url, stored):
+        app = workflow_app(url, tmp, grader, **stored)
         with TestClient(app) as client:
             db = app.state.workflow.db
             keys = {"ref_a": create_key(db, "refurbisher", "R001")[1],

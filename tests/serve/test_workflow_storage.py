@@ -26,7 +26,7 @@ from serve.auth import (
 from serve.dashboard import platform_dashboard, refurbisher_dashboard, trust_score
 from serve.db import Database, alembic_config
 from serve.models import ApiKey, Base, Evaluation, Photo, ReturnReport
-from serve.photostore import PhotoStore, sha256
+from serve.photostore import LocalPhotoStore, sha256
 from serve.problems import Problem
 from serve.responses import EvaluationOut
 from tabular.schema import parse_device_info
@@ -119,8 +119,7 @@ def test_keys_are_hashed_found_by_prefix_and_revocable(db):
             create_key(db, role, ref)
 
 
-def test_idempotent_save_under_concurrency(db, tmp_path, grader, pairs):
-    store = PhotoStore(tmp_path / "photos")
+def test_idempotent_save_under_concurrency(db, store, grader, pairs):
     pair = pairs[0]
     evs = [_evaluation(grader, pair, "good", key="k-1")[0] for _ in range(8)]
     results, errors = [], []
@@ -150,7 +149,7 @@ def test_idempotent_save_under_concurrency(db, tmp_path, grader, pairs):
 
 
 def test_concurrent_transitions_only_one_wins(db, tmp_path, grader, pairs):
-    store = PhotoStore(tmp_path / "photos")
+    store = LocalPhotoStore(tmp_path / "photos")
     pair = pairs[1]
     ev, _ = _saved(db, store, grader, pair, 1)
     assert ev.status == "awaiting_refurbisher"
@@ -178,7 +177,7 @@ def test_concurrent_transitions_only_one_wins(db, tmp_path, grader, pairs):
 
 
 def test_justification_review_and_returns(db, tmp_path, grader, pairs):
-    store = PhotoStore(tmp_path / "photos")
+    store = LocalPhotoStore(tmp_path / "photos")
     pair = pairs[2]
     ev, _ = _saved(db, store, grader, pair, 2)
     assert ev.status == "awaiting_justification"
@@ -210,7 +209,7 @@ def test_justification_review_and_returns(db, tmp_path, grader, pairs):
 
 
 def test_evaluation_json_is_what_its_response_model_writes(db, tmp_path, grader, pairs):
-    store = PhotoStore(tmp_path / "photos")
+    store = LocalPhotoStore(tmp_path / "photos")
     ev, result = _saved(db, store, grader, pairs[4], 2)
     assert ev.prediction == result.prediction().model_dump(mode="json")
     out = evals.justify(db, store, Principal(None, "refurbisher", "R001"), ev.id,
@@ -224,7 +223,7 @@ def test_evaluation_json_is_what_its_response_model_writes(db, tmp_path, grader,
 
 def test_seed_history_stores_the_models_predictions_and_fills_dashboards(db, tmp_path,
                                                                          grader, synth_dir):
-    store = PhotoStore(tmp_path / "photos")
+    store = LocalPhotoStore(tmp_path / "photos")
     today = dt.date(2026, 3, 1)
     with pytest.raises(ValueError, match="grader"):
         seed_history(db, store, synth_dir / "manifest.csv")
@@ -272,7 +271,7 @@ def test_trust_score_is_smoothed_toward_the_market():
 
 
 def test_photo_store_is_content_addressed_and_never_overwrites(tmp_path):
-    store = PhotoStore(tmp_path)
+    store = LocalPhotoStore(tmp_path)
     d = store.put(b"\xff\xd8\xff photo")
     path = store.path(d)
     assert path == tmp_path / d[:2] / d and path.read_bytes() == b"\xff\xd8\xff photo"
