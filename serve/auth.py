@@ -1,4 +1,4 @@
-"""API keys with roles, and a per-key rate limit.
+"""API keys with roles (their rate limits: serve/ratelimit.py).
 
 A key reads ``pgk_<id>_<secret>``: ``id`` (12 hex characters) is public and names the key in
 logs and in ``photograde keys list``; ``secret`` has 256 random bits. Only the sha256 of the
@@ -21,11 +21,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import math
 import re
 import secrets
-import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +30,8 @@ from sqlalchemy import delete, select
 
 from serve.db import Database
 from serve.models import ROLES, ApiKey, Refurbisher, UiSession, utcnow
-from serve.problems import InvalidRefurbisherId, RateLimited, Unauthorized
+from serve.problems import InvalidRefurbisherId, Unauthorized
+from serve.ratelimit import RateLimiter as RateLimiter  # re-exported (tests, callers)
 from vision.errors import PhotogradeError
 
 KEY_RE = re.compile(r"^pgk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
@@ -152,64 +150,3 @@ def authenticate(db: Database, key: str | None) -> Principal:
     if row.revoked_at is not None:
         raise Unauthorized(f"API key {row.id} was revoked", headers=headers)
     return Principal(row.id, row.role, row.refurbisher_id, row.name)
-
-
-class RateLimiter:
-    """A token bucket per key (an API key, a client address), in this process's memory:
-    ``per_minute`` tokens a minute, at most ``burst`` saved up. ``per_minute`` 0 turns it off.
-    Buckets that have filled up again are forgotten once there are more than ``max_keys``."""
-
-    def __init__(self, per_minute: float, burst: int = 0, clock=time.monotonic,
-                 max_keys: int = 100_000):
-        self.rate = per_minute / 60.0
-        self.burst = float(burst or max(1, math.ceil(per_minute)))
-        self.clock, self.max_keys = clock, max_keys
-        self.buckets: dict[str, tuple[float, float]] = {}
-        self.lock = threading.Lock()
-
-    def _tokens(self, key: str, now: float) -> float:
-        tokens, last = self.buckets.get(key, (self.burst, now))
-        return min(self.burst, tokens + (now - last) * self.rate)
-
-    def wait(self, key: str, n: int = 1) -> float:
-        """The seconds until ``n`` tokens are available (0: now), taking none."""
-        if self.rate <= 0:
-            return 0.0
-        with self.lock:
-            tokens = self._tokens(key, self.clock())
-        return max(0.0, (n - tokens) / self.rate)
-
-    def take(self, key: str, n: int = 1) -> float:
-        """Take ``n`` tokens, all or none; returns 0 if taken, else the seconds until they are
-        available (infinity for more than ``burst``: never)."""
-        if self.rate <= 0:
-            return 0.0
-        if n > self.burst:
-            return math.inf
-        now = self.clock()
-        with self.lock:
-            tokens = self._tokens(key, now)
-            taken = tokens >= n
-            self.buckets[key] = (tokens - n if taken else tokens, now)
-            if len(self.buckets) > self.max_keys:
-                self._forget_full(now)
-        return 0.0 if taken else (n - tokens) / self.rate
-
-    def _forget_full(self, now: float) -> None:
-        """Drop the buckets that have filled up again (as good as new); under the lock."""
-        for key in [k for k in self.buckets if self._tokens(k, now) >= self.burst]:
-            del self.buckets[key]
-
-    def check(self, key: str, n: int = 1, cost: str = "") -> None:
-        """Take ``n`` tokens for ``key`` (an API key id) or raise RateLimited; ``cost`` says
-        what costs ``n`` tokens (a batch's devices)."""
-        wait = self.take(key, n)
-        why = f" ({cost})" if cost else ""
-        if wait == math.inf:
-            raise RateLimited(f"this request needs {n} tokens{why}; API key {key} can save up "
-                              f"at most {self.burst:g} (rate_limit_burst)")
-        if wait > 0:
-            retry = max(1, math.ceil(wait))
-            raise RateLimited(f"too many requests for API key {key}: limit "
-                              f"{self.rate * 60:g} per minute{why}; retry in {retry} s",
-                              headers={"Retry-After": str(retry)})

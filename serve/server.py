@@ -14,6 +14,7 @@ is checked (serve/gate.py).
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
@@ -129,6 +130,21 @@ class GuardedHttpTools(HttpToolsProtocol):
         self.transport.close()
 
 
+log = logging.getLogger("photograde.server")
+
+
+def start_warnings(settings: Settings) -> list[str]:
+    """What the operator should know before several processes start: each counts its own
+    rate limits unless they share Redis."""
+    if settings.workers > 1 and not settings.redis_url:
+        return [f"{settings.workers} workers without redis_url: each worker keeps its own "
+                "rate-limit buckets, so a key may make up to "
+                f"{settings.workers} x rate_limit_per_minute requests a minute (and a client "
+                f"{settings.workers} x auth_failures_per_minute failed logins); set "
+                "PHOTOGRADE_REDIS_URL to share them"]
+    return []
+
+
 def serve(settings: Settings, app: Any = "serve.app:app_from_env") -> None:
     """Run ``app`` with the server's limits: by default the factory of
     ``serve.app:app_from_env`` (in ``settings.workers`` processes that read the settings from
@@ -138,6 +154,9 @@ def serve(settings: Settings, app: Any = "serve.app:app_from_env") -> None:
 
     GuardedHttpTools.configure(settings)
     factory = isinstance(app, str)
+    for warning in start_warnings(settings):
+        logging.basicConfig(format="%(levelname)s:     %(message)s")  # uvicorn's look
+        log.warning(warning)
     uvicorn.run(app, factory=factory, host=settings.host, port=settings.port,
                 workers=settings.workers if factory else None, log_level="info",
                 http=GuardedHttpTools, ws="none", proxy_headers=False,

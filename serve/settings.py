@@ -89,6 +89,12 @@ class Settings(BaseSettings):
                                          "minute (0: no limit)")
     rate_limit_burst: int = Field(0, ge=0, description="token bucket size (0: one minute's "
                                   "worth)")
+    rate_limits: dict[str, float] = Field(
+        default_factory=dict, description="per-role overrides of rate_limit_per_minute, e.g. "
+        '{"platform": 6000} or PHOTOGRADE_RATE_LIMITS__PLATFORM=6000 (0: no limit)')
+    redis_url: str | None = Field(None, description="redis://host:6379/0: the rate limits "
+                                  "(per key, failed authentications) shared by every process "
+                                  "and replica; unset: each process counts its own")
     validated_max_gap: int | None = Field(None, ge=0, description="override the grading "
                                           "config's [decision] threshold")
     suggestion_max_gap: int | None = Field(None, ge=0, description="override the grading "
@@ -134,6 +140,17 @@ class Settings(BaseSettings):
     def _store_url(cls, value: str) -> str:
         if value and not value.startswith("s3://"):
             raise ValueError("expected s3://bucket[/prefix] (or empty: the local photo_dir)")
+        return value
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _role_limits(cls, value: dict[str, float]) -> dict[str, float]:
+        from serve.models import ROLES
+        for role, limit in value.items():
+            if role not in ROLES:
+                raise ValueError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
+            if limit < 0:
+                raise ValueError(f"{role}: a rate limit is >= 0")
         return value
 
     @field_validator("trusted_proxies", "metrics_clients")

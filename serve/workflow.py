@@ -19,12 +19,12 @@ from fastapi.concurrency import run_in_threadpool
 from fusion.policy import GradingPolicy
 from serve import dashboard
 from serve import evaluations as evals
-from serve.auth import Principal, RateLimiter, authenticate, check_refurbisher_id
+from serve.auth import Principal, authenticate, check_refurbisher_id
 from serve.db import Database
 from serve.fields import DEVICE_REF_MAX, TEXT_MAX, check_length
 from serve.grading import Service, check_grade, parse_device
 from serve.model_health import OutcomeMonitor
-from serve.models import Photo, Refurbisher, ReturnReport, new_id
+from serve.models import ROLES, Photo, Refurbisher, ReturnReport, new_id
 from serve.photorecords import Screen, hash_rows
 from serve.photostore import open_photo_store, sha256
 from serve.problems import (
@@ -36,6 +36,7 @@ from serve.problems import (
     UnknownCondition,
     UnknownReason,
 )
+from serve.ratelimit import open_limiter
 from serve.sessions import Lifetime, session_principal
 from serve.settings import Settings
 from serve.shadow import ShadowRef
@@ -51,8 +52,11 @@ class Workflow:
         self.settings, self.svc = settings, svc
         self.db = Database(settings.database_url)
         self.photos = open_photo_store(settings)
-        self.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
-        self.failures = RateLimiter(settings.auth_failures_per_minute)  # per client address
+        self.limiters = {role: open_limiter(settings, settings.rate_limits.get(
+            role or "", settings.rate_limit_per_minute), settings.rate_limit_burst, "rate")
+            for role in (*ROLES, None)}  # per key; None: authentication off
+        self.failures = open_limiter(settings, settings.auth_failures_per_minute, 0,
+                                     "auth-failures")  # per client address
         self.monitor = OutcomeMonitor(self.db, svc.metrics, settings.monitor_outcome_days,
                                       settings.monitor_refresh_s)
 
@@ -76,15 +80,19 @@ class Workflow:
     async def identify(self, key: str | None, client: str | None) -> Principal:
         """The key's principal (:meth:`authenticate`), within its rate limit (RateLimited)."""
         who = await self.authenticate(key, client)
-        self.limiter.check(who.key_id or "")
+        await self.check_rate(who)
         return who
+
+    async def check_rate(self, who: Principal, n: int = 1, cost: str = "") -> None:
+        """Take ``n`` tokens from the key's bucket (its role's limit) or raise RateLimited."""
+        await run_in_threadpool(self.limiters[who.role].check, who.key_id or "", n, cost)
 
     async def authenticate(self, key: str | None, client: str | None) -> Principal:
         """The key's principal (Unauthorized). A client address (``client``) whose keys failed
         too often lately (``auth_failures_per_minute``) is answered TooManyAuthFailures
         before its key is even looked at; a wrong key counts, a missing one does not."""
         address = client or "unknown"
-        wait = self.failures.wait(address)
+        wait = await run_in_threadpool(self.failures.wait, address)
         if wait > 0:
             retry = max(1, math.ceil(wait))
             raise TooManyAuthFailures(
@@ -95,7 +103,7 @@ class Workflow:
             return await run_in_threadpool(authenticate, self.db, key)
         except Unauthorized:
             if key:
-                self.failures.take(address)
+                await run_in_threadpool(self.failures.take, address)
             raise
 
     async def identify_session(self, session_id: str) -> Principal:
@@ -103,7 +111,7 @@ class Workflow:
         limit (RateLimited)."""
         who = await run_in_threadpool(session_principal, self.db, session_id,
                                       Lifetime.of(self.settings))
-        self.limiter.check(who.key_id or "")
+        await self.check_rate(who)
         return who
 
 

@@ -52,6 +52,11 @@ def s3_settings() -> dict[str, str]:
     return {"photo_store": f"{os.environ[S3_ENV].rstrip('/')}/{uuid.uuid4().hex[:12]}",
             "s3_endpoint_url": os.environ["PHOTOGRADE_TEST_S3_ENDPOINT"]}
 
+REDIS_ENV = "PHOTOGRADE_TEST_REDIS_URL"  # scripts/test-redis start prints it
+LIMITER_KINDS = [pytest.param("memory", id="memory"),
+                 pytest.param("redis", id="redis", marks=pytest.mark.skipif(
+                     not os.environ.get(REDIS_ENV), reason=f"{REDIS_ENV} is not set"))]
+
 
 @contextmanager
 def world_url(world: str, tmp: Path) -> Iterator[tuple[str, dict[str, str]]]:

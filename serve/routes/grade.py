@@ -141,7 +141,7 @@ async def grade_batch(request: Request, who: Submitter, svc: ServiceDep, wf: Wor
     raw = await request.body()  # within the route's byte limit (serve/gate.py)
     n = count_devices(raw, settings.max_batch_devices)  # before validation builds them
     if who.key_id is not None and n > 1:  # a device costs a request: one token each
-        wf.limiter.check(who.key_id, n - 1, f"a batch of {n} devices costs {n}")
+        await wf.check_rate(who, n - 1, f"a batch of {n} devices costs {n}")
     body = _batch_request(raw)
     if len(body.devices) > settings.max_batch_devices:
         raise BatchTooLarge(f"devices: {len(body.devices)} exceeds the limit of "
