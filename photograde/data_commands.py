@@ -144,12 +144,15 @@ def _score_options(p: argparse.ArgumentParser) -> None:
 
 def _score(args: argparse.Namespace) -> int:
     from photograde import history
-    from photograde.score import Engine, database_source, manifest_source, score
+    from photograde.score import Engine, ScoreError, database_source, manifest_source, score
 
     settings = _settings(args)
     db = None
     if args.manifest:
         source = manifest_source(args.manifest)
+    elif settings.photo_store:  # the Ray actors open the store from a folder name only
+        raise ScoreError(f"photo_store={settings.photo_store}: score --database reads photos "
+                         "from a local photo_dir; S3 is not supported yet")
     else:
         db = history.open_database(settings.database_url)
         source = database_source(db, settings.photo_dir)

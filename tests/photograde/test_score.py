@@ -106,6 +106,13 @@ def test_missing_and_unreadable_photos_get_a_row_with_the_error(bundle, synth_di
     assert DeviceInfo.model_validate_json(batch["device"][0]) == info
 
 
+def test_photos_in_s3_are_refused_clearly(bundle, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PHOTOGRADE_PHOTO_STORE", "s3://bucket/photos")
+    assert _cli("--bundle", str(bundle), "--database", f"sqlite:///{tmp_path / 'x.db'}",
+                "--out", str(tmp_path / "out")) == 2
+    assert "S3 is not supported yet" in capsys.readouterr().err
+
+
 def test_evaluations_of_the_database_are_scored_as_stored(workflow_history, bundle, tmp_path):
     from serve.db import Database
     from serve.models import Evaluation
