@@ -5,8 +5,10 @@ the service runs it, in-process (:class:`serve.grading.Service`, no HTTP)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -20,6 +22,18 @@ from tabular.schema import DeviceInfo
 from vision.preprocess import PreprocessConfig, normalize
 
 Decoder = Callable[[bytes], np.ndarray]
+
+
+@contextlib.contextmanager
+def pinned(cores: int) -> Iterator[None]:
+    """Run on ``cores`` CPUs only (the threads started meanwhile inherit it), so that "1
+    thread" means one core for the floor and the grade alike, as in a 1-CPU container."""
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, sorted(before)[:cores])
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 def _input(rgb: np.ndarray, pre: PreprocessConfig) -> np.ndarray:

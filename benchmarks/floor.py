@@ -1,6 +1,7 @@
 """One grade against the hardware's floor on this machine, and the service against both.
 
-In one run, for the bundle's fp32 and int8 vision models at 1 and 2 threads:
+In one run, for the bundle's fp32 and int8 vision models at 1 and 2 threads (the process
+pinned to as many cores):
 
 - **floor**: both photos (two 12-MP JPEGs) decoded at once, one thread each up to the
   thread count, by the fastest decoder installed (the project's Pillow draft decoding, OpenCV's
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._floor import floor_ms, service_ms
+from benchmarks._floor import floor_ms, pinned, service_ms
 from benchmarks._photos import upload_bytes
 from benchmarks._server import service_process
 from benchmarks.serve_load import load
@@ -42,11 +43,12 @@ def floor_table(bundle: Path, photos: list[bytes], repeat: int) -> None:
     print("|---|---:|---:|---|---:|---:|---:|")
     for precision in ("fp32", "int8"):
         for threads in (1, 2):
-            g = Grader(bundle, threads=threads, precision=precision)  # type: ignore[arg-type]
-            floor, name, decode, infer = floor_ms(g, photos, threads, repeat)
-            s = Settings(bundle=bundle, threads=threads, decode_threads=threads,
-                         precision=precision)  # type: ignore[arg-type]
-            full = service_ms(s, photos, info, repeat)
+            with pinned(threads):
+                g = Grader(bundle, threads=threads, precision=precision)  # type: ignore[arg-type]
+                floor, name, decode, infer = floor_ms(g, photos, threads, repeat)
+                s = Settings(bundle=bundle, threads=threads, decode_threads=threads,
+                             precision=precision)  # type: ignore[arg-type]
+                full = service_ms(s, photos, info, repeat)
             print(f"| {precision} | {threads} | {floor:.1f} | {name} {decode:.1f} ms | "
                   f"{infer:.1f} | {full:.1f} | {full / floor:.2f} |", flush=True)
 

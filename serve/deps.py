@@ -21,15 +21,17 @@ from serve.settings import Settings
 from serve.workflow import Workflow
 
 
-def get_service(request: Request) -> Service:
+# async: FastAPI runs a plain ``def`` dependency in its thread pool, a thread hop per request
+# for an attribute read
+async def get_service(request: Request) -> Service:
     return request.app.state.service
 
 
-def get_workflow(request: Request) -> Workflow:
+async def get_workflow(request: Request) -> Workflow:
     return request.app.state.workflow
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.workflow.settings
 
 

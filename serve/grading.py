@@ -313,19 +313,10 @@ class Service:
                                          ref or ShadowRef()))
         return result, m.grader
 
-    async def _grade_on(self, m: Model, front: bytes, back: bytes, info: DeviceInfo,
-                        refurbisher_grade: str | None, heatmaps: bool, prefix: str,
-                        quality_check: bool, screen: Screen | None) -> GradeResult:
-        g, batcher = m.grader, m.batcher
-        if refurbisher_grade is not None:
-            check_grade(g.policy, refurbisher_grade, f"{prefix}refurbisher_grade")
-        photos = await asyncio.gather(self.decode(f"{prefix}front", front, g),
-                                      self.decode(f"{prefix}back", back, g))
-        if quality_check and self.settings.photo_check:
-            await self.check(list(photos), prefix, screen, g)
-        elif screen is not None:  # unchecked photos are remembered all the same
-            screen.verdicts = await asyncio.get_running_loop().run_in_executor(
-                self.decode_pool, unchecked, list(photos))
+    async def _infer(self, batcher: Batcher, photos: list[Photo]
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The vision model's outputs for the photos, through the batcher (Overloaded when
+        its queue is full)."""
         self.metrics.queue_depth.set(batcher.pending)
         try:
             screen_l, shell_l, features = await batcher.infer(np.stack([p.x for p in photos]))
@@ -334,7 +325,30 @@ class Service:
                              headers={"Retry-After": "1"}) from None
         finally:
             self.metrics.queue_depth.set(batcher.pending)
-        result = await asyncio.to_thread(g.fuse, list(photos), screen_l[0], shell_l[1], features,
+        return screen_l, shell_l, features
+
+    async def _grade_on(self, m: Model, front: bytes, back: bytes, info: DeviceInfo,
+                        refurbisher_grade: str | None, heatmaps: bool, prefix: str,
+                        quality_check: bool, screen: Screen | None) -> GradeResult:
+        g, batcher = m.grader, m.batcher
+        if refurbisher_grade is not None:
+            check_grade(g.policy, refurbisher_grade, f"{prefix}refurbisher_grade")
+        photos = list(await asyncio.gather(self.decode(f"{prefix}front", front, g),
+                                           self.decode(f"{prefix}back", back, g)))
+        infer = asyncio.ensure_future(self._infer(batcher, photos))
+        if quality_check and self.settings.photo_check:
+            # beside the inference: the check's model and duplicate lookup (a database read)
+            # add no wait to an accepted photo; a refused photo's inference is dropped
+            try:
+                await self.check(photos, prefix, screen, g)
+            except BaseException:
+                infer.cancel()
+                await asyncio.gather(infer, return_exceptions=True)
+                raise
+        elif screen is not None:  # unchecked photos are remembered all the same
+            screen.verdicts = unchecked(photos)
+        screen_l, shell_l, features = await infer
+        result = await asyncio.to_thread(g.fuse, photos, screen_l[0], shell_l[1], features,
                                          info, refurbisher_grade, heatmaps)
         self.metrics.count(result)
         return result
