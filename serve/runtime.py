@@ -89,7 +89,8 @@ def default_threads() -> int:
 def session_options(threads: int, spinning: bool = False) -> ort.SessionOptions:
     """ONNX Runtime options for ``threads`` intra-op threads. ``spinning`` off (the default):
     idle threads sleep instead of busy-waiting for the next operator, so they leave the cores
-    to the photo-decoding threads (a grade on 2 threads: 100 -> 46 ms, benchmarks/floor.py)."""
+    to the photo-decoding threads (the service at 16 clients: 1.45x the throughput,
+    benchmarks/floor.py)."""
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
