@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from serve.settings import Settings
 
 log = logging.getLogger("photograde.ratelimit")
+#: after Redis fails, the seconds the process limits on its own before it tries Redis again
+RETRY_REDIS_S = 5.0
 
 
 class Limiter(ABC):
@@ -138,18 +140,22 @@ class RedisLimiter(Limiter):
         # a full bucket is as good as none: expire it once it would have refilled
         self.ttl = max(1, math.ceil(self.burst / self.rate)) + 1 if self.rate > 0 else 1
         self.fallback = RateLimiter(per_minute, burst)
-        self._warned = 0.0
+        self._warned = self._down_until = 0.0
 
     def _take(self, key: str, n: int, take: bool) -> float:
         import redis
+        now = time.monotonic()
+        if now < self._down_until:  # Redis failed a moment ago: no timeout per request
+            return self.fallback._take(key, n, take)
         try:
             wait = self.script(keys=[f"{self.namespace}:{key}"],
                                args=[repr(self.rate), repr(self.burst), n, int(take), self.ttl])
         except redis.RedisError as e:
-            now = time.monotonic()
+            self._down_until = now + RETRY_REDIS_S
             if now - self._warned > 60:  # once a minute at most
                 self._warned = now
-                log.warning("rate limit: Redis unreachable (%s); limiting per process", e)
+                log.warning("rate limit: Redis unreachable (%s); limiting per process, "
+                            "trying Redis again every %g s", e, RETRY_REDIS_S)
             return self.fallback._take(key, n, take)
         return float(wait)
 

@@ -80,8 +80,15 @@ def test_two_processes_share_one_bucket_in_redis():
 
 def test_unreachable_redis_falls_back_to_the_process(caplog):
     lim = RedisLimiter(60, 2, url="redis://127.0.0.1:9/0")  # nothing listens on port 9
+    calls = []
+    script = lim.script
+    lim.script = lambda **kw: calls.append(kw) or script(**kw)  # count the tries of Redis
     assert [lim.take("k"), lim.take("k")] == [0, 0] and lim.take("k") > 0
     assert "Redis unreachable" in caplog.text
+    assert len(calls) == 1  # then per process, without a connection attempt per request
+    lim._down_until = 0  # the retry delay has passed: Redis is tried again
+    lim.take("k")
+    assert len(calls) == 2
 
 
 def test_per_role_limits(tmp_path, grader):
