@@ -93,9 +93,9 @@ def test_defects_are_drawn_with_growing_severity(render, conditions):
     changed = {}
     for k in range(6):
         look = PhoneLook.sample(np.random.default_rng(k), height=640)
-        base, _ = render(np.random.default_rng([k, 9]), look, conditions[0])
+        base = render(np.random.default_rng([k, 9]), look, conditions[0]).rgb
         for cond in conditions[1:]:
-            img, _ = render(np.random.default_rng([k, 9]), look, cond)
+            img = render(np.random.default_rng([k, 9]), look, cond).rgb
             diff = np.abs(img - base).max(axis=2) > 0.08
             changed.setdefault(cond, []).append(diff.mean())
     means = [np.mean(changed[c]) for c in conditions[1:]]
