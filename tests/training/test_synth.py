@@ -32,6 +32,8 @@ def test_same_seed_same_bytes_other_seed_other_photos(tmp_path):
         assert (a.parent / name).read_bytes() == (b.parent / name).read_bytes()
         assert (a.parent / name).read_bytes() != (c.parent / name).read_bytes()
     assert a.read_text() != c.read_text()
+    geometry = [m.parent / "manifest.annotations.json" for m in (a, b, c)]
+    assert geometry[0].read_bytes() == geometry[1].read_bytes() != geometry[2].read_bytes()
 
 
 def test_photos_are_jpegs_of_the_requested_size(synth_dir):
