@@ -134,6 +134,7 @@ def _quad(where: str, keypoints: Any) -> list[tuple[float, float, int]]:
     triples = [tuple(keypoints[k:k + 3]) for k in range(0, len(keypoints), 3)]
     for name, (x, y, v) in zip(CORNERS, triples, strict=True):
         if not all(isinstance(t, int | float) for t in (x, y)) or v not in (1, 2):
+            x, y = (f"{t:g}" if isinstance(t, int | float) else repr(t) for t in (x, y))
             raise AnnotationError(f"{where}: corner {name} is ({x}, {y}, v={v}); every corner "
                                   "needs a position and v=2 (in the image) or 1 (outside it)")
     return triples

@@ -46,10 +46,10 @@ def painted(seed: int, index: int, row: dict, size: int) -> list[tuple]:
         rgb, _ = compose(rng, part.rgb, part.alpha, size_k)
         assert encode_jpeg(rgb, rng) == expected[k][0]  # the replay is the generator
 
-        def shot(paint: np.ndarray) -> np.ndarray:
+        def shot(paint: np.ndarray, state=state, alpha=part.alpha, size_k=size_k) -> np.ndarray:
             again = np.random.default_rng()
             again.bit_generator.state = state
-            return compose(again, paint, part.alpha, size_k)[0].astype(np.int16)
+            return compose(again, paint, alpha, size_k)[0].astype(np.int16)
 
         black = shot(np.zeros_like(part.rgb))
         glass = np.zeros_like(part.rgb)
@@ -134,7 +134,7 @@ def test_the_coco_file_round_trips_with_the_coco_layout(synth_dir, tmp_path):
         assert ann["segmentation"][0] == [v for k in range(4)
                                           for v in ann["keypoints"][3 * k:3 * k + 2]]
         x, y, w, h = ann["bbox"]
-        assert 0 <= x and 0 <= y and x + w <= im["width"] + 0.01 and y + h <= im["height"] + 0.01
+        assert min(x, y) >= 0 and x + w <= im["width"] + 0.01 and y + h <= im["height"] + 0.01
     # a manifest without its sidecar loads as before, without geometry
     plain = tmp_path / "copy.csv"
     plain.write_text((synth_dir / "manifest.csv").read_text().replace(
