@@ -22,8 +22,8 @@ def phone_jpegs(out: Path, n: int = 2, size: tuple[int, int] = (3000, 4000),
         rng = np.random.default_rng([7, i])
         look = PhoneLook.sample(rng, height=int(size[1] * 0.45))
         render = render_front if i % 2 == 0 else render_back
-        part, alpha = render(rng, look, "light_scratches" if i % 2 == 0 else "light_wear")
-        rgb = photograph(rng, part, alpha, size)
+        part = render(rng, look, "light_scratches" if i % 2 == 0 else "light_wear")
+        rgb = photograph(rng, part.rgb, part.alpha, size)
         path = out / f"photo{i}_{size[0]}x{size[1]}.jpg"
         buf = io.BytesIO()
         Image.fromarray(rgb).save(buf, "JPEG", quality=quality)

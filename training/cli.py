@@ -160,8 +160,15 @@ def _import_folder(args: argparse.Namespace) -> int:
     from training.import_folder import import_folder, parse_mapping
 
     path, counts = import_folder(args.src, args.out, parse_mapping(args.map or [], args.part),
-                                 args.part, source_from_names=args.source_from_name)
+                                 args.part, source_from_names=args.source_from_name,
+                                 annotations=args.annotations)
     print(f"wrote {path}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+    if args.annotations:
+        from training.annotations import read_coco, sidecar_path
+
+        sidecar = sidecar_path(path)
+        n = len(read_coco(sidecar)) if sidecar.is_file() else 0
+        print(f"wrote {sidecar}: the geometry of {n} photo(s)")
     return 0
 
 
@@ -196,6 +203,10 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> argparse._SubParsersA
     imp.add_argument("--source-from-name", action="store_true",
                      help="add a source column: each file name up to its first '-' "
                           "(files named <source>-<hash>.jpg)")
+    imp.add_argument("--annotations", type=Path, metavar="COCO.json",
+                     help="device outlines (COCO keypoints: phone, screen, camera; 4 corners) "
+                          "matched by file name, written next to the manifest as "
+                          "<stem>.annotations.json")
     imp.set_defaults(func=_import_folder)
     return man_sub
 

@@ -4,6 +4,11 @@ Only ``device_id`` and at least one photo column are required; every other colum
 absent or empty (unknown). Condition cells may hold a coarse label ``a|b|c``. The loader checks
 every row and reports every problem with its line number, not only the first.
 
+A manifest may have a geometry sidecar, ``<stem>.annotations.json`` next to it: the device
+outline and glass region of some or all of its photos in COCO keypoints JSON
+(:mod:`training.annotations`); the loader attaches them to the rows and checks that every
+annotated image is one of the manifest's photos.
+
 A manifest does not depend on a grade scale: ``grade`` and ``refurbisher_grade`` are kept as
 written, and checked against a grading config only where one is given, by the code that uses
 the grades (tabular and fusion training, seeding, ``photograde manifest check --grading``).
@@ -21,8 +26,10 @@ from typing import Any
 
 from fusion.policy import GradingPolicy
 from tabular.schema import CHECKS, DeviceInfo
+from training.annotations import AnnotationError, read_coco, sidecar_path
 from vision.conditions import format_condition_set, parse_condition_set
 from vision.errors import PhotogradeError
+from vision.geometry import DeviceGeometry
 
 PHOTO_COLUMNS = ("front_path", "back_path")
 FACT_COLUMNS = ("brand", "model", "storage_gb", "unlocked", "battery_health_pct")
@@ -73,6 +80,8 @@ class ManifestRow:
     return_reason: str | None = None
     listed_at: dt.date | None = None
     source: str | None = None
+    front_geometry: DeviceGeometry | None = None  # from the sidecar, when it has the photo
+    back_geometry: DeviceGeometry | None = None
 
     def condition(self, part: str) -> frozenset[str] | None:
         """Allowed conditions for ``screen`` or ``shell`` (None: unknown)."""
@@ -85,6 +94,10 @@ class ManifestRow:
 
     def photo(self, view: str) -> Path | None:
         return self.front_path if view == "front" else self.back_path
+
+    def geometry(self, view: str) -> DeviceGeometry | None:
+        """The device outline in the ``view`` photo, when the sidecar has it."""
+        return self.front_geometry if view == "front" else self.back_geometry
 
     @property
     def failed_checks(self) -> list[str]:
@@ -131,6 +144,9 @@ class Manifest:
             "labels": {k: dict(sorted(v.items())) for k, v in counts.items()
                        if set(v) != {"(unknown)"}},
         }
+        outlined = sum(r.geometry(v) is not None for r in self.rows for v in ("front", "back"))
+        if outlined:
+            summary["photos_with_geometry"] = outlined
         sources = Counter(r.source or "(unknown)" for r in self.rows)
         if set(sources) - {"(unknown)"}:
             summary["sources"] = dict(sorted(sources.items()))
@@ -277,9 +293,30 @@ def read_manifest(path: str | Path, policy: GradingPolicy | None = None,
                 rows.append(row)
         except (csv.Error, UnicodeDecodeError) as e:
             errors.append(f"line {reader.line_num}: row: unreadable CSV ({e})")
+    if not errors and sidecar_path(path).is_file():
+        errors += _attach_geometry(sidecar_path(path), rows)
     if errors:
         return None, errors
     return Manifest(path=path, rows=rows, columns=tuple(header)), []
+
+
+def _attach_geometry(sidecar: Path, rows: list[ManifestRow]) -> list[str]:
+    """Set the rows' geometry from ``sidecar`` (file names relative to its folder); returns
+    the problems (an unreadable file, an image that is none of the rows' photos)."""
+    try:
+        geometry = read_coco(sidecar)
+    except AnnotationError as e:
+        return [str(e)]
+    photos = {(r.photo(v), v): r for r in rows for v in ("front", "back") if r.photo(v)}
+    by_path = {p: (r, v) for (p, v), r in photos.items()}
+    errors = []
+    for name, g in geometry.items():
+        found = by_path.get((sidecar.parent / name).resolve())
+        if found is None:
+            errors.append(f"{sidecar}: image {name!r} is not a photo of the manifest")
+            continue
+        setattr(found[0], f"{found[1]}_geometry", g)
+    return errors
 
 
 def load_manifest(path: str | Path, policy: GradingPolicy | None = None,

@@ -32,6 +32,8 @@ def test_same_seed_same_bytes_other_seed_other_photos(tmp_path):
         assert (a.parent / name).read_bytes() == (b.parent / name).read_bytes()
         assert (a.parent / name).read_bytes() != (c.parent / name).read_bytes()
     assert a.read_text() != c.read_text()
+    geometry = [m.parent / "manifest.annotations.json" for m in (a, b, c)]
+    assert geometry[0].read_bytes() == geometry[1].read_bytes() != geometry[2].read_bytes()
 
 
 def test_photos_are_jpegs_of_the_requested_size(synth_dir):
@@ -93,9 +95,9 @@ def test_defects_are_drawn_with_growing_severity(render, conditions):
     changed = {}
     for k in range(6):
         look = PhoneLook.sample(np.random.default_rng(k), height=640)
-        base, _ = render(np.random.default_rng([k, 9]), look, conditions[0])
+        base = render(np.random.default_rng([k, 9]), look, conditions[0]).rgb
         for cond in conditions[1:]:
-            img, _ = render(np.random.default_rng([k, 9]), look, cond)
+            img = render(np.random.default_rng([k, 9]), look, cond).rgb
             diff = np.abs(img - base).max(axis=2) > 0.08
             changed.setdefault(cond, []).append(diff.mean())
     means = [np.mean(changed[c]) for c in conditions[1:]]

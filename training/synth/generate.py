@@ -8,15 +8,18 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
 from fusion.policy import GradingPolicy, load_policy
+from training.annotations import sidecar_path, write_coco
 from training.manifest import write_manifest
 from training.synth.devices import MIXES, sample_device, sample_refurbishers
-from training.synth.phone import PhoneLook, render_back, render_front
-from training.synth.scene import encode_jpeg, photograph
+from training.synth.phone import PhoneLook, Render, render_back, render_front
+from training.synth.scene import compose, encode_jpeg
 from vision.errors import PhotogradeError
+from vision.geometry import DeviceGeometry, Quad
 
 #: The reference day for ``listed_at``, fixed so that a seed always gives the same manifest.
 REFERENCE_DAY = dt.date(2026, 11, 1)
@@ -32,18 +35,48 @@ def _photo_size(rng: np.random.Generator, size: int) -> tuple[int, int]:
     return (int(size * ratio), size) if ratio <= 1 else (size, int(size / ratio))
 
 
-def render_device(seed: int, index: int, row: dict, size: int) -> tuple[bytes, bytes]:
-    """JPEG bytes of the front and back photos of one device (pure function of its inputs)."""
+def _box_corners(box: tuple[float, float, float, float]) -> np.ndarray:
+    x0, y0, x1, y1 = box
+    return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float64)
+
+
+def photo_geometry(homography: np.ndarray, render: Render, size: tuple[int, int],
+                   view: str) -> DeviceGeometry:
+    """The outline and glass region of ``render`` in the photo of ``size`` (w, h) that
+    ``homography`` (render -> photo, continuous pixel coordinates) placed it in."""
+    h, w = render.alpha.shape
+
+    def quad(box: tuple[float, float, float, float]) -> Quad:
+        pts = cv2.perspectiveTransform(_box_corners(box)[None], homography)[0]
+        return Quad.from_points(pts, *size)
+
+    glass = quad(render.glass)
+    return DeviceGeometry(width=size[0], height=size[1], device=quad((0, 0, w, h)),
+                          screen=glass if view == "front" else None,
+                          camera=glass if view == "back" else None)
+
+
+def render_device_geometry(seed: int, index: int, row: dict, size: int
+                           ) -> list[tuple[bytes, DeviceGeometry]]:
+    """The front and back photos of one device as JPEG bytes, each with its geometry (pure
+    function of its inputs)."""
     rng = np.random.default_rng([seed, index, 1])
     # drawn at about the size the phone will have in the scene's working resolution
     look = PhoneLook.sample(rng, height=int(size * 0.45 * rng.uniform(0.8, 1.0)))
     photos = []
-    for render, cond in ((render_front, row["screen_condition"]),
-                         (render_back, row["shell_condition"])):
-        part, alpha = render(rng, look, cond)
-        rgb = photograph(rng, part, alpha, _photo_size(rng, size))
-        photos.append(encode_jpeg(rgb, rng))
-    return photos[0], photos[1]
+    for view, render, cond in (("front", render_front, row["screen_condition"]),
+                               ("back", render_back, row["shell_condition"])):
+        part = render(rng, look, cond)
+        photo_size = _photo_size(rng, size)
+        rgb, homography = compose(rng, part.rgb, part.alpha, photo_size)
+        photos.append((encode_jpeg(rgb, rng), photo_geometry(homography, part, photo_size, view)))
+    return photos
+
+
+def render_device(seed: int, index: int, row: dict, size: int) -> tuple[bytes, bytes]:
+    """JPEG bytes of the front and back photos of one device (pure function of its inputs)."""
+    (front, _), (back, _) = render_device_geometry(seed, index, row, size)
+    return front, back
 
 
 def sample_rows(n: int, seed: int, policy: GradingPolicy, mix: str = "training") -> list[dict]:
@@ -55,21 +88,23 @@ def sample_rows(n: int, seed: int, policy: GradingPolicy, mix: str = "training")
                           REFERENCE_DAY, MIXES[mix]) for i in range(n)]
 
 
-def _job(args: tuple[int, int, dict, int, str]) -> tuple[int, dict]:
+def _job(args: tuple[int, int, dict, int, str]) -> tuple[int, dict, list]:
     seed, i, row, size, out = args
-    front, back = render_device(seed, i, row, size)
-    row = dict(row)
-    for view, data in (("front", front), ("back", back)):
+    photos = render_device_geometry(seed, i, row, size)
+    row, geometry = dict(row), []
+    for view, (data, g) in zip(("front", "back"), photos, strict=True):
         rel = f"images/{row['device_id']}_{view}.jpg"
         (Path(out) / rel).write_bytes(data)
         row[f"{view}_path"] = rel
-    return i, row
+        geometry.append((rel, g))
+    return i, row, geometry
 
 
 def generate(n: int, out: str | Path, seed: int = 0, size: int = 1500,
              policy: GradingPolicy | None = None, workers: int = 1,
              progress: bool = True, mix: str = "training") -> Path:
-    """Write ``n`` devices (two JPEGs each) and ``manifest.csv`` under ``out`` (``mix``:
+    """Write ``n`` devices (two JPEGs each), ``manifest.csv`` and its geometry sidecar
+    ``manifest.annotations.json`` (:mod:`training.annotations`) under ``out`` (``mix``:
     ``training``, every condition often; ``marketplace``, a realistic listing mix)."""
     if n < 1:
         raise SynthError("--devices must be at least 1")
@@ -81,18 +116,21 @@ def generate(n: int, out: str | Path, seed: int = 0, size: int = 1500,
     rows = sample_rows(n, seed, policy, mix)
     jobs = [(seed, i, row, size, str(out)) for i, row in enumerate(rows)]
     done: list[dict] = [{}] * n
-    results: Iterator[tuple[int, dict]]
+    geometry: list[list] = [[]] * n
+    results: Iterator[tuple[int, dict, list]]
     if workers > 1:
         pool = ProcessPoolExecutor(workers)
         results = pool.map(_job, jobs, chunksize=4)
     else:
         pool, results = None, map(_job, jobs)
     try:
-        for i, row in tqdm(results, total=n, desc="synth", unit="device", disable=not progress):
-            done[i] = row
+        for i, row, geo in tqdm(results, total=n, desc="synth", unit="device",
+                                disable=not progress):
+            done[i], geometry[i] = row, geo
     finally:
         if pool:
             pool.shutdown()
+    write_coco(sidecar_path(out / "manifest.csv"), (e for geo in geometry for e in geo))
     return write_manifest(out / "manifest.csv", done)
 
 

@@ -33,6 +33,17 @@ BODY_COLOURS = {  # name: (back colour, frame colour), RGB 0..1
 }
 
 
+@dataclass(frozen=True)
+class Render:
+    """A flat render in the phone's upright coordinates: RGB float32 (0..1), the body's alpha,
+    and the glass region's box (x0, y0, x1, y1) in continuous pixel coordinates (0..width):
+    a front's display, a back's camera module."""
+
+    rgb: np.ndarray
+    alpha: np.ndarray
+    glass: tuple[float, float, float, float]
+
+
 #: Least visible extent (``defects.extent``) of a screen defect, in glass diagonals. Cracks
 #: that start at a corner can run straight off the glass, and scratches can land on a wallpaper
 #: of their own colour: such a draw would label a clean-looking screen, so it is redrawn.
@@ -200,7 +211,7 @@ def _frame(look: PhoneLook) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     return alpha, np.clip(alpha - inner, 0, 1), img, radius
 
 
-def render_front(rng: Rng, look: PhoneLook, condition: str) -> tuple[np.ndarray, np.ndarray]:
+def render_front(rng: Rng, look: PhoneLook, condition: str) -> Render:
     """The front: frame, glass, bezels, a dark or lit screen, and the screen's defects."""
     h, w = look.height, look.width
     drng = np.random.default_rng(rng.integers(1 << 62))  # defects: their own random stream
@@ -262,7 +273,9 @@ def render_front(rng: Rng, look: PhoneLook, condition: str) -> tuple[np.ndarray,
     refl = _reflection(rng, h, w, rng.uniform(0.03, 0.2) * (0.5 if screen_on else 1.0))
     img += cv2.cvtColor(refl * glass, cv2.COLOR_GRAY2RGB)
     defects.blend(img, outline, [min(1.0, c + 0.15) for c in BODY_COLOURS[look.colour][1]])
-    return np.clip(img, 0, 1), alpha
+    # rounded_rect fills the pixels round(x0)..round(x1): their outer edges
+    screen = (round(sx0), round(sy0), round(sx1) + 1, round(sy1) + 1)
+    return Render(np.clip(img, 0, 1), alpha, screen)
 
 
 def _screen_defects(rng: Rng, img: np.ndarray, glass: np.ndarray, condition: str,
@@ -309,14 +322,16 @@ def _screen_defects(rng: Rng, img: np.ndarray, glass: np.ndarray, condition: str
                   glass)
 
 
-def _camera(rng: Rng, img: np.ndarray, look: PhoneLook) -> list[tuple[int, int, int]]:
-    """Camera module and lenses; returns the lens circles (x, y, r)."""
+def _camera(rng: Rng, img: np.ndarray, look: PhoneLook) -> tuple[float, float, float, float]:
+    """Camera module and lenses; returns the box (x0, y0, x1, y1) of the module, or of the
+    lenses when there is no module, in continuous pixel coordinates (the flash left out)."""
     h, w = look.height, look.width
     body = np.asarray(BODY_COLOURS[look.colour][0], np.float32)
     m = w * 0.07
+    module: tuple[float, float, float, float] | None = None
     if look.camera == "square":
         s = w * rng.uniform(0.38, 0.48)
-        bump = (m, m, m + s, m + s)
+        bump = module = (m, m, m + s, m + s)
         rounded_rect(img, bump, s * 0.25, (body * 0.85 + 0.05).tolist())
         r = s * 0.2
         centres = [(m + s * 0.3, m + s * 0.3), (m + s * 0.3, m + s * 0.72), (m + s * 0.72,
@@ -326,11 +341,12 @@ def _camera(rng: Rng, img: np.ndarray, look: PhoneLook) -> list[tuple[int, int, 
         r = w * 0.075
         centres = [(m + r * 1.2, m + r * 1.2 + i * r * 2.5) for i in range(int(rng.integers(2, 5)))]
         if rng.random() < 0.5:
-            rounded_rect(img, (m, m, m + r * 2.4, centres[-1][1] + r * 1.2), r * 1.2,
-                         (body * 0.6).tolist())
+            module = (m, m, m + r * 2.4, centres[-1][1] + r * 1.2)
+            rounded_rect(img, module, r * 1.2, (body * 0.6).tolist())
     elif look.camera == "bar":
         bh = h * 0.08
-        rounded_rect(img, (0, h * 0.12, w, h * 0.12 + bh), bh * 0.5, (0.05, 0.05, 0.06))
+        module = (0, h * 0.12, w, h * 0.12 + bh)
+        rounded_rect(img, module, bh * 0.5, (0.05, 0.05, 0.06))
         r = bh * 0.3
         n = int(rng.integers(1, 4))
         centres = [(w * 0.2 + i * r * 2.6, h * 0.12 + bh / 2) for i in range(n)]
@@ -349,10 +365,14 @@ def _camera(rng: Rng, img: np.ndarray, look: PhoneLook) -> list[tuple[int, int, 
     fx, fy = lenses[-1][0] + int(r * 1.6), lenses[0][1]
     if fx < w - 5:
         cv2.circle(img, (fx, fy), max(2, int(r * 0.3)), (0.95, 0.92, 0.75), -1, cv2.LINE_AA)
-    return lenses
+    if module is not None:  # rounded_rect fills the pixels round(x0)..round(x1)
+        x0, y0, x1, y1 = (round(v) for v in module)
+        return x0, y0, min(w, x1 + 1), min(h, y1 + 1)
+    xs, ys, rs = np.array(lenses, np.float64).T
+    return ((xs - rs).min(), (ys - rs).min(), (xs + rs).max() + 1, (ys + rs).max() + 1)
 
 
-def render_back(rng: Rng, look: PhoneLook, condition: str) -> tuple[np.ndarray, np.ndarray]:
+def render_back(rng: Rng, look: PhoneLook, condition: str) -> Render:
     """The back: body colour and finish, camera module, logo, and the shell's defects."""
     h, w = look.height, look.width
     drng = np.random.default_rng(rng.integers(1 << 62))  # defects: their own random stream
@@ -368,7 +388,7 @@ def render_back(rng: Rng, look: PhoneLook, condition: str) -> tuple[np.ndarray, 
     elif look.finish == "brushed":
         tone += cv2.resize(rng.normal(0, 0.03, (h, 1)).astype(np.float32), (w, h))
     defects.lerp(img, cv2.cvtColor(tone, cv2.COLOR_GRAY2RGB) * body, panel)
-    _camera(rng, img, look)
+    camera = _camera(rng, img, look)
     logo_c = (w // 2, int(h * rng.uniform(0.45, 0.6)))
     logo = np.zeros((h, w), np.float32)
     cv2.circle(logo, logo_c, int(w * 0.07), 1.0, -1, cv2.LINE_AA)
@@ -406,4 +426,4 @@ def render_back(rng: Rng, look: PhoneLook, condition: str) -> tuple[np.ndarray, 
     img += cv2.cvtColor(_reflection(rng, h, w, rng.uniform(0.3, 1.0) * gloss) * panel,
                         cv2.COLOR_GRAY2RGB)
     defects.blend(img, outline, np.clip(np.asarray(BODY_COLOURS[look.colour][1]) + 0.12, 0, 1))
-    return np.clip(img, 0, 1), alpha
+    return Render(np.clip(img, 0, 1), alpha, camera)

@@ -126,6 +126,23 @@ def _camera(rng: Rng, img: np.ndarray) -> np.ndarray:
 def photograph(rng: Rng, part: np.ndarray, alpha: np.ndarray, size: tuple[int, int],
                work_scale: float = 0.45) -> np.ndarray:
     """Compose a photo of size (width, height) around a flat render; returns RGB uint8."""
+    return compose(rng, part, alpha, size, work_scale)[0]
+
+
+def output_homography(m: np.ndarray, work: tuple[int, int], size: tuple[int, int]
+                      ) -> np.ndarray:
+    """The 3x3 map from the render's continuous pixel coordinates to the output photo's, given
+    the warp ``m`` onto the working canvas (pixel centres, as ``cv2.warpPerspective`` takes it)
+    of ``work`` (w, h) pixels, resized to ``size`` (w, h) as :func:`compose` does."""
+    shift = np.array([[1, 0, 0.5], [0, 1, 0.5], [0, 0, 1]])
+    scale = np.diag([size[0] / work[0], size[1] / work[1], 1.0])
+    return scale @ shift @ np.asarray(m, np.float64) @ np.linalg.inv(shift)
+
+
+def compose(rng: Rng, part: np.ndarray, alpha: np.ndarray, size: tuple[int, int],
+            work_scale: float = 0.45) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`photograph`, and the 3x3 homography that took the render's continuous pixel
+    coordinates to the photo's (:func:`output_homography`): the exact geometry labels."""
     out_w, out_h = size
     w, h = max(32, int(out_w * work_scale)), max(32, int(out_h * work_scale))
     img, _ = background(rng, h, w)
@@ -184,7 +201,8 @@ def photograph(rng: Rng, part: np.ndarray, alpha: np.ndarray, size: tuple[int, i
     _light(rng, img, centre)
     img = _camera(rng, img)
     img8 = np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8)
-    return cv2.resize(img8, (out_w, out_h), interpolation=cv2.INTER_LINEAR)
+    return (cv2.resize(img8, (out_w, out_h), interpolation=cv2.INTER_LINEAR),
+            output_homography(m, (w, h), (out_w, out_h)))
 
 
 def empty_scene(rng: Rng, size: tuple[int, int], work_scale: float = 0.45) -> np.ndarray:
