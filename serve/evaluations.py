@@ -53,7 +53,7 @@ from serve.models import (
     new_id,
     utcnow,
 )
-from serve.photostore import PhotoStore, media_type, sha256
+from serve.photostore import PhotoStore, media_type, put_all, sha256
 from serve.problems import (
     AlreadyReturned,
     IdempotencyKeyReused,
@@ -131,7 +131,7 @@ def store_photos(s: Session, store: PhotoStore, photos: Iterable[bytes],
     their rows in ``s``; returns their digests."""
     digests, rows = [], []
     for data in photos:
-        digest = sha256(data) if written else store.put(data)
+        digest = sha256(data) if written else put_all(store, [data])[0]
         digests.append(digest)
         rows.append({"sha256": digest, "size_bytes": len(data), "media_type": media_type(data),
                      "created_at": utcnow()})
@@ -183,8 +183,7 @@ def save_evaluation(db: Database, store: PhotoStore, evaluation: Evaluation, fro
 
     With an idempotency key already used by the same refurbisher, nothing is written and the
     stored evaluation is returned (created False), or a 422 when the request differs."""
-    for data in (front, back):  # on disk (fsynced) before the commit that refers to them
-        store.put(data)
+    put_all(store, (front, back))  # stored (fsynced) before the commit that refers to them
     try:
         with db.write() as s:
             if evaluation.idempotency_key:
@@ -284,8 +283,7 @@ def check_transition(db: Database, principal: Principal, evaluation_id: str,
 def justify(db: Database, store: PhotoStore, principal: Principal, evaluation_id: str,
             text: str, photos: list[bytes]) -> dict[str, Any]:
     """Store the justification and its photos; the evaluation goes to review."""
-    for data in photos:
-        store.put(data)
+    put_all(store, photos)
     with db.write() as s:
         ev = get_visible(s, principal, evaluation_id)
         _advance(s, ev, "justification")

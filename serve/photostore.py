@@ -14,13 +14,17 @@ same bytes are stored once.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from vision.errors import PhotogradeError
+
+log = logging.getLogger("photograde.photostore")
 
 if TYPE_CHECKING:
     from starlette.responses import Response
@@ -39,6 +43,15 @@ def check_digest(digest: str) -> str:
     if not _SHA.match(digest):
         raise ValueError(f"not a sha256 digest: {digest!r}")
     return digest
+
+
+class PhotoStoreError(PhotogradeError):
+    """The photo store is misconfigured or refused a request."""
+
+
+class PhotoStoreUnavailable(PhotoStoreError):
+    """The photo store failed a request it should have served (an S3 server's error or
+    timeout): nothing the caller did wrong; a retry may succeed."""
 
 
 class PhotoCorrupt(PhotogradeError):
@@ -148,6 +161,21 @@ class LocalPhotoStore:
         return f"LocalPhotoStore({str(self.root)!r})"
 
 
+def put_all(store: PhotoStore, photos: Iterable[bytes]) -> list[str]:
+    """Store every photo durably; their digests. A failing store (a full or unwritable disk,
+    an S3 server's error) is :class:`~serve.problems.StorageUnavailable` (503, retry): the
+    photos are stored before anything refers to them, so nothing is lost and a retry with the
+    same ``Idempotency-Key`` is safe."""
+    from serve.problems import StorageUnavailable
+
+    try:
+        return [store.put(data) for data in photos]
+    except (OSError, PhotoStoreUnavailable) as e:
+        log.error("photo store %r: %s", store, e)
+        raise StorageUnavailable("the photo store is unavailable; nothing was stored, retry "
+                                 "shortly", headers={"Retry-After": "5"}) from None
+
+
 def open_photo_store(settings: Settings) -> PhotoStore:
     """The store the settings name: ``photo_store`` (``s3://bucket/prefix``) when set, else
     the local folder ``photo_dir``."""
@@ -162,7 +190,15 @@ def photo_response(store: PhotoStore, digest: str, media: str,
     """The photo as an HTTP response: the file streamed from a local store, else its bytes
     (read and checked against the key)."""
     from starlette.responses import FileResponse, Response
+
+    from serve.problems import StorageUnavailable
+
     path = store.local_path(digest)
     if path is not None:
         return FileResponse(path, media_type=media, headers=headers)
-    return Response(store.get(digest), media_type=media, headers=headers)
+    try:
+        return Response(store.get(digest), media_type=media, headers=headers)
+    except PhotoStoreUnavailable as e:
+        log.error("photo store %r: %s", store, e)
+        raise StorageUnavailable("the photo store is unavailable; retry shortly",
+                                 headers={"Retry-After": "5"}) from None

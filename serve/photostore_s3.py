@@ -18,15 +18,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from serve.photostore import check_digest, sha256, verified
-from vision.errors import PhotogradeError
+from serve.photostore import (
+    PhotoStoreError,
+    PhotoStoreUnavailable,
+    check_digest,
+    sha256,
+    verified,
+)
 
 if TYPE_CHECKING:
     from serve.settings import Settings
-
-
-class PhotoStoreError(PhotogradeError):
-    """The photo store is misconfigured or refused a request."""
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:
@@ -93,7 +94,7 @@ class S3PhotoStore:
                     self.get(digest)
                     return digest
                 if status != 409 or attempt == 3:  # 409: a concurrent PUT of it in flight
-                    raise PhotoStoreError(f"{self._where(digest)}: PUT failed: {e}") from None
+                    raise PhotoStoreUnavailable(f"{self._where(digest)}: PUT failed: {e}") from None
         raise AssertionError("unreachable")
 
     def get(self, digest: str) -> bytes:
@@ -104,7 +105,7 @@ class S3PhotoStore:
         except ClientError as e:
             if _status(e) == 404:
                 raise FileNotFoundError(self._where(digest)) from None
-            raise PhotoStoreError(f"{self._where(digest)}: GET failed: {e}") from None
+            raise PhotoStoreUnavailable(f"{self._where(digest)}: GET failed: {e}") from None
         return verified(data, digest, self._where(digest))
 
     def exists(self, digest: str) -> bool:
@@ -114,7 +115,7 @@ class S3PhotoStore:
         except ClientError as e:
             if _status(e) == 404:
                 return False
-            raise PhotoStoreError(f"{self._where(digest)}: HEAD failed: {e}") from None
+            raise PhotoStoreUnavailable(f"{self._where(digest)}: HEAD failed: {e}") from None
         return True
 
     def local_path(self, digest: str) -> Path | None:

@@ -147,6 +147,10 @@ class Overloaded(Problem):
     """The inference queue is full."""
 
 
+class StorageUnavailable(Problem):
+    """The photo store failed (full disk, S3 server error): nothing was stored."""
+
+
 #: Exception class -> (HTTP status, problem type). A class not here (nor a base of it) is a 500.
 PROBLEM_TYPES: dict[type[Exception], tuple[int, str]] = {
     InvalidRequest: (422, "invalid-request"),
@@ -171,6 +175,7 @@ PROBLEM_TYPES: dict[type[Exception], tuple[int, str]] = {
     TooManyAuthFailures: (429, "too-many-auth-failures"),
     NotReady: (503, "not-ready"),
     Overloaded: (503, "overloaded"),
+    StorageUnavailable: (503, "storage-unavailable"),
     ImageTooLarge: (413, "image-too-large"),
     NotAnImage: (415, "unsupported-image"),
     ImageError: (422, "unreadable-image"),

@@ -122,7 +122,7 @@ def get_evaluation(who: Reader, wf: WorkflowDep, evaluation_id: EvaluationId) ->
 
 @router.get("/evaluations/{evaluation_id}/photos/{name}", response_class=FileResponse,
             summary="A photo of the evaluation: front, back or justification-N",
-            responses={200: PHOTO_RESPONSE, **problems(404)})
+            responses={200: PHOTO_RESPONSE, **problems(404, 503)})
 def get_photo(who: Reader, wf: WorkflowDep, evaluation_id: EvaluationId,
               name: Annotated[str, Path(max_length=32)]) -> Response:
     photo = workflow.photo(wf, who, evaluation_id, name)

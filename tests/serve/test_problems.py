@@ -53,6 +53,8 @@ CASES = [
     (P.NotReady("the model bundle is still loading"), 503, "not-ready"),
     (P.Overloaded("the inference queue is full", headers={"Retry-After": "1"}), 503,
      "overloaded"),
+    (P.StorageUnavailable("the photo store is unavailable", headers={"Retry-After": "5"}), 503,
+     "storage-unavailable"),
     (ImageTooLarge("image too large: 9000 x 9000 pixels"), 413, "image-too-large"),
     (NotAnImage("not an image"), 415, "unsupported-image"),
     (ImageError("truncated or corrupt image"), 422, "unreadable-image"),
