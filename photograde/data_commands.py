@@ -142,17 +142,23 @@ def _score_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _s3_store(settings: Any) -> dict[str, str] | None:
+    """What a Scorer (a Ray actor, maybe on another node) needs to open the S3 store, without
+    the credentials: each node has its own (PHOTOGRADE_S3_* or AWS_*)."""
+    if not settings.photo_store:
+        return None
+    return {k: v for k in ("photo_store", "s3_endpoint_url", "s3_region")
+            if (v := getattr(settings, k))}
+
+
 def _score(args: argparse.Namespace) -> int:
     from photograde import history
-    from photograde.score import Engine, ScoreError, database_source, manifest_source, score
+    from photograde.score import Engine, database_source, manifest_source, score
 
     settings = _settings(args)
     db = None
     if args.manifest:
         source = manifest_source(args.manifest)
-    elif settings.photo_store:  # the Ray actors open the store from a folder name only
-        raise ScoreError(f"photo_store={settings.photo_store}: score --database reads photos "
-                         "from a local photo_dir; S3 is not supported yet")
     else:
         db = history.open_database(settings.database_url)
         source = database_source(db, settings.photo_dir)
@@ -160,7 +166,7 @@ def _score(args: argparse.Namespace) -> int:
                                                     settings.suggestion_max_gap),
                     precision=args.precision, threads=args.threads,
                     ray_address=args.ray_address,
-                    num_cpus=args.num_cpus)
+                    num_cpus=args.num_cpus, photo_store=_s3_store(settings))
     try:
         summary = score(source, args.out, engine, use=args.engine, progress=not args.quiet)
     finally:

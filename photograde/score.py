@@ -36,7 +36,7 @@ from tqdm import tqdm
 from fusion.grade import GradeResult
 from fusion.precision import Wanted
 from serve.evaluations import decision_policy
-from serve.photostore import LocalPhotoStore
+from serve.photostore import LocalPhotoStore, PhotoStore, open_photo_store
 from serve.runtime import Grader
 from tabular.schema import DeviceInfo
 from vision.errors import PhotogradeError
@@ -110,10 +110,19 @@ class Scorer:
 
     def __init__(self, bundle: str, threads: int | None = 1, photo_dir: str | None = None,
                  decision_gaps: tuple[int | None, int | None] = (None, None),
-                 precision: Wanted = "auto"):
+                 precision: Wanted = "auto", photo_store: Mapping[str, str] | None = None):
+        """``photo_store``: the S3 store's settings (``photo_store``, ``s3_endpoint_url``,
+        ``s3_region``); its credentials come from this process's environment
+        (``PHOTOGRADE_S3_*`` or ``AWS_*``), on every Ray node."""
         self.grader = Grader(bundle, threads=threads, precision=precision)
         self.grader.policy = decision_policy(self.grader.policy, *decision_gaps)
-        self.store = LocalPhotoStore(photo_dir) if photo_dir else None
+        self.store: PhotoStore | None = None
+        if photo_store:
+            from serve.settings import load_settings  # the environment's, and these
+
+            self.store = open_photo_store(load_settings(**photo_store))
+        elif photo_dir:
+            self.store = LocalPhotoStore(photo_dir)
 
     def _photo(self, ref: str) -> bytes | Path:
         if self.store is None:
@@ -216,6 +225,7 @@ class Engine:
     bundle: Path
     photo_dir: Path | None = None
     decision_gaps: tuple[int | None, int | None] = (None, None)
+    photo_store: dict[str, str] | None = None  # an S3 store's settings (Scorer)
     precision: Wanted = "auto"  # as the service serves it (fusion.precision)
     threads: int | None = None  # single-process ONNX Runtime threads (default: CPU quota)
     ray_address: str | None = None
@@ -224,6 +234,7 @@ class Engine:
     def scorer_kwargs(self, threads: int | None) -> dict[str, Any]:
         return {"bundle": str(self.bundle), "threads": threads, "precision": self.precision,
                 "photo_dir": str(self.photo_dir) if self.photo_dir else None,
+                "photo_store": self.photo_store,
                 "decision_gaps": self.decision_gaps}
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 from photograde.cli import main
 from photograde.score import Engine, Scorer, manifest_source, read_scores, score
 from tabular.schema import DeviceInfo
+from tests.support import S3_ENV, s3_settings
 from training.manifest import load_manifest
 
 HAS_RAY = importlib.util.find_spec("ray") is not None
@@ -106,13 +108,6 @@ def test_missing_and_unreadable_photos_get_a_row_with_the_error(bundle, synth_di
     assert DeviceInfo.model_validate_json(batch["device"][0]) == info
 
 
-def test_photos_in_s3_are_refused_clearly(bundle, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("PHOTOGRADE_PHOTO_STORE", "s3://bucket/photos")
-    assert _cli("--bundle", str(bundle), "--database", f"sqlite:///{tmp_path / 'x.db'}",
-                "--out", str(tmp_path / "out")) == 2
-    assert "S3 is not supported yet" in capsys.readouterr().err
-
-
 def test_evaluations_of_the_database_are_scored_as_stored(workflow_history, bundle, tmp_path):
     from serve.db import Database
     from serve.models import Evaluation
@@ -130,6 +125,30 @@ def test_evaluations_of_the_database_are_scored_as_stored(workflow_history, bund
     assert set(table) == set(stored) and len(table) >= 100
     assert all(r["error"] is None and r["decision"] for r in table.values())
     assert {i: r["grade"] for i, r in table.items()} == stored  # the bundle that graded them
+
+
+@pytest.mark.skipif(not os.environ.get(S3_ENV), reason=f"{S3_ENV} is not set")
+def test_evaluations_with_photos_in_s3_are_scored_the_same(workflow_history, bundle, tmp_path,
+                                                           monkeypatch):
+    """The history's photos copied to the test S3 server: the same table as from the folder
+    (the Scorer opens the store from its settings; the keys come from the environment)."""
+    from serve.photostore import LocalPhotoStore
+    from serve.photostore_s3 import S3PhotoStore
+
+    settings = s3_settings()
+    s3 = S3PhotoStore(settings["photo_store"], endpoint_url=settings["s3_endpoint_url"])
+    for path in Path(workflow_history.photo_dir).glob("??/*"):
+        s3.put(LocalPhotoStore(workflow_history.photo_dir).get(path.name))
+    for name, value in settings.items():
+        monkeypatch.setenv(f"PHOTOGRADE_{name.upper()}", value)
+    args = ("--bundle", str(bundle), "--database", workflow_history.url, "--engine", "single")
+    assert _cli(*args, "--out", str(tmp_path / "s3")) == 0
+    monkeypatch.delenv("PHOTOGRADE_PHOTO_STORE")
+    assert _cli(*args, "--photo-dir", str(workflow_history.photo_dir), "--out",
+                str(tmp_path / "dir")) == 0
+    from_s3, from_dir = (read_scores(tmp_path / n).sort_by("id").to_pylist() for n in ("s3", "dir"))
+    assert len(from_s3) >= 100 and all(r["error"] is None for r in from_s3)
+    assert [r["grade"] for r in from_s3] == [r["grade"] for r in from_dir]
 
 
 def test_user_errors_are_one_line(bundle, synth_dir, tmp_path, capsys):
