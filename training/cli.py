@@ -1,5 +1,6 @@
 """Training sub-commands of ``photograde``: ``manifest check``, ``synth``, ``import-folder``,
-``train vision|tabular|fusion``, ``cv vision``, ``evaluate vision``, ``explain`` and ``export``.
+``train vision|tabular|fusion|localiser``, ``cv vision``,
+``evaluate vision|localiser``, ``explain`` and ``export``.
 
 :func:`register` adds them to the root command line (:mod:`photograde.cli`). Each imports its
 modules only when it runs; the options of ``train vision`` and ``cv vision`` are the fields of
@@ -19,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from training import photocheck_cli
+from training import localise_cli, photocheck_cli
 from training.train_config import TrainConfig
 from vision.conditions import PARTS
 from vision.errors import PhotogradeError
@@ -438,4 +439,6 @@ def register(sub: argparse._SubParsersAction) -> Groups:
     groups.update(_add_train_commands(sub))
     photocheck_cli.register(groups["train"], _torch_command, DEFAULTS)
     groups["evaluate"] = _add_model_commands(sub)
+    localise_cli.register(groups["train"], groups["evaluate"], _torch_command, needs_train_extra,
+                          DEFAULTS)
     return groups

@@ -1,0 +1,105 @@
+"""The device localiser: a tiny training, ONNX export and parity, the torch-free runtime's
+coordinates, ``evaluate localiser`` and its one-line errors (issue 19, item 2)."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fusion.bundle import PARITY_TOL
+from photograde.cli import main
+from training.localise_eval import corner_error
+from training.manifest import load_manifest
+from vision.geometry import DeviceGeometry, Quad
+from vision.localise import CONFIG_FILE, LOCALISER_FILE, Localisation, Localiser, LocaliserError
+from vision.preprocess import NotAnImage
+
+
+@pytest.fixture(scope="module")
+def run(synth_dir, tmp_path_factory):
+    """1 epoch at 64 px on the session's 24 synthetic devices, 4 scenes without a phone."""
+    from training.localise_train import LocaliseConfig, train_localiser
+
+    out = tmp_path_factory.mktemp("localiser")
+    config = train_localiser(LocaliseConfig(
+        manifests=[str(synth_dir / "manifest.csv")], out=str(out), img_size=64, epochs=1,
+        batch_size=16, negatives=4, progress=False))
+    return out, config
+
+
+def test_training_writes_an_onnx_localiser_with_torch_parity(run):
+    out, config = run
+    assert (out / LOCALISER_FILE).is_file() and (out / CONFIG_FILE).is_file()
+    assert 0 <= config["parity_max_abs_diff"] <= PARITY_TOL
+    assert config["presence_head"] is True
+    assert config["training"]["photos"] == {"front": 24, "back": 24, "none": 4}
+    assert json.loads((out / CONFIG_FILE).read_text())["preprocess"]["img_size"] == 64
+
+
+def test_runtime_returns_four_corners_in_the_photos_pixels(run, synth_dir):
+    loc = Localiser(run[0] / LOCALISER_FILE)  # the .onnx file works as well as its folder
+    row = load_manifest(synth_dir / "manifest.csv").rows[0]
+    photo = Image.open(row.front_path).convert("RGB")
+    small = loc.localise(row.front_path)
+    assert (small.width, small.height) == photo.size
+    assert len(small.device.corners) == 4
+    assert small.probability is not None and 0 <= small.probability <= 1
+    # The same photo at twice the size: the same input to the model, corners twice as far.
+    buf = io.BytesIO()
+    photo.resize((2 * photo.width, 2 * photo.height)).save(buf, "PNG")
+    big = loc.localise(buf.getvalue())
+    assert (big.width, big.height) == (2 * photo.width, 2 * photo.height)
+    np.testing.assert_allclose(big.device.points(), 2 * small.device.points(),
+                               atol=0.03 * photo.width)
+
+
+def test_corner_error_is_a_fraction_of_the_diagonal():
+    truth = DeviceGeometry(width=400, height=400, device=Quad.from_points(
+        [(100, 100), (300, 100), (300, 300), (100, 300)], 400, 400))
+    shifted = Localisation(width=800, height=800, found=True, probability=None,
+                           device=Quad.from_points([(x * 2 + 20, y * 2) for x, y in
+                                                    truth.device.points()], 800, 800))
+    assert corner_error(shifted, truth) == pytest.approx(20 / (400 * 2 ** 0.5))
+
+
+def test_evaluate_prints_its_figures(run, synth_dir, tmp_path, capsys):
+    report = tmp_path / "eval.json"
+    assert main(["evaluate", "localiser", "--model", str(run[0]), "--manifest",
+                 str(synth_dir / "manifest.csv"), "--negatives", "3", "--quiet",
+                 "--out", str(report)]) == 0
+    out = capsys.readouterr().out
+    for side in ("front", "back", "all"):
+        assert f"{side:5s}    {24 if side != 'all' else 48} photos: mean corner error" in out
+    assert "no phone: 3 scenes, found in" in out
+    figures = json.loads(report.read_text())["sides"]["all"]
+    assert figures["photos"] == 48 and 0 <= figures["under_5pct"] <= figures["under_10pct"] <= 1
+
+
+def test_bad_inputs_are_one_line_errors(run, synth_dir, tmp_path, capsys):
+    with pytest.raises(NotAnImage):
+        Localiser(run[0]).localise(b"not a photo")
+    assert main(["evaluate", "localiser", "--model", str(tmp_path), "--manifest",
+                 str(synth_dir / "manifest.csv")]) == 2
+    assert "no localiser model" in capsys.readouterr().err
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    shutil.copy(run[0] / LOCALISER_FILE, bare / LOCALISER_FILE)
+    with pytest.raises(LocaliserError, match="config"):
+        Localiser(bare)
+    (bare / CONFIG_FILE).write_text("{}")
+    with pytest.raises(LocaliserError, match="not a localiser config"):
+        Localiser(bare)
+    plain = tmp_path / "plain.csv"  # a manifest without a geometry sidecar
+    plain.write_text((synth_dir / "manifest.csv").read_text().replace(
+        "images/", str(synth_dir / "images") + "/"))
+    for command in (["train", "localiser", "--out", str(tmp_path / "r"), "--epochs", "1",
+                     "--img-size", "64", "--quiet"], ["evaluate", "localiser", "--model",
+                                                       str(run[0]), "--quiet"]):
+        assert main([*command, "--manifest", str(plain)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "has a device outline" in err and len(err.splitlines()) == 1
