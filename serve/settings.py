@@ -90,7 +90,10 @@ class Settings(BaseSettings):
     rate_limit_burst: int = Field(0, ge=0, description="token bucket size (0: one minute's "
                                   "worth)")
     rate_limits: dict[str, float] = Field(
-        default_factory=dict, description="per-role overrides of rate_limit_per_minute, e.g. "
+        default_factory=lambda: {"platform": 6000.0},
+        description="per-role overrides of rate_limit_per_minute (default: platform keys "
+        "6000 a minute, above what one server grades, so that a platform back end scoring "
+        "every listing is never throttled by default), e.g. "
         '{"platform": 6000} or PHOTOGRADE_RATE_LIMITS__PLATFORM=6000 (0: no limit)')
     redis_url: str | None = Field(None, description="redis://host:6379/0: the rate limits "
                                   "(per key, failed authentications) shared by every process "

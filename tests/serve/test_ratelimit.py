@@ -104,6 +104,7 @@ def test_per_role_limits(tmp_path, grader):
 
 
 def test_settings_and_start_warning(monkeypatch):
+    assert Settings().rate_limits == {"platform": 6000}  # a platform back end: not throttled
     monkeypatch.setenv("PHOTOGRADE_RATE_LIMITS__PLATFORM", "6000")
     assert load_settings().rate_limits == {"platform": 6000}
     with pytest.raises(SettingsError, match="unknown role 'owner'"):

@@ -53,6 +53,7 @@ def served(tmp_path_factory) -> Served:
     env = {**os.environ, "PHOTOGRADE_DATABASE_URL": url, "PHOTOGRADE_PHOTO_DIR": str(tmp / "p"),
            "PHOTOGRADE_MAX_UPLOAD_MB": "1", "PHOTOGRADE_RATE_LIMIT_PER_MINUTE": "1",
            "PHOTOGRADE_RATE_LIMIT_BURST": "40", "PHOTOGRADE_AUTH_FAILURES_PER_MINUTE": "10",
+           "PHOTOGRADE_RATE_LIMITS": "{}",  # platform keys under the default limit too
            "PHOTOGRADE_TRUSTED_PROXIES": json.dumps([PROXY]),
            "PHOTOGRADE_METRICS_CLIENTS": json.dumps([PROXY]),
            "PHOTOGRADE_TIMEOUT_HEADERS": "1", "PHOTOGRADE_MAX_BATCH_MB": "8"}

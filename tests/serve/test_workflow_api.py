@@ -426,7 +426,7 @@ def test_dashboards(world):
 
 def test_rate_limit_per_key_answers_429_with_retry_after(tmp_path, grader):
     app = workflow_app(f"sqlite:///{tmp_path / 'rl.db'}", tmp_path, grader, rate_limit_per_minute=6,
-               rate_limit_burst=2)
+               rate_limit_burst=2, rate_limits={})  # platform keys under the default limit
     with TestClient(app) as c:
         key = create_key(app.state.workflow.db, "platform")[1]
         other = create_key(app.state.workflow.db, "platform")[1]
