@@ -142,11 +142,12 @@ def _score_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def _s3_store(settings: Any) -> dict[str, str] | None:
-    """What a Scorer (a Ray actor, maybe on another node) needs to open the S3 store, without
-    the credentials: each node has its own (PHOTOGRADE_S3_* or AWS_*)."""
-    if not settings.photo_store:
-        return None
+def _store(settings: Any) -> dict[str, str]:
+    """What a Scorer (a Ray actor, maybe on another node) needs to open the photo store: the
+    folder, or the S3 store without its credentials (each node has its own, PHOTOGRADE_S3_*
+    or AWS_*)."""
+    if not settings.photo_store:  # "" overrides a node's own PHOTOGRADE_PHOTO_STORE
+        return {"photo_dir": str(settings.photo_dir), "photo_store": ""}
     return {k: v for k in ("photo_store", "s3_endpoint_url", "s3_region")
             if (v := getattr(settings, k))}
 
@@ -161,12 +162,11 @@ def _score(args: argparse.Namespace) -> int:
         source = manifest_source(args.manifest)
     else:
         db = history.open_database(settings.database_url)
-        source = database_source(db, settings.photo_dir)
-    engine = Engine(args.bundle, source.photo_dir, (settings.validated_max_gap,
-                                                    settings.suggestion_max_gap),
+        source = database_source(db, _store(settings))
+    engine = Engine(args.bundle, source.store, (settings.validated_max_gap,
+                                                settings.suggestion_max_gap),
                     precision=args.precision, threads=args.threads,
-                    ray_address=args.ray_address,
-                    num_cpus=args.num_cpus, photo_store=_s3_store(settings))
+                    ray_address=args.ray_address, num_cpus=args.num_cpus)
     try:
         summary = score(source, args.out, engine, use=args.engine, progress=not args.quiet)
     finally:

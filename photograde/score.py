@@ -36,7 +36,7 @@ from tqdm import tqdm
 from fusion.grade import GradeResult
 from fusion.precision import Wanted
 from serve.evaluations import decision_policy
-from serve.photostore import LocalPhotoStore, PhotoStore, open_photo_store
+from serve.photostore import PhotoStore, open_photo_store
 from serve.runtime import Grader
 from tabular.schema import DeviceInfo
 from vision.errors import PhotogradeError
@@ -96,11 +96,12 @@ class Item:
 @dataclass
 class Source:
     """The devices to score: ``items`` (streamed), how many there are at most (for the progress
-    bar), the photo store their keys refer to (None: paths) and rows skipped up front."""
+    bar), the settings of the photo store their keys refer to (None: paths; see
+    :class:`Scorer`) and rows skipped up front."""
 
     items: Iterable[Item]
     total: int
-    photo_dir: Path | None = None
+    store: Mapping[str, str] | None = None
     skipped: Counter[str] = field(default_factory=Counter)
 
 
@@ -108,21 +109,20 @@ class Scorer:
     """Grades a batch of items (a mapping of :data:`ITEM_COLUMNS` to sequences) into a
     :func:`schema` table. One Grader per Scorer: a Ray actor holds one."""
 
-    def __init__(self, bundle: str, threads: int | None = 1, photo_dir: str | None = None,
+    def __init__(self, bundle: str, threads: int | None = 1,
+                 store: Mapping[str, str] | None = None,
                  decision_gaps: tuple[int | None, int | None] = (None, None),
-                 precision: Wanted = "auto", photo_store: Mapping[str, str] | None = None):
-        """``photo_store``: the S3 store's settings (``photo_store``, ``s3_endpoint_url``,
-        ``s3_region``); its credentials come from this process's environment
-        (``PHOTOGRADE_S3_*`` or ``AWS_*``), on every Ray node."""
+                 precision: Wanted = "auto"):
+        """``store``: the photo store's settings (``photo_dir``, or ``photo_store``,
+        ``s3_endpoint_url``, ``s3_region``) when the items' photos are sha256 keys; the S3
+        credentials come from this process's environment (``PHOTOGRADE_S3_*`` or ``AWS_*``),
+        on every Ray node."""
+        from serve.settings import load_settings  # the environment's, under ``store``
+
         self.grader = Grader(bundle, threads=threads, precision=precision)
         self.grader.policy = decision_policy(self.grader.policy, *decision_gaps)
-        self.store: PhotoStore | None = None
-        if photo_store:
-            from serve.settings import load_settings  # the environment's, and these
-
-            self.store = open_photo_store(load_settings(**photo_store))
-        elif photo_dir:
-            self.store = LocalPhotoStore(photo_dir)
+        self.store: PhotoStore | None = (open_photo_store(load_settings(**store)) if store
+                                         else None)
 
     def _photo(self, ref: str) -> bytes | Path:
         if self.store is None:
@@ -223,9 +223,8 @@ class Engine:
     """How to score: the bundle and options every Scorer gets, and Ray's place and size."""
 
     bundle: Path
-    photo_dir: Path | None = None
+    store: Mapping[str, str] | None = None  # the source's photo store (Scorer)
     decision_gaps: tuple[int | None, int | None] = (None, None)
-    photo_store: dict[str, str] | None = None  # an S3 store's settings (Scorer)
     precision: Wanted = "auto"  # as the service serves it (fusion.precision)
     threads: int | None = None  # single-process ONNX Runtime threads (default: CPU quota)
     ray_address: str | None = None
@@ -233,8 +232,7 @@ class Engine:
 
     def scorer_kwargs(self, threads: int | None) -> dict[str, Any]:
         return {"bundle": str(self.bundle), "threads": threads, "precision": self.precision,
-                "photo_dir": str(self.photo_dir) if self.photo_dir else None,
-                "photo_store": self.photo_store,
+                "store": dict(self.store) if self.store else None,
                 "decision_gaps": self.decision_gaps}
 
 
@@ -374,9 +372,10 @@ def manifest_source(paths: Sequence[str | Path]) -> Source:
     return Source(items, len(items), None, skipped)
 
 
-def database_source(db: Any, photo_dir: Path) -> Source:
+def database_source(db: Any, store: Mapping[str, str]) -> Source:
     """Every stored evaluation (id: the evaluation's), streamed oldest first; its photos from
-    the photo store. Evaluations whose checklist lacks a check of today's are skipped."""
+    the photo store of settings ``store``. Evaluations whose checklist lacks a check of
+    today's are skipped."""
     from photograde import history
 
     skipped: Counter[str] = Counter()
@@ -390,4 +389,4 @@ def database_source(db: Any, photo_dir: Path) -> Source:
             yield Item(ev.id, ev.front_sha256, ev.back_sha256, info.model_dump_json(),
                        ev.refurbisher_grade or "")
 
-    return Source(items(), history.count_evaluations(db), photo_dir, skipped)
+    return Source(items(), history.count_evaluations(db), store, skipped)

@@ -65,6 +65,17 @@ def test_a_manifest_in_one_process_gets_the_services_grades(single, synth_dir, g
         assert r["bundle_version"] == grader.manifest.bundle_version
 
 
+def test_a_manifest_ignores_the_services_photo_store(synth_dir, bundle, tmp_path, monkeypatch):
+    """A manifest names its photos by path: an S3 photo store in the environment (the
+    service's) is not where they are."""
+    monkeypatch.setenv("PHOTOGRADE_PHOTO_STORE", "s3://bucket/photos")
+    out = tmp_path / "scores"
+    assert _cli("--bundle", str(bundle), "--manifest", str(synth_dir / "manifest.csv"),
+                "--out", str(out), "--engine", "single", "--threads", "1") == 0
+    rows = read_scores(out).to_pylist()
+    assert len(rows) == 24 and all(r["error"] is None for r in rows)
+
+
 def test_a_rerun_scores_only_the_new_rows(single, synth_dir, bundle, tmp_path):
     rows = load_manifest(synth_dir / "manifest.csv").rows
     first = _head(synth_dir / "manifest.csv", 10, tmp_path / "first.csv")
