@@ -40,6 +40,7 @@ from fusion.policy import GradingPolicy, policy_from_dict
 from fusion.precision import Wanted, choose_precision
 from tabular.schema import DeviceInfo
 from vision.heatmap import cam_from_features, damage_box, overlay_png
+from vision.ort_options import session_options
 from vision.photocheck import (
     PhotoCheckConfig,
     PhotoStats,
@@ -84,20 +85,6 @@ def default_threads() -> int:
             pass
     cpus = len(os.sched_getaffinity(0))
     return max(1, min(cpus, int(quota) if quota else cpus))
-
-
-def session_options(threads: int, spinning: bool = False) -> ort.SessionOptions:
-    """ONNX Runtime options for ``threads`` intra-op threads. ``spinning`` off (the default):
-    idle threads sleep instead of busy-waiting for the next operator, so they leave the cores
-    to the photo-decoding threads (the service at 16 clients: 1.45x the throughput,
-    benchmarks/floor.py)."""
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    flag = "1" if spinning else "0"
-    opts.add_session_config_entry("session.intra_op.allow_spinning", flag)
-    opts.add_session_config_entry("session.inter_op.allow_spinning", flag)
-    return opts
 
 
 def stats_as_uploaded(image: Image.Image, size: tuple[int, int] | None) -> PhotoStats:

@@ -14,6 +14,7 @@ from fusion.policy import GradingPolicy
 from tabular.features import FEATURE_NAMES, tabular_features, to_onnx_inputs
 from tabular.schema import DeviceInfo, parse_device_info
 from vision.errors import PhotogradeError
+from vision.ort_options import session_options
 
 ONNX_FILE, META_FILE = "tabular.onnx", "tabular.json"
 
@@ -35,11 +36,7 @@ class ReturnRiskModel:
         self.grades: tuple[str, ...] = tuple(meta["scale"]["grades"])
         self.proba_output: str = meta["outputs"]["probabilities"]
         self.positive_column: int = int(meta["outputs"].get("positive_column", 1))
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or 1  # a tiny model: one thread is enough
-        opts.inter_op_num_threads = 1
-        # idle threads sleep: a busy-waiting pool would take the cores from photo decoding
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts = session_options(threads or 1)  # a tiny model: one thread is enough
         self.session = ort.InferenceSession(str(onnx_path), sess_options=opts,
                                             providers=["CPUExecutionProvider"])
         inputs = [i.name for i in self.session.get_inputs()]

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vision.errors import PhotogradeError
 from vision.geometry import Quad
+from vision.ort_options import session_options
 from vision.preprocess import (
     DEFAULT_MAX_PIXELS,
     PreprocessConfig,
@@ -103,9 +104,7 @@ class Localiser:
         except (ValidationError, ValueError, UnicodeDecodeError) as e:
             first = str(e).splitlines()[0]
             raise LocaliserError(f"{config}: not a localiser config ({first})") from None
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
+        opts = session_options(threads)
         try:
             self.session = ort.InferenceSession(str(onnx), opts,
                                                 providers=["CPUExecutionProvider"])

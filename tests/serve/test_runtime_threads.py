@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from serve.grading import unchecked
-from serve.runtime import session_options, stats_as_uploaded
+from serve.runtime import stats_as_uploaded
 from tests.support import small_photos
+from vision.ort_options import session_options
 from vision.photocheck import PhotoCheckConfig
 
 
