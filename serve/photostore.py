@@ -166,14 +166,19 @@ def put_all(store: PhotoStore, photos: Iterable[bytes]) -> list[str]:
     an S3 server's error) is :class:`~serve.problems.StorageUnavailable` (503, retry): the
     photos are stored before anything refers to them, so nothing is lost and a retry with the
     same ``Idempotency-Key`` is safe."""
-    from serve.problems import StorageUnavailable
-
     try:
         return [store.put(data) for data in photos]
     except (OSError, PhotoStoreUnavailable) as e:
-        log.error("photo store %r: %s", store, e)
-        raise StorageUnavailable("the photo store is unavailable; nothing was stored, retry "
-                                 "shortly", headers={"Retry-After": "5"}) from None
+        raise _unavailable(store, e, "nothing was stored, ") from None
+
+
+def _unavailable(store: PhotoStore, error: Exception, done: str = "") -> Exception:
+    """The 503 (retry) answering a failing store: its cause is logged, not shown."""
+    from serve.problems import StorageUnavailable
+
+    log.error("photo store %r: %s", store, error)
+    return StorageUnavailable(f"the photo store is unavailable; {done}retry shortly",
+                              headers={"Retry-After": "5"})
 
 
 def open_photo_store(settings: Settings) -> PhotoStore:
@@ -191,14 +196,10 @@ def photo_response(store: PhotoStore, digest: str, media: str,
     (read and checked against the key)."""
     from starlette.responses import FileResponse, Response
 
-    from serve.problems import StorageUnavailable
-
     path = store.local_path(digest)
     if path is not None:
         return FileResponse(path, media_type=media, headers=headers)
     try:
         return Response(store.get(digest), media_type=media, headers=headers)
     except PhotoStoreUnavailable as e:
-        log.error("photo store %r: %s", store, e)
-        raise StorageUnavailable("the photo store is unavailable; retry shortly",
-                                 headers={"Retry-After": "5"}) from None
+        raise _unavailable(store, e) from None
