@@ -1,9 +1,9 @@
-"""What the benchmarks share beyond the tests' helpers (:mod:`tests.support`): a median timer."""
+"""What the benchmarks share beyond the tests' helpers (:mod:`tests.support`): median timers."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import numpy as np
 
@@ -15,5 +15,16 @@ def median_ms(fn: Callable[[], object], repeat: int) -> float:
     for _ in range(repeat):
         t0 = time.perf_counter()
         fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times) * 1000)
+
+
+async def amedian_ms(fn: Callable[[], Awaitable[object]], repeat: int) -> float:
+    """:func:`median_ms` of a coroutine function, awaited in the running event loop."""
+    await fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        await fn()
         times.append(time.perf_counter() - t0)
     return float(np.median(times) * 1000)

@@ -7,14 +7,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from PIL import Image
 
-from benchmarks._common import median_ms
+from benchmarks._common import amedian_ms, median_ms
 from serve.grading import Service
 from serve.runtime import Grader
 from serve.settings import Settings
@@ -90,16 +89,6 @@ def floor_ms(g: Grader, photos: list[bytes], threads: int, repeat: int
     return times[best] + infer, best, times[best], infer
 
 
-async def _amedian_ms(fn: Callable[[], Awaitable[object]], repeat: int) -> float:
-    await fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        await fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times) * 1000)
-
-
 def service_ms(settings: Settings, photos: list[bytes], info: DeviceInfo, repeat: int
                ) -> float:
     """Median ms of the service's grade in-process: decode pool, photo check, vision,
@@ -108,7 +97,7 @@ def service_ms(settings: Settings, photos: list[bytes], info: DeviceInfo, repeat
         svc = Service(settings)
         await svc.start()
         try:
-            return await _amedian_ms(lambda: svc.grade(photos[0], photos[1], info, "good",
+            return await amedian_ms(lambda: svc.grade(photos[0], photos[1], info, "good",
                                                        False), repeat)
         finally:
             await svc.stop()
