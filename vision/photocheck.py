@@ -3,7 +3,7 @@
 Run on every photo before its grade is given (torch-free: numpy and Pillow). Two kinds of
 evidence, one reason per rejected photo (:class:`RejectReason`):
 
-* **measured** on the decoded photo (:func:`measure`, 2-3 ms at 256 px): ``too_small``
+* **measured** on the decoded photo (:func:`measure`, 1.6 ms at 256 px): ``too_small``
   (shorter side under ``min_side_px``), ``too_dark`` (90th percentile of the luminance under
   ``dark_p90``), ``overexposed`` (share of white-clipped pixels in the central half over
   ``overexposed_fraction``), ``blurry`` (edge sharpness under ``min_sharpness``: the 99.5th
@@ -127,15 +127,89 @@ class Rejection(BaseModel):
     detail: str
 
 
-def _grey(image: Image.Image) -> np.ndarray:
-    """Luminance in [0, 1] at :data:`WORK_SIZE` on the long side (never enlarged)."""
-    grey = image.convert("L")
-    w, h = grey.size
+def _grey_u8(luma: Image.Image) -> np.ndarray:
+    """The luminance (mode ``L``) as uint8 at :data:`WORK_SIZE` on the long side (never
+    enlarged); ``_LEVELS[v]`` is the value in [0, 1] the measured checks work with."""
+    w, h = luma.size
     scale = WORK_SIZE / max(w, h)
     if scale < 1:
-        grey = grey.resize((max(1, round(w * scale)), max(1, round(h * scale))),
+        luma = luma.resize((max(1, round(w * scale)), max(1, round(h * scale))),
                            Image.Resampling.BILINEAR, reducing_gap=2.0)
-    return np.asarray(grey, np.float32) / 255
+    return np.asarray(luma)
+
+
+#: The float32 luminance of each uint8 level (as ``np.asarray(grey, np.float32) / 255``).
+_LEVELS = np.arange(256, dtype=np.float32) / 255
+#: The first level counted as white-clipped (``_LEVELS[v] >= 0.97``, i.e. 248).
+_CLIPPED = int(np.argmax(_LEVELS >= 0.97))
+
+
+def _linear_ranks(n: int, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """numpy's default ('linear') percentile rule for a sorted sample of ``n``: the ranks
+    below and above each ``q`` (%) and the weight of the one above."""
+    virtual = (n - 1) * np.true_divide(q, 100)
+    below = np.floor(virtual)
+    gamma = virtual - below
+    last = virtual >= n - 1
+    lo = np.where(last, n - 1, below).astype(np.intp)
+    return lo, np.where(last, lo, lo + 1), gamma
+
+
+_Value = np.ndarray | np.floating  # an array, or one value (float32 arithmetic)
+
+
+def _lerp(a: _Value, b: _Value, t: np.ndarray | float) -> np.ndarray:
+    """numpy's percentile interpolation (from the nearer neighbour), same dtypes."""
+    d = b - a
+    return np.where(t >= 0.5, b - d * (1 - t), a + d * t)
+
+
+def _percentiles_u8(counts: np.ndarray, qs: list[float]) -> np.ndarray:
+    """``np.percentile(_LEVELS[v], qs)`` (float64, exactly) from the counts of each uint8
+    level ``v``: the order statistics are read off the cumulative counts."""
+    lo, hi, gamma = _linear_ranks(int(counts.sum()), np.asarray(qs, np.float64))
+    cum = np.cumsum(counts)
+    return _lerp(_LEVELS[np.searchsorted(cum, lo, side="right")],
+                 _LEVELS[np.searchsorted(cum, hi, side="right")], gamma)
+
+
+def _edge_percentile(grey: np.ndarray, q: float) -> float:
+    """``np.percentile`` (one scalar ``q``, so interpolated in float32) of the float32
+    ``|diff|`` of :data:`_LEVELS` along both axes, exactly, sorting only its top: the
+    integer steps say which step the order statistics have (the float differences of one
+    step vary by a rounding, but lie wholly below those of the next); the float differences
+    from that step up are then sorted."""
+    h, w = grey.shape
+    n = h * (w - 1) + (h - 1) * w
+    if n == 0:
+        return 0.0
+    flat = grey.ravel()
+    wide = flat.astype(np.int16)
+    # |steps| to the right neighbour (each row end's wrap to the next row set to 0: not
+    # counted in n, never among the top sorted), then to the one below
+    steps = np.empty(2 * flat.size - 1 - w, np.int16)
+    right, below = steps[:flat.size - 1], steps[flat.size - 1:]
+    np.subtract(wide[1:], wide[:-1], out=right)
+    np.subtract(wide[w:], wide[:-w], out=below)
+    np.abs(steps, out=steps)
+    right[w - 1::w] = 0
+    lo, hi, gamma = _linear_ranks(n, np.array([q]))
+    first, last = 0, 255  # the smallest step with fewer than n - lo steps above it
+    while first < last:
+        mid = (first + last) // 2
+        if np.count_nonzero(steps > mid) < n - lo[0]:
+            last = mid
+        else:
+            first = mid + 1
+    first = max(first, 1)  # step 0's differences are all 0.0
+    at = np.flatnonzero(steps >= first)
+    split = int(np.searchsorted(at, right.size))
+    ends = np.concatenate([at[:split] + 1, at[split:] - right.size + w])
+    starts = np.concatenate([at[:split], at[split:] - right.size])
+    top = np.sort(np.abs(_LEVELS[flat[ends]] - _LEVELS[flat[starts]]))
+    start = n - top.size
+    a, b = (top[r - start] if r >= start else np.float32(0) for r in (lo[0], hi[0]))
+    return float(_lerp(a, b, float(gamma[0])))
 
 
 def _dct_matrix(n: int) -> np.ndarray:
@@ -149,11 +223,10 @@ _DCT32 = _dct_matrix(32)
 def perceptual_hash(image: Image.Image) -> str:
     """pHash: the signs of the 8x8 lowest DCT frequencies of the 32x32 luminance against
     their median (the DC term excluded from the median), as 16 hex digits."""
-    small = np.asarray(image.convert("L").resize((32, 32), Image.Resampling.LANCZOS),
-                       np.float64)
+    luma = image if image.mode == "L" else image.convert("L")
+    small = np.asarray(luma.resize((32, 32), Image.Resampling.LANCZOS), np.float64)
     low = (_DCT32 @ small @ _DCT32.T)[:8, :8].ravel()
-    bits = low > np.median(low[1:])
-    return f"{int(''.join('1' if b else '0' for b in bits), 2):016x}"
+    return np.packbits(low > np.median(low[1:])).tobytes().hex()
 
 
 def hamming(a: str, b: str) -> int:
@@ -162,17 +235,16 @@ def hamming(a: str, b: str) -> int:
 
 
 def measure(image: Image.Image) -> PhotoStats:
-    """The measured evidence of one decoded, upright RGB photo."""
-    luma = image.convert("L")  # once, for the statistics and the hash alike
-    a = _grey(luma)
-    p1, p90, p99 = np.percentile(a, [1, 90, 99])
-    grads = np.concatenate([np.abs(np.diff(a, axis=1)).ravel(),
-                            np.abs(np.diff(a, axis=0)).ravel()])
-    edge = float(np.percentile(grads, 99.5)) if grads.size else 0.0
-    h, w = a.shape
-    centre = a[h // 4: max(h // 4 + 1, 3 * h // 4), w // 4: max(w // 4 + 1, 3 * w // 4)]
+    """The measured evidence of one decoded, upright RGB photo (on uint8 histograms, equal
+    to the float statistics the thresholds were validated with)."""
+    luma = image if image.mode == "L" else image.convert("L")  # once, for all below
+    grey = _grey_u8(luma)
+    p1, p90, p99 = _percentiles_u8(np.bincount(grey.ravel(), minlength=256), [1, 90, 99])
+    edge = _edge_percentile(grey, 99.5)
+    h, w = grey.shape
+    centre = grey[h // 4: max(h // 4 + 1, 3 * h // 4), w // 4: max(w // 4 + 1, 3 * w // 4)]
     return PhotoStats(width=image.width, height=image.height, brightness_p90=float(p90),
-                      saturated_centre=float((centre >= 0.97).mean()),
+                      saturated_centre=float((centre >= _CLIPPED).mean()),
                       sharpness=edge / max(float(p99 - p1), 0.05),
                       phash=perceptual_hash(luma))
 
