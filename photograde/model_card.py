@@ -6,6 +6,7 @@ leave-one-source-out run (``loso.json``) when one is given; nothing is typed by 
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,32 @@ def _photocheck(info: Any) -> list[str]:
     return lines
 
 
+def return_risk_lines(meta: dict[str, Any]) -> list[str]:
+    """The return-risk model's section: what it reads and its held-out figures."""
+    d, m = meta.get("data", {}), meta.get("metrics", {})
+    if not meta.get("evidence"):
+        return [f"Logistic regression on the device's facts and announced grade only, "
+                f"{d.get('rows', 'n/a')} synthetic devices; held-out ROC-AUC "
+                f"{_f(m.get('roc_auc'))} (facts cannot see an overgraded screen or shell)."]
+    h = m.get("held_out_history") or m
+    facts = m.get("facts_only", {})
+    return [
+        "Logistic regression on the device's facts and announced grade plus what this bundle "
+        "sees in the photos (part and grade probabilities, the grade's gap to the announced "
+        "one, the photo check's scores) and the seller's trust score at listing time. Trained "
+        f"on {d.get('rows')} listings of a synthetic marketplace history graded through this "
+        f"bundle ({_f(100 * d.get('base_rate', 0), 1)}% returned; the simulator's returns: "
+        "docs/training.md).", "",
+        "| set | listings | returned | ROC-AUC | PR-AUC | Brier (base rate) | ECE |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+        f"| held-out history | {h.get('held_out_rows')} | {_f(100 * h.get('base_rate', 0), 1)}% "
+        f"| {_f(h.get('roc_auc'))} | {_f(h.get('pr_auc'))} | {_f(h.get('brier'), 4)} "
+        f"({_f(h.get('brier_base_rate'), 4)}) | {_f(h.get('calibration', {}).get('ece'))} |",
+        f"| the same facts-only model, training split | {m.get('held_out_rows')} | "
+        f"{_f(100 * m.get('base_rate', 0), 1)}% | {_f(facts.get('roc_auc'))} | "
+        f"{_f(facts.get('pr_auc'))} | {_f(facts.get('brier'), 4)} | |"]
+
+
 def _int8_line(int8: Int8Info | None) -> str:
     """int8's measured changes and the precision the service serves by default."""
     if int8 is None:
@@ -169,7 +196,8 @@ def render(bundle: Path, record: dict[str, Any], loso: dict[str, Any] | None = N
         "`photograde synth`, exact screen and shell conditions;",
         f"- {_real_counts(record['data'].get('real_summary'))}: web-scraped research data that "
         "the project does not redistribute; only the weights are shipped;",
-        f"- tabular and fusion models: {r['calib_devices']} other synthetic devices.",
+        f"- fusion model: {r['calib_devices']} other synthetic devices; return-risk model: a "
+        f"synthetic marketplace history ({r.get('history_devices', 'n/a')} devices).",
         f"Recipe: `photograde train release` ({r['img_size']} px, {r['epochs']} epochs, "
         f"stem + {r['freeze_stages']} stage(s) frozen): the condition model trained in "
         f"{record.get('vision_training_minutes', 'n/a')} min; the last `train release` run took "
@@ -186,6 +214,8 @@ def render(bundle: Path, record: dict[str, Any], loso: dict[str, Any] | None = N
         "### Grades a user sees", *_user_grades(ev.get("real")), "",
         "### Generalisation to unseen sources (leave one source out)", *_loso(loso), "",
         "## Photo check", *_photocheck(m.photocheck), "",
+        "## Return risk",
+        *return_risk_lines(json.loads((Path(bundle) / "tabular.json").read_text())), "",
         "## Known limits",
         "- No real back photos exist for training: the shell head learned from synthetic backs "
         "only.",

@@ -1,4 +1,5 @@
-"""The root's model commands: ``evaluate bundle`` and ``train release``.
+"""The root's model commands: ``evaluate bundle|photocheck|precision`` and ``train
+release|return-risk``.
 
 Both compose the serving runtime and the training code, so they belong to the root. The
 release's options are the fields of :class:`~photograde.release.ReleaseConfig` (one source of
@@ -34,6 +35,8 @@ RELEASE_HELP = {
     "name": "model name recorded in the bundle and the card",
     "synth_size": "longer side of the synthetic photos, px",
     "target_accuracy": "abstention: decided grades reach this accuracy on the held-out set",
+    "history_devices": "synthetic marketplace history the return-risk model learns from",
+    "history_test_devices": "synthetic marketplace history the return-risk model is scored on",
 }
 
 
@@ -149,11 +152,49 @@ def _evaluate_precision(args: argparse.Namespace) -> int:
     return 0
 
 
+def _return_risk_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bundle", type=Path, required=True, help="the bundle whose view of the "
+                   "photos the model learns from")
+    p.add_argument("--manifest", type=Path, action="append", required=True,
+                   help="a history: photos, refurbisher_grade, returned, listed_at, "
+                        "refurbisher_id (repeatable; e.g. photograde dataset export)")
+    p.add_argument("--out", type=Path, required=True, help="run directory")
+    p.add_argument("--test", type=Path, help="a held-out history to score the model on")
+    p.add_argument("--install", action="store_true", help="write the model into the bundle")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+@needs_train_extra
+def _return_risk(args: argparse.Namespace) -> int:
+    from photograde.return_risk import train_return_risk
+
+    s = train_return_risk(args.bundle, args.manifest, args.out, test=args.test,
+                          install=args.install, seed=args.seed, progress=not args.quiet)
+    m = s["metrics"]
+    print(f"held-out split ({m['held_out_rows']} rows): ROC-AUC {m['roc_auc']}, PR-AUC "
+          f"{m['pr_auc']}, ECE {m['calibration']['ece']} (facts only: ROC-AUC "
+          f"{m['facts_only']['roc_auc']})")
+    if "held_out_history" in m:
+        h = m["held_out_history"]
+        print(f"held-out history {h['manifest']} ({h['held_out_rows']} rows, returned "
+              f"{h['base_rate']:.1%}): ROC-AUC {h['roc_auc']}, PR-AUC {h['pr_auc']}, Brier "
+              f"{h['brier']} (base rate {h['brier_base_rate']}), ECE {h['calibration']['ece']}")
+    if args.install:
+        print(f"installed into {args.bundle} (bundle {s['bundle_version']})")
+    print(f"model: {args.out / 'tabular.onnx'}, figures: {args.out / 'tabular.json'}")
+    return 0
+
+
 def register(groups: dict[str, argparse._SubParsersAction]) -> None:
     """Add ``train release`` and ``evaluate bundle`` to the training command groups."""
     groups["train"].add_parser("release", help="the shipped model's recipe: synthetic data, "
                                "vision, tabular, fusion, bundle, evaluation, model card",
                                populate=_release_options).set_defaults(func=_release)
+    groups["train"].add_parser("return-risk", help="the return-risk model on what a bundle "
+                               "sees in a history's photos, with the sellers' trust; scored "
+                               "on a held-out history, optionally installed in the bundle",
+                               populate=_return_risk_options).set_defaults(func=_return_risk)
     groups["evaluate"].add_parser("bundle", help="metrics of an exported bundle as served "
                                   "(torch-free), per source and per grade",
                                   populate=_evaluate_bundle_options

@@ -9,7 +9,8 @@ where it stopped; delete a step's folder under ``--out`` to redo it):
 2. the real front photos (``--real``: a folder with ``intact/`` and ``cracked/`` sub-folders, or
    a manifest) as a screen-only manifest with coarse labels (intact = not cracked) and sources;
 3. the condition model on the synthetic fronts and backs and the real fronts together;
-4. the tabular and fusion models on the calibration devices;
+4. the tabular and fusion models on the calibration devices (the tabular one on the facts
+   only: step 8 replaces it);
 5. the bundle (fp32 and int8, int8 judged on the held-out synthetic set);
 6. ``evaluate bundle`` on the held-out synthetic set (fp32 and int8) and on the real photos
    (with a flawless synthetic back: the grades a user would see); the abstention threshold
@@ -24,7 +25,10 @@ where it stopped; delete a step's folder under ``--out`` to redo it):
 7. the photo check (``train photocheck``): a frozen ImageNet backbone and two logistic heads
    (phone or not, front or back) added to the bundle, with its leave-one-source-out and
    held-out figures;
-8. ``MODEL_CARD.md`` and ``release.json`` beside the bundle (the card includes the
+8. the return-risk model on evidence (``train return-risk``): two synthetic marketplace
+   histories (``--history-devices``, seed + 2; ``--history-test-devices``, test seed + 1)
+   graded through the bundle; trained on the first, scored on the second, installed;
+9. ``MODEL_CARD.md`` and ``release.json`` beside the bundle (the card includes the
    leave-one-source-out table when ``OUT/loso/loso.json`` exists, from ``photograde cv vision
    --by-source --out OUT/loso``); with ``--ship DIR``, the bundle, the fp16 weights for
    fine-tuning and the card copied to ``DIR`` (``models/photograde-base``).
@@ -76,10 +80,12 @@ class ReleaseConfig:
     synth_size: int = 1500
     target_accuracy: float = 0.95
     reference_from_test: bool = False
+    history_devices: int = 3000
+    history_test_devices: int = 2000
     progress: bool = True
 
 
-def _synth(cfg: ReleaseConfig, name: str, n: int, seed: int) -> Path:
+def _synth(cfg: ReleaseConfig, name: str, n: int, seed: int, mix: str = "training") -> Path:
     from training.synth.generate import default_workers, generate
 
     out = Path(cfg.out) / "data" / name
@@ -88,7 +94,7 @@ def _synth(cfg: ReleaseConfig, name: str, n: int, seed: int) -> Path:
         return out / "manifest.csv"
     log.info("release: %d synthetic devices (seed %d) -> %s", n, seed, out)
     return generate(n, out, seed=seed, size=cfg.synth_size, workers=default_workers(),
-                    progress=cfg.progress)
+                    progress=cfg.progress, mix=mix)
 
 
 def _real(cfg: ReleaseConfig) -> Path | None:
@@ -287,6 +293,22 @@ def set_reference(bundle: Path, counts: Mapping[str, int], measured_on: str) -> 
     return manifest.reference.model_dump()
 
 
+def _return_risk(cfg: ReleaseConfig, bundle: Path) -> dict[str, Any]:
+    """The return-risk model on what the bundle sees in a marketplace history (seed + 2),
+    scored on another (test seed + 1), installed into the bundle."""
+    from photograde.return_risk import train_return_risk
+
+    meta = json.loads((bundle / "tabular.json").read_text())
+    if meta.get("evidence"):
+        log.info("release: return-risk model on evidence already in %s", bundle)
+        return dict(meta["metrics"])
+    history = _synth(cfg, "history-train", cfg.history_devices, cfg.seed + 2, "marketplace")
+    test = _synth(cfg, "history-test", cfg.history_test_devices, cfg.test_seed + 1,
+                  "marketplace")
+    return dict(train_return_risk(bundle, [history], Path(cfg.out) / "return-risk", test=test,
+                                  install=True, seed=cfg.seed, progress=cfg.progress)["metrics"])
+
+
 def ship(bundle: Path, vision_run: Path, out: Path) -> Path:
     """Copy the bundle, its card and the fp16 fine-tuning weights to ``out``."""
     from training.vision_run import save_fp16_weights
@@ -319,6 +341,7 @@ def release(cfg: ReleaseConfig) -> dict[str, Any]:
     reference = (set_reference(bundle, predicted, "synthetic held-out set")
                  if cfg.reference_from_test else None)
     photocheck = _photocheck(cfg, bundle, real, train, test)
+    return_risk = _return_risk(cfg, bundle)
     record = {"recipe": asdict(cfg), "data": {"synthetic_train": str(train),
                                               "synthetic_calibration": str(calib),
                                               "synthetic_test": str(test),
@@ -332,7 +355,7 @@ def release(cfg: ReleaseConfig) -> dict[str, Any]:
               "abstention": abstention, "reference": reference,
               "synthetic_predicted_grades": predicted, "evaluation": evaluation,
               "precision": precision,
-              "photocheck": photocheck}
+              "photocheck": photocheck, "return_risk": return_risk}
     (Path(cfg.out) / "release.json").write_text(json.dumps(json_safe(record), indent=2,
                                                            default=str))
     loso = Path(cfg.out) / "loso" / "loso.json"  # photograde cv vision --by-source --out ...

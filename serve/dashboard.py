@@ -5,20 +5,12 @@ occurred. Return rate = evaluations with a return / listed evaluations, for the 
 submitted in the window (recent weeks are low until their returns come in). Weeks are ISO weeks
 (Monday first, UTC).
 
-**Trust score** (0-100, per refurbisher, over the window): a Bayesian-smoothed mix of how often
-the refurbisher's grade is validated and how rarely their devices come back::
-
-    v = (validated + m * V) / (decided + m)       # smoothed share of validated grades
-    r = (returned + m * R) / (listed + m)         # smoothed return rate
-    trust = 100 * (0.5 * v + 0.5 * max(0, 1 - r / R_MAX))
-
-``decided`` counts the evaluations the model did not find inconclusive (an inconclusive case
-is the model's uncertainty, not the refurbisher's doing). ``V`` and ``R`` are the whole
-market's share of validated grades and return rate in the same window (the prior), ``m = 20``
-pseudo-evaluations is the prior's weight and ``R_MAX = 0.25`` is the return rate that scores
-zero. A refurbisher with few evaluations therefore sits near the market's score and moves away
-from it as evidence accumulates; one with no data scores exactly what an average refurbisher
-scores.
+**Trust score** (0-100, per refurbisher, over the window; :mod:`fusion.trust`): a
+Bayesian-smoothed mix of how often the refurbisher's grade is validated and how rarely their
+devices come back. ``decided`` counts the evaluations the model did not find inconclusive (an
+inconclusive case is the model's uncertainty, not the refurbisher's doing); the market's shares
+over the same window are the prior. A refurbisher with few evaluations therefore sits near the
+market's score and moves away from it as evidence accumulates.
 
 **Score by category** (screen, shell, functional): the share (0-100) of the refurbisher's
 evaluations whose grade is no better than what the model's finding for that category allows
@@ -37,6 +29,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from fusion.policy import GradingPolicy
+from fusion.trust import trust_score
 from serve.db import Database
 from serve.models import (
     DECISIONS,
@@ -48,19 +41,8 @@ from serve.models import (
     utcnow,
 )
 
-PRIOR_WEIGHT = 20.0
-R_MAX = 0.25
 CATEGORIES = ("screen", "shell", "functional")
 RECENT_CORRECTIONS = 20
-
-
-def trust_score(validated: int, evaluations: int, returned: int, listed: int,
-                market_validated: float, market_return: float,
-                m: float = PRIOR_WEIGHT) -> float:
-    """The trust score (see the module docstring), rounded to 0.1."""
-    v = (validated + m * market_validated) / (evaluations + m)
-    r = (returned + m * market_return) / (listed + m)
-    return round(100 * (0.5 * v + 0.5 * max(0.0, 1 - r / R_MAX)), 1)
 
 
 def _rate(num: float, den: float) -> float | None:

@@ -33,6 +33,7 @@ from serve.problems import (
 )
 from serve.registry import Serving
 from serve.runtime import Grader, Photo, stats_as_uploaded
+from serve.seller_trust import TrustCache
 from serve.settings import Settings
 from serve.shadow import ShadowJob, ShadowRef, ShadowScorer
 from tabular.schema import ChecklistError, DeviceInfo, parse_device_info
@@ -114,6 +115,7 @@ class Service:
         self.load_error: str | None = None  # why the registry's bundle is not served, if so
         self._retiring: list[Model] = []
         self._tasks: set[asyncio.Task] = set()
+        self._trust: TrustCache | None = None
 
     @property
     def grader(self) -> Grader | None:
@@ -327,6 +329,15 @@ class Service:
             self.metrics.queue_depth.set(batcher.pending)
         return screen_l, shell_l, features
 
+    async def seller_trust(self, g: Grader, screen: Screen | None) -> float | None:
+        """The seller's trust score for the return-risk model, when it reads it and the
+        request comes from a seller (:mod:`serve.seller_trust`); None otherwise."""
+        if screen is None or not screen.refurbisher_id or not g.risk.uses_evidence:
+            return None
+        if self._trust is None:
+            self._trust = TrustCache(screen.db)
+        return await asyncio.to_thread(self._trust.get, screen.refurbisher_id)
+
     async def _grade_on(self, m: Model, front: bytes, back: bytes, info: DeviceInfo,
                         refurbisher_grade: str | None, heatmaps: bool, prefix: str,
                         quality_check: bool, screen: Screen | None) -> GradeResult:
@@ -336,19 +347,21 @@ class Service:
         photos = list(await asyncio.gather(self.decode(f"{prefix}front", front, g),
                                            self.decode(f"{prefix}back", back, g)))
         infer = asyncio.ensure_future(self._infer(batcher, photos))
+        verdicts: list[PhotoVerdict] = []
         if quality_check and self.settings.photo_check:
             # beside the inference: the check's model and duplicate lookup (a database read)
             # add no wait to an accepted photo; a refused photo's inference is dropped
             try:
-                await self.check(photos, prefix, screen, g)
+                verdicts = await self.check(photos, prefix, screen, g)
             except BaseException:
                 infer.cancel()
                 await asyncio.gather(infer, return_exceptions=True)
                 raise
         elif screen is not None:  # unchecked photos are remembered all the same
             screen.verdicts = unchecked(photos)
+        trust = await self.seller_trust(g, screen)
         screen_l, shell_l, features = await infer
         result = await asyncio.to_thread(g.fuse, photos, screen_l[0], shell_l[1], features,
-                                         info, refurbisher_grade, heatmaps)
+                                         info, refurbisher_grade, heatmaps, verdicts, trust)
         self.metrics.count(result)
         return result

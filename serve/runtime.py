@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from fusion.grade import (
 from fusion.model import FusionModel
 from fusion.policy import GradingPolicy, policy_from_dict
 from fusion.precision import Wanted, choose_precision
+from tabular.evidence import Evidence
 from tabular.schema import DeviceInfo
 from vision.heatmap import cam_from_features, damage_box, overlay_png
 from vision.ort_options import session_options
@@ -192,23 +194,32 @@ class Grader:
 
     def fuse(self, photos: list[Photo], screen_logits: np.ndarray, shell_logits: np.ndarray,
              features: np.ndarray, info: DeviceInfo, refurbisher_grade: str | None = None,
-             heatmaps: bool = False) -> GradeResult:
-        """Everything after the vision model, for one device (features: front, back)."""
+             heatmaps: bool = False, verdicts: Sequence[PhotoVerdict] = (),
+             trust_score: float | None = None) -> GradeResult:
+        """Everything after the vision model, for one device (features: front, back);
+        ``verdicts`` (the photo check's) and the seller's ``trust_score``, when known, inform
+        the return risk."""
         policy = self.policy
         if refurbisher_grade is not None:
             policy.rank(refurbisher_grade)  # unknown grade -> ValueError naming it
-        probs = {"screen": _softmax(screen_logits / self.temperatures["screen"]),
-                 "shell": _softmax(shell_logits / self.temperatures["shell"])}
+        probs = self.part_probs(screen_logits, shell_logits)
         failed, battery = info.failed_checks, info.battery_health_pct
         p = grade_distribution(policy, self.fusion, probs, failed, battery)
         grade = decided_grade(policy, probs, failed, battery)
-        risk = self.risk.predict(info, risk_grades(policy, grade, refurbisher_grade), policy)
+        risk = self.risk.predict(info, risk_grades(policy, grade, refurbisher_grade), policy,
+                                 evidence(probs, p, verdicts, trust_score))
         boxes, maps = self._damage(photos, probs, features, heatmaps)
         return assemble_grade(policy, p, probs, failed_checks=failed,
                               battery_health_pct=battery, return_risk=risk,
                               bundle_version=self.manifest.bundle_version,
                               refurbisher_grade=refurbisher_grade, damage_boxes=boxes,
                               heatmaps=maps)
+
+    def part_probs(self, screen_logits: np.ndarray, shell_logits: np.ndarray
+                   ) -> dict[str, np.ndarray]:
+        """The calibrated condition probabilities of each part."""
+        return {"screen": _softmax(screen_logits / self.temperatures["screen"]),
+                "shell": _softmax(shell_logits / self.temperatures["shell"])}
 
     def _damage(self, photos: list[Photo], probs: dict[str, np.ndarray], features: np.ndarray,
                 heatmaps: bool) -> tuple[dict[str, Box | None], dict[str, str]]:
@@ -235,6 +246,18 @@ class Grader:
                 "threads": self.threads, "grades": list(self.policy.grades),
                 "grading": self.policy.name,
                 "photo_check_model": self.photocheck is not None}
+
+
+def evidence(probs: dict[str, np.ndarray], grades: np.ndarray,
+             verdicts: Sequence[PhotoVerdict] = (), trust_score: float | None = None
+             ) -> Evidence:
+    """What the return-risk model reads beside the facts (:mod:`tabular.evidence`): the part
+    and grade probabilities, the photo check's lowest scores, the seller's trust."""
+    scored = [(v.slot, v.scores) for v in verdicts if v.scores is not None]
+    return Evidence.from_arrays(
+        probs["screen"], probs["shell"], grades, trust_score=trust_score,
+        phone=min((s.phone for _, s in scored), default=None),
+        side=min((s.side(slot) for slot, s in scored), default=None))
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:

@@ -1,14 +1,16 @@
 """The tabular model's inputs and the functional state, for training and serving (numpy only).
 
 :func:`tabular_features` turns device facts, checks and an announced grade into one row of
-named raw columns (:data:`FEATURE_NAMES`), among them ``announced_rank`` (0 = best grade) and
+named raw columns (:data:`FEATURE_NAMES`: the facts', then the photos' and history's from
+:mod:`tabular.evidence`), among them ``announced_rank`` (0 = best grade) and
 ``functional_gap``: how many steps the announced grade is better than the best grade the failed
 checks and battery allow (exact, by the policy; 0 when they cap nothing).
 :func:`to_onnx_inputs` stacks rows into the exported model's inputs, one 2-D array per column.
 :func:`functional_state` is the part of the grade the checklist decides exactly, by the policy.
 
-Unknown values (possible in training manifests, only ``battery_health_pct`` at serving time)
-are NaN for numeric columns and ``""`` for brand and model; the model imputes them.
+Unknown values (possible in training manifests; at serving time ``battery_health_pct`` and
+the evidence a request lacks) are NaN for numeric columns and ``""`` for brand and model;
+the model imputes them.
 """
 
 from __future__ import annotations
@@ -20,17 +22,22 @@ from typing import Any
 import numpy as np
 
 from fusion.policy import GradingPolicy
+from tabular.evidence import EVIDENCE_FEATURES, Evidence, evidence_features
 from tabular.schema import CHECKS
 
 #: String columns (one-hot encoded by the model; unseen values are ignored).
 STRING_FEATURES: tuple[str, ...] = ("brand", "model")
-#: Float32 columns (imputed and scaled by the model).
-NUMERIC_FEATURES: tuple[str, ...] = (
+#: Float32 columns of the device's facts and announced grade (imputed and scaled by the model).
+FACT_FEATURES: tuple[str, ...] = (
     "storage_log2", "unlocked", "battery_health_pct", "battery_known", *CHECKS,
     "n_failed_checks", "announced_rank", "functional_gap",
 )
+#: Every float32 column: the facts', then what the photos and history say.
+NUMERIC_FEATURES: tuple[str, ...] = (*FACT_FEATURES, *EVIDENCE_FEATURES)
 #: Every model input, in ONNX input order.
 FEATURE_NAMES: tuple[str, ...] = (*STRING_FEATURES, *NUMERIC_FEATURES)
+#: The inputs of a model trained without evidence (facts and announced grade only).
+FACT_FEATURE_NAMES: tuple[str, ...] = (*STRING_FEATURES, *FACT_FEATURES)
 
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f"}
@@ -79,8 +86,11 @@ def failed_checks(info: Any) -> list[str]:
     return [c for c in CHECKS if _flag(_check(info, c)) is False]
 
 
-def tabular_features(info: Any, announced_grade: str, policy: GradingPolicy) -> dict[str, Any]:
-    """One row of raw model inputs for a device listed at ``announced_grade``.
+def tabular_features(info: Any, announced_grade: str, policy: GradingPolicy,
+                     evidence: Evidence | None = None) -> dict[str, Any]:
+    """One row of raw model inputs (every column of :data:`FEATURE_NAMES`) for a device
+    listed at ``announced_grade``, with what the photos and history say (``evidence``; its
+    columns NaN without it).
 
     ``info`` is a :class:`~tabular.schema.DeviceInfo`, a manifest row, or a mapping (nested
     ``checks`` or flat check columns). Raises ValueError for a grade not on the scale.
@@ -102,15 +112,18 @@ def tabular_features(info: Any, announced_grade: str, policy: GradingPolicy) -> 
     cap = functional_state(info, policy)["cap"]
     row["announced_rank"] = np.float32(rank)
     row["functional_gap"] = np.float32(max(0, policy.rank(cap) - rank) if cap else 0)
+    row.update(evidence_features(evidence, rank))
     return row
 
 
-def to_onnx_inputs(rows: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
-    """The model's ONNX inputs for feature rows: strings as object (N, 1), the rest float32."""
+def to_onnx_inputs(rows: Sequence[Mapping[str, Any]], names: Sequence[str] = FEATURE_NAMES
+                   ) -> dict[str, np.ndarray]:
+    """The model's ONNX inputs (the columns ``names``) for feature rows: strings as object
+    (N, 1), the rest float32."""
     if not rows:
         raise ValueError("no feature rows")
     out: dict[str, np.ndarray] = {}
-    for name in FEATURE_NAMES:
+    for name in names:
         if name in STRING_FEATURES:
             out[name] = np.array([str(r[name]) for r in rows], dtype=object).reshape(-1, 1)
         else:

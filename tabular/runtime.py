@@ -11,6 +11,7 @@ import numpy as np
 import onnxruntime as ort
 
 from fusion.policy import GradingPolicy
+from tabular.evidence import EVIDENCE_FEATURES, Evidence
 from tabular.features import FEATURE_NAMES, tabular_features, to_onnx_inputs
 from tabular.schema import DeviceInfo, parse_device_info
 from vision.errors import PhotogradeError
@@ -28,10 +29,14 @@ class ReturnRiskModel:
 
     def __init__(self, onnx_path: str | Path, meta: Mapping[str, Any], threads: int | None = 1):
         names = list(meta.get("feature_names", []))
-        if names != list(FEATURE_NAMES):
-            raise TabularModelError(f"{onnx_path}: the model was trained with other "
-                                    f"features ({', '.join(names)}); retrain it with this "
-                                    "version")
+        unknown = [n for n in names if n not in FEATURE_NAMES]
+        if not names or unknown:
+            raise TabularModelError(f"{onnx_path}: the model was trained with features this "
+                                    f"version does not compute ({', '.join(unknown) or 'none'})"
+                                    "; retrain it with this version")
+        #: the model's inputs: every column, or the facts only (a model trained without
+        #: evidence, e.g. by an earlier version)
+        self.feature_names: tuple[str, ...] = tuple(names)
         self.meta = dict(meta)
         self.grades: tuple[str, ...] = tuple(meta["scale"]["grades"])
         self.proba_output: str = meta["outputs"]["probabilities"]
@@ -40,7 +45,7 @@ class ReturnRiskModel:
         self.session = ort.InferenceSession(str(onnx_path), sess_options=opts,
                                             providers=["CPUExecutionProvider"])
         inputs = [i.name for i in self.session.get_inputs()]
-        if inputs != list(FEATURE_NAMES):
+        if inputs != names:
             raise TabularModelError(f"{onnx_path}: ONNX inputs {inputs} do not match the "
                                     "features")
 
@@ -56,12 +61,19 @@ class ReturnRiskModel:
 
     def predict_features(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Return risk of feature rows (:func:`~tabular.features.tabular_features`), shape (N,)."""
-        proba = self.session.run([self.proba_output], to_onnx_inputs(rows))[0]
+        proba = self.session.run([self.proba_output],
+                                 to_onnx_inputs(rows, self.feature_names))[0]
         return np.asarray(proba)[:, self.positive_column]
 
+    @property
+    def uses_evidence(self) -> bool:
+        """Whether the model reads the photos' and history's evidence (not the facts only)."""
+        return any(n in EVIDENCE_FEATURES for n in self.feature_names)
+
     def predict(self, info: DeviceInfo | Mapping[str, Any], announced_grades: Sequence[str],
-                policy: GradingPolicy) -> dict[str, float]:
-        """The risk if the device were listed at each of ``announced_grades``."""
+                policy: GradingPolicy, evidence: Evidence | None = None) -> dict[str, float]:
+        """The risk if the device were listed at each of ``announced_grades`` (``evidence``:
+        what the photos and history say, see :mod:`tabular.evidence`)."""
         if tuple(policy.grades) != self.grades:
             raise TabularModelError(f"the model was trained on the scale "
                                     f"{', '.join(self.grades)}, not {policy.name} "
@@ -70,6 +82,6 @@ class ReturnRiskModel:
             info = parse_device_info(dict(info))
         if not announced_grades:
             return {}
-        rows = [tabular_features(info, g, policy) for g in announced_grades]
+        rows = [tabular_features(info, g, policy, evidence) for g in announced_grades]
         return {g: float(p) for g, p in zip(announced_grades, self.predict_features(rows),
                                             strict=True)}

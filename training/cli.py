@@ -145,7 +145,7 @@ def _synth(args: argparse.Namespace) -> int:
     workers = args.workers or default_workers()
     path = generate(args.devices, args.out, seed=args.seed, size=args.size,
                     policy=load_policy(args.grading), workers=workers,
-                    progress=not args.quiet)
+                    progress=not args.quiet, mix=args.mix)
     elapsed = time.perf_counter() - start
     manifest = load_manifest(path, load_policy(args.grading))
     print(f"wrote {2 * len(manifest)} photos and {path} in {elapsed:.1f} s "
@@ -188,6 +188,9 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> argparse._SubParsersA
     syn.add_argument("--size", type=int, default=1500, help="longer photo side in px")
     syn.add_argument("--workers", type=int, default=0, help="processes (default: CPU count)")
     syn.add_argument("--sheet", action="store_true", help="also write sheet.png")
+    syn.add_argument("--mix", choices=("training", "marketplace"), default="training",
+                     help="conditions drawn: every one often (training) or a marketplace's "
+                          "listings, mostly excellent and good (a realistic sales history)")
     syn.add_argument("--quiet", action="store_true", help="no progress bar")
     grading_option(syn)
     syn.set_defaults(func=_synth)

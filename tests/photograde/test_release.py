@@ -37,7 +37,7 @@ def test_release_runs_every_step_and_ships_a_model_that_serves_and_fine_tunes(sy
     args = ["train", "release", "--real", str(real), "--out", str(out), "--devices", "10",
             "--calib-devices", "64", "--test-devices", "8", "--img-size", "64", "--epochs", "1",
             "--synth-size", "256", "--ship", str(ship), "--name", "toy-base", "--quiet",
-            "--reference-from-test"]
+            "--reference-from-test", "--history-devices", "80", "--history-test-devices", "40"]
     assert main(args) == 0
     record = json.loads((out / "release.json").read_text())
     assert set(record["evaluation"]) == {"synthetic", "synthetic_int8", "real", "real_int8"}
@@ -45,11 +45,14 @@ def test_release_runs_every_step_and_ships_a_model_that_serves_and_fine_tunes(sy
     assert record["evaluation"]["real"]["user_grades"]["counts"]
     card = (ship / "MODEL_CARD.md").read_text()
     assert "# Model card: toy-base" in card and "Grades a user sees" in card
+    assert "## Return risk" in card and "held-out history" in card
+    assert record["return_risk"]["held_out_history"]["held_out_rows"] > 10
     assert (ship / FP16_WEIGHTS).is_file()
     assert main(["bundle", "verify", str(ship)]) == 0
     grader = Grader(ship, threads=1, precision="auto")
     assert grader.precision.model_dump() == record["precision"]
     assert grader.manifest.model_name == "toy-base" and grader.manifest.kind == "custom"
+    assert grader.risk.uses_evidence  # the return-risk model on evidence, installed
     threshold = grader.manifest.grading.decision.get("min_confidence", 0.0)
     assert 0 <= threshold < 1 and grader.policy.min_confidence == threshold
     if record["abstention"]["threshold"] is not None:  # a toy model may never reach 95%

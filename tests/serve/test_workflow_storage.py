@@ -12,6 +12,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import func, inspect, select
 
+from fusion.trust import trust_score
 from photograde.seed import seed_history
 from serve import evaluations as evals
 from serve.auth import (
@@ -23,7 +24,7 @@ from serve.auth import (
     list_keys,
     revoke_key,
 )
-from serve.dashboard import platform_dashboard, refurbisher_dashboard, trust_score
+from serve.dashboard import platform_dashboard, refurbisher_dashboard
 from serve.db import Database, alembic_config
 from serve.models import ApiKey, Base, Evaluation, Photo, ReturnReport
 from serve.photostore import LocalPhotoStore, sha256

@@ -14,6 +14,7 @@ from PIL import Image
 from fusion.policy import load_policy
 from photograde.cli import main
 from tabular.features import (
+    FACT_FEATURE_NAMES,
     FEATURE_NAMES,
     STRING_FEATURES,
     functional_state,
@@ -85,8 +86,9 @@ def test_training_metrics_files_and_parity(run):
     out, summary = run
     assert {p.name for p in out.iterdir()} >= {"tabular.onnx", "tabular.json", "tabular.joblib"}
     meta = json.loads((out / "tabular.json").read_text())
-    assert meta["feature_names"] == list(FEATURE_NAMES)
-    assert [i["name"] for i in meta["inputs"]] == list(FEATURE_NAMES)
+    # trained without evidence: the facts and the announced grade only
+    assert meta["feature_names"] == list(FACT_FEATURE_NAMES) and meta["evidence"] is False
+    assert [i["name"] for i in meta["inputs"]] == list(FACT_FEATURE_NAMES)
     assert {i["type"] for i in meta["inputs"]} == {"string", "float32"}
     assert meta["outputs"]["probabilities"] == "probabilities"
     assert meta["scale"]["grades"] == list(POLICY.grades)
@@ -95,8 +97,10 @@ def test_training_metrics_files_and_parity(run):
     assert data["rows"] > 1000 and 0 < data["base_rate"] < 0.5
     assert m["onnx_max_abs_diff"] <= 1e-4
     # The inputs see the announced grade and the functional cap, not the screen/shell
-    # condition that drives most synthetic returns: the best achievable ROC-AUC is about 0.58.
-    assert m["roc_auc"] > 0.5
+    # condition that drives most synthetic returns: a weak signal only.
+    assert m["roc_auc"] > 0.5 and 0 < m["pr_auc"] < 1
+    bins = m["calibration"]["bins"]
+    assert sum(b["rows"] for b in bins) == m["held_out_rows"] and m["calibration"]["ece"] < 0.1
     assert m["brier"] <= m["brier_base_rate"] + 0.002  # calibrated: no worse than the base rate
     assert abs(m["mean_risk"] - m["base_rate"]) < 0.05
     assert data["by_gap"]["1"]["return_rate"] > data["by_gap"]["0"]["return_rate"]

@@ -58,6 +58,20 @@ class Refurbisher:
     bias: float
     noise: float
 
+    @property
+    def base_return_rate(self) -> float:
+        """Returns without a cosmetic cause (buyer's remorse, undisclosed faults, packaging):
+        a sloppy grader (noisy) and an optimistic one (bias > 0) ship more of them."""
+        return 0.02 + 0.06 * self.noise + 0.04 * max(0.0, self.bias)
+
+
+def return_probability(ref: Refurbisher, optimism: int) -> float:
+    """P(returned within 30 days) of a device listed ``optimism`` grades better than its true
+    grade: the seller's base rate, then most buyers of an overgraded device send it back (one
+    grade too good: about 1 in 3; two: 1 in 2)."""
+    base = ref.base_return_rate
+    return base + (1 - base) * (1 - 0.65 ** optimism) if optimism else base
+
 
 def sample_refurbishers(rng: Rng, n: int) -> list[Refurbisher]:
     out = []
@@ -91,9 +105,9 @@ def sample_device(rng: Rng, index: int, policy: GradingPolicy,
     returned, reason = None, None
     if policy.sellable(announced):
         optimism = max(0, true_rank - announced_rank)
-        returned = bool(rng.random() < 0.04 + 0.18 * optimism)
+        returned = bool(rng.random() < return_probability(ref, optimism))
         if returned:
-            if optimism and rng.random() < 0.7:
+            if optimism and rng.random() < 0.85:
                 reason = "functional_fault" if checks != dict.fromkeys(CHECKS, True) else (
                     "battery" if battery < 80 else "cosmetic_worse_than_described")
             else:
