@@ -150,14 +150,22 @@ def return_risk_lines(meta: dict[str, Any]) -> list[str]:
         f"on {d.get('rows')} listings of a synthetic marketplace history graded through this "
         f"bundle ({_f(100 * d.get('base_rate', 0), 1)}% returned; the simulator's returns: "
         "docs/training.md).", "",
-        "| set | listings | returned | ROC-AUC | PR-AUC | Brier (base rate) | ECE |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-        f"| held-out history | {h.get('held_out_rows')} | {_f(100 * h.get('base_rate', 0), 1)}% "
-        f"| {_f(h.get('roc_auc'))} | {_f(h.get('pr_auc'))} | {_f(h.get('brier'), 4)} "
-        f"({_f(h.get('brier_base_rate'), 4)}) | {_f(h.get('calibration', {}).get('ece'))} |",
-        f"| the same facts-only model, training split | {m.get('held_out_rows')} | "
-        f"{_f(100 * m.get('base_rate', 0), 1)}% | {_f(facts.get('roc_auc'))} | "
-        f"{_f(facts.get('pr_auc'))} | {_f(facts.get('brier'), 4)} | |"]
+        "| set | model | listings | returned | ROC-AUC | PR-AUC | Brier (base rate) | ECE |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+        _risk_row("held-out history", "this one", h),
+        _risk_row("training history, held-out split", "this one", m),
+        _risk_row("training history, held-out split", "facts only",
+                  {**facts, "held_out_rows": m.get("held_out_rows"),
+                   "base_rate": m.get("base_rate")})]
+
+
+def _risk_row(name: str, model: str, r: dict[str, Any]) -> str:
+    brier = _f(r.get("brier"), 4)
+    if r.get("brier_base_rate") is not None:
+        brier += f" ({_f(r.get('brier_base_rate'), 4)})"
+    return (f"| {name} | {model} | {r.get('held_out_rows')} | "
+            f"{_f(100 * (r.get('base_rate') or 0), 1)}% | {_f(r.get('roc_auc'))} | "
+            f"{_f(r.get('pr_auc'))} | {brier} | {_f(r.get('calibration', {}).get('ece'))} |")
 
 
 def _int8_line(int8: Int8Info | None) -> str:

@@ -19,7 +19,7 @@ COMMANDS = {
     "train release", "evaluate bundle", "train photocheck", "evaluate photocheck",
     "dataset export", "backtest", "bundle register", "bundle list", "bundle shadow",
     "bundle promote", "bundle rollback", "bundle retire", "score", "evaluate precision",
-    "train localiser", "evaluate localiser",
+    "train localiser", "evaluate localiser", "train return-risk",
 }
 TRAIN_OPTIONS = {  # shared by train vision and cv vision
     "--backbone", "--img-size", "--epochs", "--batch-size", "--accum-steps", "--lr",

@@ -160,6 +160,12 @@ def test_the_export_passes_manifest_check_and_trains(exported, bundle, tmp_path,
     assert fus["metrics"]["rows"] == sum(r.grade is not None and r.screen is not None
                                          for r in manifest.rows) >= 10
     assert (tmp_path / "f" / "fusion.json").is_file()
+    # the return-risk model learns from the stored photos as the bundle sees them, and from
+    # the sellers' trust on each listing day
+    from photograde.return_risk import train_return_risk
+
+    risk = train_return_risk(bundle, [out / "manifest.csv"], tmp_path / "rr", progress=False)
+    assert risk["evidence"] is True and risk["data"]["rows"] == tab["data"]["rows"]
 
 
 def test_vision_trains_on_the_export(exported, workflow_history, tmp_path):
