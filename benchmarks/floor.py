@@ -9,7 +9,9 @@ pinned to as many cores):
   vision model and the photo-check model);
 - **full grade**: the service's grade in-process (decode pool with the photo check's
   measurements, photo-check model, vision, fusion, return risk, decision), no HTTP;
-- their ratio (target <= 1.15).
+- their ratio (target <= 1.15): the floor and the full grade are sampled alternately in one
+  loop (their medians), so that a drift of the machine's speed during the run affects both
+  alike; the decode and inference columns are the floor's parts, timed apart.
 
 Then the real service over HTTP (default settings, the precision ``auto`` picks): p50 at one
 client against the in-process grade (target <= 1.1x), and throughput at 16 clients with ONNX
@@ -26,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._floor import floor_ms, pinned, service_ms
+from benchmarks._floor import floor_ms, paired_ms, pinned, service_ms
 from benchmarks._photos import upload_bytes
 from benchmarks._server import service_process
 from benchmarks.serve_load import load
@@ -45,10 +47,10 @@ def floor_table(bundle: Path, photos: list[bytes], repeat: int) -> None:
         for threads in (1, 2):
             with pinned(threads):
                 g = Grader(bundle, threads=threads, precision=precision)  # type: ignore[arg-type]
-                floor, name, decode, infer = floor_ms(g, photos, threads, repeat)
+                _, name, decode, infer = floor_ms(g, photos, threads, repeat)
                 s = Settings(bundle=bundle, threads=threads, decode_threads=threads,
                              precision=precision)  # type: ignore[arg-type]
-                full = service_ms(s, photos, info, repeat)
+                floor, full, name = paired_ms(s, photos, info, threads, repeat)
             print(f"| {precision} | {threads} | {floor:.1f} | {name} {decode:.1f} ms | "
                   f"{infer:.1f} | {full:.1f} | {full / floor:.2f} |", flush=True)
 

@@ -9,6 +9,7 @@ typed problems of :mod:`serve.problems`, naming the request field they are about
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -238,9 +239,10 @@ class Service:
         if self.decode_pool:
             self.decode_pool.shutdown(wait=False, cancel_futures=True)
 
-    async def decode(self, field: str, data: bytes, g: Grader | None = None) -> Photo:
-        """Decode one photo in the pool (for ``g``, default the served bundle); problems name
-        ``field``."""
+    async def decode(self, field: str, data: bytes, g: Grader | None = None,
+                     checked: bool = False) -> Photo:
+        """Decode one photo in the pool (for ``g``, default the served bundle), measured for
+        the photo check and, ``checked``, scored by its model; problems name ``field``."""
         limit = self.settings.max_upload_bytes
         if len(data) > limit:
             raise PhotoTooLarge(f"{field}: {len(data)} bytes exceeds the limit of {limit} bytes",
@@ -250,23 +252,27 @@ class Service:
         loop = asyncio.get_running_loop()
         g = g or self.loaded  # NotReady while the bundle loads
         try:  # measured here: the two photos' measurements run in parallel, as their decoding
-            return await loop.run_in_executor(self.decode_pool, g.decode, data, True)
+            return await loop.run_in_executor(self.decode_pool, g.decode, data, True, checked)
         except ImageError as e:
             raise FieldError(field, e) from None
 
     async def check(self, photos: list[Photo], prefix: str = "",
                     screen: Screen | None = None, g: Grader | None = None
                     ) -> list[PhotoVerdict]:
-        """The photo check of (front, back), measured in the decode pool (with ``g``'s photo
-        check model, default the served bundle's), then the ``screen``'s duplicates;
+        """The photo check of (front, back): measured and, when decoded ``checked``, scored in
+        the decode pool (``g``'s photo check model, default the served bundle's; otherwise
+        scored here, in the pool), then the ``screen``'s duplicates;
         PhotoRejected (naming the field, with its ``reason``) for the first refused photo,
         front first, counted and recorded."""
         g = g or self.loaded
         cfg = self.settings.photo_check_thresholds
         loop = asyncio.get_running_loop()
         slots: list[Slot] = ["front", "back"]
-        verdicts = await loop.run_in_executor(
-            self.decode_pool, g.check_photos, photos, slots, cfg)
+        if all(p.scores is not None for p in photos) or g.photocheck is None:
+            verdicts = g.check_photos(photos, slots, cfg)  # scored with the decoding: no model
+        else:
+            verdicts = await loop.run_in_executor(
+                self.decode_pool, g.check_photos, photos, slots, cfg)
         rejection = next((v.rejection for v in verdicts if v.rejection is not None), None)
         if rejection is None and screen is not None:
             slot = await screen.duplicate(verdicts, cfg.duplicate_max_distance)
@@ -344,13 +350,14 @@ class Service:
         g, batcher = m.grader, m.batcher
         if refurbisher_grade is not None:
             check_grade(g.policy, refurbisher_grade, f"{prefix}refurbisher_grade")
-        photos = list(await asyncio.gather(self.decode(f"{prefix}front", front, g),
-                                           self.decode(f"{prefix}back", back, g)))
+        checked = quality_check and self.settings.photo_check
+        photos = list(await asyncio.gather(self.decode(f"{prefix}front", front, g, checked),
+                                           self.decode(f"{prefix}back", back, g, checked)))
         infer = asyncio.ensure_future(self._infer(batcher, photos))
         verdicts: list[PhotoVerdict] = []
-        if quality_check and self.settings.photo_check:
-            # beside the inference: the check's model and duplicate lookup (a database read)
-            # add no wait to an accepted photo; a refused photo's inference is dropped
+        if checked:
+            # the check's model ran with the decoding; the duplicate lookup (a database read)
+            # runs beside the inference; a refused photo's inference is dropped
             try:
                 verdicts = await self.check(photos, prefix, screen, g)
             except BaseException:
@@ -361,7 +368,10 @@ class Service:
             screen.verdicts = unchecked(photos)
         trust = await self.seller_trust(g, screen)
         screen_l, shell_l, features = await infer
-        result = await asyncio.to_thread(g.fuse, photos, screen_l[0], shell_l[1], features,
-                                         info, refurbisher_grade, heatmaps, verdicts, trust)
+        fuse = functools.partial(g.fuse, photos, screen_l[0], shell_l[1], features, info,
+                                 refurbisher_grade, heatmaps, verdicts, trust)
+        # fusion without heatmaps is about half a millisecond of numpy: on the loop, cheaper
+        # than a hand-over to a thread and back; drawing heatmaps goes to a thread
+        result = await asyncio.to_thread(fuse) if heatmaps else fuse()
         self.metrics.count(result)
         return result

@@ -105,6 +105,8 @@ class Photo:
     size: tuple[int, int] | None = None
     #: the photo check's measurements, when taken with the decoding (``decode(measured=True)``)
     stats: PhotoStats | None = None
+    #: the photo check model's scores, when run with the decoding (``decode(scored=True)``)
+    scores: SideScores | None = None
 
 
 class Grader:
@@ -147,18 +149,23 @@ class Grader:
             self.side_heads = SideHeads.load(self.dir / pc.heads)
 
     # -- decoding --------------------------------------------------------------------------
-    def decode(self, source: bytes | str | Path, measured: bool = False) -> Photo:
+    def decode(self, source: bytes | str | Path, measured: bool = False,
+               scored: bool = False) -> Photo:
         """Photo bytes or path -> model input (JPEG draft decoding, EXIF orientation);
-        ``measured``: with the photo check's measurements, taken in the same (decoding)
-        thread, so that the two photos of a device are measured in parallel too."""
+        ``measured``: with the photo check's measurements, ``scored``: with its model's
+        scores (when the bundle has one), both in the same (decoding) thread, so that the two
+        photos of a device are checked in parallel too, with no hand-over between threads."""
         image, size = open_image_sized(source, max_pixels=self.max_pixels,
                                        draft_size=self.pre.img_size)
         x = normalize(resize_rgb(image, self.pre), self.pre)
-        return Photo(x, image, size, stats_as_uploaded(image, size) if measured else None)
+        photo = Photo(x, image, size, stats_as_uploaded(image, size) if measured else None)
+        scores = self.side_scores([photo]) if scored else None
+        photo.scores = scores[0] if scores else None
+        return photo
 
     def run_vision(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(screen_logits, shell_logits, features) for a batch (N, 3, S, S)."""
-        screen, shell, features = self.vision.run(None, {VISION_INPUT: x.astype(np.float32)})
+        screen, shell, features = self.vision.run(None, {VISION_INPUT: np.asarray(x, np.float32)})
         return screen, shell, features
 
     # -- the photo check -------------------------------------------------------------------
@@ -169,7 +176,7 @@ class Grader:
         pre = self.photocheck_pre
         x = np.stack([p.x if pre == self.pre else normalize(resize_rgb(p.image, pre), pre)
                       for p in photos])
-        (pooled,) = self.photocheck.run(None, {VISION_INPUT: x.astype(np.float32)})
+        (pooled,) = self.photocheck.run(None, {VISION_INPUT: np.asarray(x, np.float32)})
         return self.side_heads.scores(pooled)
 
     def check_photos(self, photos: list[Photo], slots: list[Slot],
@@ -177,8 +184,9 @@ class Grader:
         """The photo check of each photo in its slot (see :mod:`vision.photocheck`); the
         size checked is the photo's as uploaded."""
         stats = [p.stats or stats_as_uploaded(p.image, p.size) for p in photos]
-        scores: list[SideScores | None] = [None] * len(photos)
-        scores = list(self.side_scores(photos) or scores)
+        scores: list[SideScores | None] = [p.scores for p in photos]
+        if any(s is None for s in scores):
+            scores = list(self.side_scores(photos) or scores)
         return [PhotoVerdict(slot=slot, stats=st, scores=sc, rejection=check(st, sc, slot, cfg))
                 for slot, st, sc in zip(slots, stats, scores, strict=True)]
 
