@@ -1,5 +1,5 @@
-"""The root's model commands: ``evaluate bundle|photocheck|precision`` and ``train
-release|return-risk``.
+"""The root's model commands: ``evaluate bundle|photocheck|precision|return-risk`` and
+``train release|return-risk``.
 
 Both compose the serving runtime and the training code, so they belong to the root. The
 release's options are the fields of :class:`~photograde.release.ReleaseConfig` (one source of
@@ -186,6 +186,26 @@ def _return_risk(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate_return_risk_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bundle", type=Path, required=True, help="bundle directory")
+    p.add_argument("--manifest", type=Path, required=True, help="a history (photos, "
+                   "refurbisher_grade, returned, listed_at, refurbisher_id)")
+    p.add_argument("--out", type=Path, help="write the figures here (JSON)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _evaluate_return_risk(args: argparse.Namespace) -> int:
+    from photograde.return_risk import evaluate_return_risk
+
+    h = evaluate_return_risk(args.bundle, args.manifest, progress=not args.quiet)
+    print(f"{h['manifest']}: {h['held_out_rows']} listings, returned {h['base_rate']:.1%}: "
+          f"ROC-AUC {h['roc_auc']}, PR-AUC {h['pr_auc']}, Brier {h['brier']} (base rate "
+          f"{h['brier_base_rate']}), ECE {h['calibration']['ece']}")
+    if args.out:
+        args.out.write_text(json.dumps(h, indent=2) + "\n")
+    return 0
+
+
 def register(groups: dict[str, argparse._SubParsersAction]) -> None:
     """Add ``train release`` and ``evaluate bundle`` to the training command groups."""
     groups["train"].add_parser("release", help="the shipped model's recipe: synthetic data, "
@@ -204,6 +224,10 @@ def register(groups: dict[str, argparse._SubParsersAction]) -> None:
                                   "not_a_phone, blurry, ...)",
                                   populate=_evaluate_photocheck_options
                                   ).set_defaults(func=_evaluate_photocheck)
+    groups["evaluate"].add_parser("return-risk", help="the bundle's return-risk model on a "
+                                  "history (ROC-AUC, PR-AUC, Brier, calibration)",
+                                  populate=_evaluate_return_risk_options
+                                  ).set_defaults(func=_evaluate_return_risk)
     groups["evaluate"].add_parser("precision", help="the bundle's int8 model against fp32 on "
                                   "labelled real fronts, recorded in its manifest (what "
                                   "precision=auto serves)", populate=_evaluate_precision_options

@@ -59,8 +59,8 @@ def _history(manifest: str | Path, g: Grader) -> list[ManifestRow]:
 
 
 def held_out_scores(run: Path, g: Grader, test: Path, progress: bool) -> dict[str, Any]:
-    """The trained model (``run``) on another history: ROC-AUC, PR-AUC, calibration, and the
-    facts-only model's ROC-AUC on the same rows."""
+    """The trained model (``run``: a run or a bundle directory) on another history: ROC-AUC,
+    PR-AUC, Brier against the training base rate, calibration."""
     from training.tabular_train import _features, held_out_metrics
 
     rows = _history(test, g)
@@ -72,6 +72,13 @@ def held_out_scores(run: Path, g: Grader, test: Path, progress: bool) -> dict[st
     base = float(json.loads((run / META_FILE).read_text())["data"]["base_rate"])
     return {"manifest": str(test), **held_out_metrics(y, model.predict_features(feats), base,
                                                       gaps)}
+
+
+def evaluate_return_risk(bundle: Path, manifest: Path, progress: bool = True
+                         ) -> dict[str, Any]:
+    """``evaluate return-risk``: the bundle's own return-risk model on a history, graded
+    through the bundle (:func:`held_out_scores`)."""
+    return held_out_scores(bundle, Grader(bundle, threads=None), manifest, progress)
 
 
 def train_return_risk(bundle: Path, manifests: list[str | Path], out: Path, *,

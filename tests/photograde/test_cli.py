@@ -20,6 +20,7 @@ COMMANDS = {
     "dataset export", "backtest", "bundle register", "bundle list", "bundle shadow",
     "bundle promote", "bundle rollback", "bundle retire", "score", "evaluate precision",
     "train localiser", "evaluate localiser", "train return-risk",
+    "evaluate return-risk",
 }
 TRAIN_OPTIONS = {  # shared by train vision and cv vision
     "--backbone", "--img-size", "--epochs", "--batch-size", "--accum-steps", "--lr",

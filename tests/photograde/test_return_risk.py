@@ -72,6 +72,19 @@ def test_train_return_risk_installs_a_model_on_evidence(installed, histories):
     assert all(0 < p < 1 for p in result.return_risk.values())
 
 
+def test_evaluate_return_risk_scores_the_installed_model(installed, histories, tmp_path):
+    copy, _, _ = installed
+    _, test = histories
+    out = tmp_path / "rr.json"
+    assert main(["evaluate", "return-risk", "--bundle", str(copy), "--manifest", str(test),
+                 "--out", str(out), "--quiet"]) == 0
+    scored = json.loads(out.read_text())
+    held = json.loads((copy / "tabular.json").read_text())["metrics"]["held_out_history"]
+    # the same model on the same history, graded the same way: the same figures
+    for key in ("held_out_rows", "roc_auc", "pr_auc", "brier"):
+        assert scored[key] == pytest.approx(held[key]), key
+
+
 def test_install_refuses_another_grade_scale(bundle, histories, tmp_path):
     from photograde.return_risk import install_into
     from training.manifest import DatasetError
