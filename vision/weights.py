@@ -264,7 +264,10 @@ def _from_timm_hub(name: str, allow_download: bool, **kwargs: Any) -> torch.nn.M
         with _hub_settings(offline=not online):
             model = timm.create_model(name, pretrained=True, **kwargs)
     except Exception as e:
-        log.info("timm pretrained %s unavailable: %s: %s", name, type(e).__name__, e)
+        if not online and type(e).__name__ == "LocalEntryNotFoundError":  # the offline norm
+            log.info("timm pretrained %s: not in the local hub cache (%s)", name, why)
+        else:
+            log.info("timm pretrained %s unavailable: %s: %s", name, type(e).__name__, e)
         return None
     log.info("loaded timm pretrained weights for %s", name)
     return model
