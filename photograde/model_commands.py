@@ -165,6 +165,13 @@ def _return_risk_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _history_line(h: dict) -> str:
+    """One line of a return-risk model's figures on a history."""
+    return (f"{h['manifest']} ({h['held_out_rows']} listings, returned {h['base_rate']:.1%}): "
+            f"ROC-AUC {h['roc_auc']}, PR-AUC {h['pr_auc']}, Brier {h['brier']} (base rate "
+            f"{h['brier_base_rate']}), ECE {h['calibration']['ece']}")
+
+
 @needs_train_extra
 def _return_risk(args: argparse.Namespace) -> int:
     from photograde.return_risk import train_return_risk
@@ -176,10 +183,7 @@ def _return_risk(args: argparse.Namespace) -> int:
           f"{m['pr_auc']}, ECE {m['calibration']['ece']} (facts only: ROC-AUC "
           f"{m['facts_only']['roc_auc']})")
     if "held_out_history" in m:
-        h = m["held_out_history"]
-        print(f"held-out history {h['manifest']} ({h['held_out_rows']} rows, returned "
-              f"{h['base_rate']:.1%}): ROC-AUC {h['roc_auc']}, PR-AUC {h['pr_auc']}, Brier "
-              f"{h['brier']} (base rate {h['brier_base_rate']}), ECE {h['calibration']['ece']}")
+        print("held-out history " + _history_line(m["held_out_history"]))
     if args.install:
         print(f"installed into {args.bundle} (bundle {s['bundle_version']})")
     print(f"model: {args.out / 'tabular.onnx'}, figures: {args.out / 'tabular.json'}")
@@ -198,9 +202,7 @@ def _evaluate_return_risk(args: argparse.Namespace) -> int:
     from photograde.return_risk import evaluate_return_risk
 
     h = evaluate_return_risk(args.bundle, args.manifest, progress=not args.quiet)
-    print(f"{h['manifest']}: {h['held_out_rows']} listings, returned {h['base_rate']:.1%}: "
-          f"ROC-AUC {h['roc_auc']}, PR-AUC {h['pr_auc']}, Brier {h['brier']} (base rate "
-          f"{h['brier_base_rate']}), ECE {h['calibration']['ece']}")
+    print(_history_line(h))
     if args.out:
         args.out.write_text(json.dumps(h, indent=2) + "\n")
     return 0
