@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sqlalchemy.exc import SQLAlchemyError
 
 from fusion.grade import GradeResult
 from fusion.policy import GradingPolicy
@@ -342,7 +343,12 @@ class Service:
             return None
         if self._trust is None:
             self._trust = TrustCache(screen.db)
-        return await asyncio.to_thread(self._trust.get, screen.refurbisher_id)
+        try:
+            return await asyncio.to_thread(self._trust.get, screen.refurbisher_id)
+        except SQLAlchemyError as e:  # the return risk imputes it; the grade goes on
+            log.warning("seller trust unavailable for %s: %s", screen.refurbisher_id,
+                        type(e).__name__)
+            return None
 
     async def _grade_on(self, m: Model, front: bytes, back: bytes, info: DeviceInfo,
                         refurbisher_grade: str | None, heatmaps: bool, prefix: str,

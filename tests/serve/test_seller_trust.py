@@ -54,3 +54,22 @@ def test_seller_trust_counts_closed_return_windows(db, tmp_path, grader, synth_d
         assert seller_trust(db, rid, now) == pytest.approx(expected), rid
     # a seller without history scores like the market
     assert seller_trust(db, "NEWCOMER", now) == trust_score(0, 0, 0, 0, *priors)
+
+
+def test_a_failing_trust_lookup_leaves_the_grade_to_the_imputed_trust(tmp_path, caplog):
+    import asyncio
+
+    from serve.db import Database
+    from serve.grading import Service
+    from serve.photorecords import Screen
+    from serve.runtime import Grader
+    from serve.settings import SHIPPED_BUNDLE, Settings
+
+    g = Grader(SHIPPED_BUNDLE, threads=1)
+    assert g.risk.uses_evidence
+    broken = Database(f"sqlite:///{tmp_path / 'never-migrated.db'}")  # no tables: queries fail
+    svc = Service(Settings(bundle=SHIPPED_BUNDLE, threads=1))
+    screen = Screen(broken, "/v1/evaluations", "R001")
+    assert asyncio.run(svc.seller_trust(g, screen)) is None
+    assert "seller trust unavailable for R001: OperationalError" in caplog.text
+    assert asyncio.run(svc.seller_trust(g, Screen(broken, "/v1/grade", None))) is None
