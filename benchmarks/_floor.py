@@ -43,10 +43,11 @@ def _input(rgb: np.ndarray, pre: PreprocessConfig) -> np.ndarray:
 
 
 def decoders(g: Grader) -> dict[str, Decoder]:
-    """The decoders to the model input this machine has (the project's Pillow draft decoding
-    first; OpenCV's and simplejpeg's DCT-scaled decoding when installed)."""
+    """The decoders to the model input this machine has: the project's first (Pillow's draft
+    pixels, decoded by simplejpeg for colour JPEGs), then OpenCV's and simplejpeg's fast
+    DCT-scaled decoding when installed."""
     pre = g.pre
-    found: dict[str, Decoder] = {"pillow draft (project)": lambda b: g.decode(b).x}
+    found: dict[str, Decoder] = {"project (Pillow's draft pixels)": lambda b: g.decode(b).x}
     try:
         import cv2
 

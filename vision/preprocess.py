@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from vision.errors import PhotogradeError
+from vision.jpeg import decode_draft
 
 Source = bytes | bytearray | memoryview | str | Path
 
@@ -141,8 +142,10 @@ def open_image_sized(
     """
     register_heif()
     fp: Any = source
+    data = None
     if isinstance(source, bytes | bytearray | memoryview):
-        fp = io.BytesIO(bytes(source))
+        data = bytes(source)
+        fp = io.BytesIO(data)
     try:
         im = Image.open(fp, formats=_formats())
     except Image.DecompressionBombError as e:
@@ -162,6 +165,9 @@ def open_image_sized(
         if w * h > max_pixels:
             raise ImageTooLarge(
                 f"image too large: {w} x {h} pixels exceeds the limit of {max_pixels}")
+        fast = decode_draft(data, im, draft_size) if draft_size and data else None
+        if fast is not None:  # Pillow's pixels, decoded by simplejpeg (vision/jpeg.py)
+            return fast, _size_as_uploaded((w, h), fast)
         if draft_size and im.format in ("JPEG", "MPO"):
             # draft picks the largest 1/s (s in 8, 4, 2, 1) with s <= min(W // d, H // d), so
             # requesting a d x d square keeps the shorter side (hence both sides) >= d, whatever
@@ -177,8 +183,13 @@ def open_image_sized(
             upright = ImageOps.exif_transpose(im)
         except Exception:
             upright = im.copy()  # unreadable EXIF: keep the stored orientation
-    size = (w, h) if (w >= h) == (upright.width >= upright.height) else (h, w)
-    return _to_rgb(upright), size
+    return _to_rgb(upright), _size_as_uploaded((w, h), upright)
+
+
+def _size_as_uploaded(stored: tuple[int, int], upright: Image.Image) -> tuple[int, int]:
+    """The stored (width, height) oriented like the upright image."""
+    w, h = stored
+    return (w, h) if (w >= h) == (upright.width >= upright.height) else (h, w)
 
 
 @dataclass(frozen=True)
