@@ -30,10 +30,13 @@ class ReturnRiskModel:
     def __init__(self, onnx_path: str | Path, meta: Mapping[str, Any], threads: int | None = 1):
         names = list(meta.get("feature_names", []))
         unknown = [n for n in names if n not in FEATURE_NAMES]
-        if not names or unknown:
+        if not names:
+            raise TabularModelError(f"{onnx_path}: its tabular.json names no feature_names "
+                                    "(made by photograde train tabular or train return-risk)")
+        if unknown:
             raise TabularModelError(f"{onnx_path}: the model was trained with features this "
-                                    f"version does not compute ({', '.join(unknown) or 'none'})"
-                                    "; retrain it with this version")
+                                    f"version does not compute ({', '.join(unknown)}); "
+                                    "retrain it with this version")
         #: the model's inputs: every column, or the facts only (a model trained without
         #: evidence, e.g. by an earlier version)
         self.feature_names: tuple[str, ...] = tuple(names)

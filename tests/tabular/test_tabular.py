@@ -188,3 +188,17 @@ def test_error_fields_are_written_with_indices_in_brackets():
     assert describe_errors(e.value)[0].startswith("devices[3].storage_gb: ")
     assert field_path(("devices", 0, "checks", "wifi")) == "devices[0].checks.wifi"
     assert field_path((2,)) == "[2]" and field_path(()) == ""
+
+
+@pytest.mark.torch
+def test_a_model_with_unknown_or_no_features_is_refused_by_name(run):
+    from tabular.runtime import ReturnRiskModel, TabularModelError
+
+    meta = json.loads((run[0] / "tabular.json").read_text())
+    onnx = run[0] / "tabular.onnx"
+    with pytest.raises(TabularModelError, match="does not compute \\(colour_of_box\\)"):
+        ReturnRiskModel(onnx, {**meta, "feature_names": [*meta["feature_names"],
+                                                          "colour_of_box"]})
+    with pytest.raises(TabularModelError, match="names no feature_names"):
+        ReturnRiskModel(onnx, {**meta, "feature_names": []})
+    assert not ReturnRiskModel(onnx, meta).uses_evidence  # the facts-only model still loads
