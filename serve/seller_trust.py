@@ -46,9 +46,7 @@ def seller_trust(db: Database, refurbisher_id: str, now: dt.datetime | None = No
     start = now - dt.timedelta(days=TRUST_DAYS)
     with db.read() as s:
         per = _per_refurbisher(s, start)
-    closed = _closed_listings(db, start, now - RETURN_WINDOW)
-    for rid in closed.keys() - per.keys():  # listed long ago, no evaluation in the window
-        per[rid] = {"evaluations": 0, "validated": 0, "inconclusive": 0}
+    closed = _closed_listings(db, start, now - RETURN_WINDOW)  # sellers of per's, by its window
     for rid, c in per.items():
         c["listed"], c["returned"] = closed.get(rid, (0, 0))
     priors = _priors(_market(per))
