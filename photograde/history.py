@@ -36,7 +36,7 @@ from sqlalchemy.sql import Select
 
 from serve.db import Database, alembic_config
 from serve.models import Evaluation
-from tabular.schema import CHECKS, DeviceInfo
+from tabular.schema import CHECKS, RETURN_WINDOW_DAYS, DeviceInfo
 from vision.errors import PhotogradeError
 
 #: Sources of a final grade used as truth, most trusted first.
@@ -45,7 +45,6 @@ TRUTH_SOURCES = ("override", "approve", "validated", "accepted", "kept")
 NOT_TRUTH = ("kept_returned", "kept_window_open")
 RESOLUTION_SOURCE = {"overridden": "override", "approved": "approve", "validated": "validated",
                      "accepted": "accepted", "kept": "kept"}
-RETURN_WINDOW_DAYS = 30  # the manifest's ``returned``: returned within 30 days
 
 
 class HistoryError(PhotogradeError):

@@ -14,13 +14,13 @@ import time
 
 from sqlalchemy import func, select
 
-from fusion.trust import trust_score
-from serve.dashboard import _decided, _market, _per_refurbisher, _priors
+from serve.dashboard import _market, _per_refurbisher, _priors, _trust_of
 from serve.db import Database
 from serve.models import Evaluation, ReturnReport, utcnow
+from tabular.schema import RETURN_WINDOW_DAYS
 
 TRUST_DAYS = 90
-RETURN_WINDOW = dt.timedelta(days=30)
+RETURN_WINDOW = dt.timedelta(days=RETURN_WINDOW_DAYS)
 CACHE_SECONDS = 60.0
 
 
@@ -49,10 +49,7 @@ def seller_trust(db: Database, refurbisher_id: str, now: dt.datetime | None = No
     closed = _closed_listings(db, start, now - RETURN_WINDOW)  # sellers of per's, by its window
     for rid, c in per.items():
         c["listed"], c["returned"] = closed.get(rid, (0, 0))
-    priors = _priors(_market(per))
-    mine = per.get(refurbisher_id, {})
-    return trust_score(mine.get("validated", 0), _decided(mine), mine.get("returned", 0),
-                       mine.get("listed", 0), *priors)
+    return _trust_of(per.get(refurbisher_id, {}), _priors(_market(per)))
 
 
 class TrustCache:

@@ -32,6 +32,9 @@ FACTS: tuple[str, ...] = ("brand", "model", "storage_gb", "unlocked", "battery_h
 RETURN_REASONS: tuple[str, ...] = (
     "cosmetic_worse_than_described", "functional_fault", "battery", "changed_mind",
     "not_as_described", "damaged_in_transit", "other")
+#: The return window: ``returned`` (the return-risk model's target) is a return within this many
+#: days of the listing, and a listing's return record is complete once they have passed.
+RETURN_WINDOW_DAYS = 30
 
 _STRICT = ConfigDict(extra="forbid", strict=True)
 

@@ -21,9 +21,10 @@ import numpy as np
 from fusion.policy import GradingPolicy
 from fusion.trust import trust_score
 from tabular.evidence import Evidence
+from tabular.schema import RETURN_WINDOW_DAYS
 from training.manifest import ManifestRow
 
-RETURN_WINDOW = dt.timedelta(days=30)
+RETURN_WINDOW = dt.timedelta(days=RETURN_WINDOW_DAYS)
 
 
 @dataclass
