@@ -28,7 +28,6 @@ from tabular.evidence import Evidence
 from tabular.features import failed_checks
 from tabular.runtime import META_FILE, ONNX_FILE, ReturnRiskModel
 from training.manifest import DatasetError, ManifestRow
-from training.manifest import load_manifest as load_rows
 from vision.photocheck import PhotoCheckConfig
 
 
@@ -50,28 +49,18 @@ def device_evidence(g: Grader, rows: list[ManifestRow], progress: bool = True
     return out
 
 
-def _history(manifest: str | Path, g: Grader) -> list[ManifestRow]:
-    rows = [r for r in load_rows(manifest, g.policy).rows
-            if r.returned is not None and r.refurbisher_grade is not None]
-    if not rows:
-        raise DatasetError(f"{manifest}: no row with both 'returned' and 'refurbisher_grade'")
-    return rows
-
-
 def held_out_scores(run: Path, g: Grader, test: Path, progress: bool) -> dict[str, Any]:
     """The trained model (``run``: a run or a bundle directory) on another history: ROC-AUC,
     PR-AUC, Brier against the training base rate, calibration."""
-    from training.tabular_train import _features, held_out_metrics
+    from training.tabular_train import feature_rows, gaps_of, held_out_metrics, labelled_rows
 
-    rows = _history(test, g)
-    feats = _features(rows, g.policy, device_evidence(g, rows, progress))
+    rows = labelled_rows([test], g.policy)
+    feats = feature_rows(rows, g.policy, device_evidence(g, rows, progress))
     y = np.array([bool(r.returned) for r in rows], dtype=np.int64)
     model = ReturnRiskModel.from_dir(run)
-    gaps = [g.policy.rank(r.grade) - g.policy.rank(r.refurbisher_grade or "") if r.grade
-            else None for r in rows]
     base = float(json.loads((run / META_FILE).read_text())["data"]["base_rate"])
     return {"manifest": str(test), **held_out_metrics(y, model.predict_features(feats), base,
-                                                      gaps)}
+                                                      gaps_of(rows, g.policy))}
 
 
 def evaluate_return_risk(bundle: Path, manifest: Path, progress: bool = True
@@ -85,10 +74,10 @@ def train_return_risk(bundle: Path, manifests: list[str | Path], out: Path, *,
                       test: Path | None = None, install: bool = False, seed: int = 0,
                       progress: bool = True) -> dict[str, Any]:
     """Grade the histories through ``bundle``, train, score on ``test``, optionally install."""
-    from training.tabular_train import train_tabular
+    from training.tabular_train import labelled_rows, train_tabular
 
     g = Grader(bundle, threads=None)
-    rows = [r for m in manifests for r in _history(m, g)]
+    rows = [r for m in manifests for r in labelled_rows([m], g.policy)]
     ev = device_evidence(g, rows, progress)
     summary = train_tabular(list(manifests), out, seed=seed, evidence=ev)
     if test is not None:

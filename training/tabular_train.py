@@ -192,8 +192,15 @@ def check_parity(model_bytes: bytes, features: list[dict[str, Any]], proba: np.n
     return parity
 
 
-def _features(rows: list[ManifestRow], policy: GradingPolicy,
-              evidence: Mapping[str, Evidence] | None) -> list[dict[str, Any]]:
+def gaps_of(rows: list[ManifestRow], policy: GradingPolicy) -> list[int | None]:
+    """Each row's rank(true grade) - rank(announced grade) (> 0: listed better than it is;
+    None without a true grade)."""
+    return [policy.rank(r.grade) - policy.rank(r.refurbisher_grade or "") if r.grade else None
+            for r in rows]
+
+
+def feature_rows(rows: list[ManifestRow], policy: GradingPolicy,
+                 evidence: Mapping[str, Evidence] | None) -> list[dict[str, Any]]:
     """Each row's feature columns; with ``evidence``, the seller's trust at listing time too."""
     if evidence is None:
         return [tabular_features(r, r.refurbisher_grade or "", policy) for r in rows]
@@ -236,9 +243,8 @@ def train_tabular(manifests: list[str | Path], out_dir: str | Path, *,
         raise DatasetError(f"too few labelled rows to train the return-risk model: {len(rows)} "
                            f"rows, {n_pos} returned (need {MIN_ROWS} rows and at least 2 returned "
                            "and 2 kept)")
-    features = _features(rows, policy, evidence)
-    gaps = [policy.rank(r.grade) - policy.rank(r.refurbisher_grade or "") if r.grade else None
-            for r in rows]
+    features = feature_rows(rows, policy, evidence)
+    gaps = gaps_of(rows, policy)
     names = FEATURE_NAMES if evidence is not None else FACT_FEATURE_NAMES
     idx_train, idx_test = train_test_split(np.arange(len(rows)), test_size=TEST_FRACTION,
                                            stratify=y, random_state=seed)
