@@ -53,10 +53,6 @@ def rectify(image: Image.Image, quad: Quad, long_side: int) -> Image.Image:
                            Image.Resampling.BILINEAR)
 
 
-def _scaled(quad: Quad, sx: float, sy: float) -> Quad:
-    return Quad.from_points((quad.points() * (sx, sy)).tolist(), 10**9, 10**9)
-
-
 def crop_device(source: Source, localiser: Localiser, long_side: int = 448, *,
                 max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Localisation, Image.Image]:
     """(the localisation, the rectified crop) of one photo: localised on a small decode, then
@@ -72,5 +68,6 @@ def crop_device(source: Source, localiser: Localiser, long_side: int = 448, *,
     if min(small.size) < need:
         image, _ = open_image_sized(source, max_pixels=max_pixels,
                                     draft_size=int(np.ceil(need)))
-    quad = _scaled(loc.device, image.width / size[0], image.height / size[1])
+    scale = (image.width / size[0], image.height / size[1])  # upload -> decoded pixels
+    quad = Quad.from_points((loc.device.points() * scale).tolist(), image.width, image.height)
     return loc, rectify(image, quad, long_side)
