@@ -11,15 +11,14 @@ import httpx
 
 from serve.ui.i18n import translations
 from tests.serve.test_ui_browser import as_role, browser, site, submit  # noqa: F401 (fixtures)
-from tests.serve.ui_support import BROWSER_TESTS, shot, sign_in
+from tests.serve.ui_support import BROWSER_TESTS, shot, signed_in
 
 pytestmark = BROWSER_TESTS
 FR = translations("fr").gettext
 
 
 def test_the_form_and_an_outcome_in_french_the_api_in_english(site, browser):  # noqa: F811
-    ctx, page = sign_in(browser, site.url, site.keys["refurbisher"], locale="fr-FR")
-    try:
+    with signed_in(browser, site.url, site.keys["refurbisher"], locale="fr-FR") as page:
         page.goto(site.url + "/ui/evaluations/new")
         assert page.get_attribute("html", "lang") == "fr"
         form = page.inner_text("#evaluation-form")
@@ -44,23 +43,17 @@ def test_the_form_and_an_outcome_in_french_the_api_in_english(site, browser):  #
         page.click("#accept")
         page.wait_for_selector("#resolution")
         assert page.inner_text("#resolution").startswith("Suggestion acceptée")
-    finally:
-        ctx.close()
 
 
 def test_both_dashboards_in_french(site, browser):  # noqa: F811
-    ctx, page = sign_in(browser, site.url, site.keys["refurbisher"], locale="fr-FR")
-    try:
+    with signed_in(browser, site.url, site.keys["refurbisher"], locale="fr-FR") as page:
         page.goto(site.url + "/ui/dashboard")
         assert page.get_attribute("html", "lang") == "fr"
         assert page.inner_text("#refurbisher-dashboard h1").startswith("Tableau de bord")
         assert page.inner_text("#kpi-validated").endswith("%")
         assert "Corrections récentes" in page.inner_text("main")
         shot(page, "dashboard-refurbisher-fr.png")
-    finally:
-        ctx.close()
-    ctx, page = sign_in(browser, site.url, site.keys["platform"], locale="fr-FR")
-    try:
+    with signed_in(browser, site.url, site.keys["platform"], locale="fr-FR") as page:
         page.goto(site.url + "/ui/platform")
         assert page.inner_text("#platform-dashboard h1") == "Indicateurs de la plateforme"
         text = page.inner_text("main")
@@ -68,13 +61,10 @@ def test_both_dashboards_in_french(site, browser):  # noqa: F811
         assert " sur " in text  # the counts beside the rates: "(3 sur 25)"
         assert page.locator("svg.chart").count() == 6
         shot(page, "dashboard-platform-fr.png")
-    finally:
-        ctx.close()
 
 
 def test_the_switch_changes_the_language_and_it_persists(site, browser):  # noqa: F811
-    ctx, page = sign_in(browser, site.url, site.keys["platform"], locale="fr-FR")
-    try:
+    with signed_in(browser, site.url, site.keys["platform"], locale="fr-FR") as page:
         page.goto(site.url + "/ui/evaluations")
         assert page.get_attribute("html", "lang") == "fr"
         page.click("#lang-switch a[lang=en]")
@@ -88,13 +78,10 @@ def test_the_switch_changes_the_language_and_it_persists(site, browser):  # noqa
         page.wait_for_load_state()
         page.goto(site.url + "/ui/platform")
         assert page.inner_text("h1") == "Indicateurs de la plateforme"
-    finally:
-        ctx.close()
 
 
 def test_filters_and_paging_in_french(site, browser):  # noqa: F811
-    ctx, page = sign_in(browser, site.url, site.keys["platform"], locale="fr-FR")
-    try:
+    with signed_in(browser, site.url, site.keys["platform"], locale="fr-FR") as page:
         page.goto(site.url + "/ui/evaluations")
         page.select_option("#limit", "10")
         page.select_option("#decision", "validated")
@@ -112,5 +99,3 @@ def test_filters_and_paging_in_french(site, browser):  # noqa: F811
         page.goto(site.url + "/ui/evaluations?from=0413-05-14")
         assert page.inner_text("#filter-error").startswith("Du")
         assert page.get_attribute("#from", "aria-invalid") == "true"
-    finally:
-        ctx.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,16 @@ def sign_in(browser, url: str, key: str, width: int = 1200, **options):
     page.click("button[type=submit]")
     page.wait_for_load_state()
     return ctx, page
+
+
+@contextmanager
+def signed_in(browser, url: str, key: str, **options) -> Iterator:
+    """:func:`sign_in`'s page, its context closed at the end."""
+    ctx, page = sign_in(browser, url, key, **options)
+    try:
+        yield page
+    finally:
+        ctx.close()
 
 
 def shot(page, name: str) -> None:
