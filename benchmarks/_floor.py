@@ -10,6 +10,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -74,18 +75,6 @@ def decoders(g: Grader) -> dict[str, Decoder]:
     return found
 
 
-def floor_ms(g: Grader, photos: list[bytes], threads: int, repeat: int
-             ) -> tuple[float, str, float, float]:
-    """(floor ms, fastest decoder, its decode ms for both photos, raw inference ms): the
-    photos decoded at once on ``threads`` threads, then every model a grade runs (vision and
-    the photo check's), on the decoded tensors."""
-    with ThreadPoolExecutor(threads) as pool:
-        best, decode = fastest_decoder(g, photos, pool, repeat)
-    x = np.stack([g.decode(p).x for p in photos])
-    infer = median_ms(lambda: run_models(g, x), repeat)
-    return decode + infer, best, decode, infer
-
-
 def fastest_decoder(g: Grader, photos: list[bytes], pool: ThreadPoolExecutor, repeat: int
                     ) -> tuple[str, float]:
     """The fastest decoder of both photos at once on ``pool``, and its median ms."""
@@ -103,20 +92,35 @@ def run_models(g: Grader, x: np.ndarray) -> None:
         pc.run(None, {pc.get_inputs()[0].name: x})
 
 
+@dataclass
+class Paired:
+    """One setting's figures: the floor and the full grade (medians, sampled alternately),
+    the fastest decoder and the floor's parts timed apart (decoding both photos at once, the
+    models on the decoded tensors)."""
+
+    floor: float
+    full: float
+    decoder: str
+    decode: float
+    infer: float
+
+
 def paired_ms(settings: Settings, photos: list[bytes], info: DeviceInfo, threads: int,
-              repeat: int) -> tuple[float, float, str]:
-    """(floor ms, full grade ms, fastest decoder), the two sampled alternately in one loop
-    so that any drift of the machine's speed affects both alike, on the service's own ONNX
-    Runtime sessions: the floor is the fastest decoder on both photos at once, then
+              repeat: int) -> Paired:
+    """The floor and the full grade sampled alternately in one loop so that any drift of the
+    machine's speed affects both alike, on the service's own ONNX Runtime sessions: the floor
+    is the fastest decoder on both photos at once (on ``threads`` threads), then
     :func:`run_models`; the full grade is :func:`service_ms`'s."""
-    async def run() -> tuple[float, float, str]:
+    async def run() -> Paired:
         svc = Service(settings)
         await svc.start()
         g = svc.grader
         assert g is not None
         try:
             with ThreadPoolExecutor(threads) as pool:
-                best, _ = fastest_decoder(g, photos, pool, repeat)
+                best, decode_ms = fastest_decoder(g, photos, pool, repeat)
+                x = np.stack([g.decode(p).x for p in photos])
+                infer_ms = median_ms(lambda: run_models(g, x), repeat)
                 decode = decoders(g)[best]
                 floor, full = [], []
                 for i in range(repeat + 1):  # the first pair warms up
@@ -127,7 +131,8 @@ def paired_ms(settings: Settings, photos: list[bytes], info: DeviceInfo, threads
                     if i:
                         floor.append(t1 - t0)
                         full.append(time.perf_counter() - t1)
-            return float(np.median(floor) * 1e3), float(np.median(full) * 1e3), best
+            return Paired(float(np.median(floor) * 1e3), float(np.median(full) * 1e3), best,
+                          decode_ms, infer_ms)
         finally:
             await svc.stop()
     return asyncio.run(run())

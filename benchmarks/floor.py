@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._floor import floor_ms, paired_ms, pinned, service_ms
+from benchmarks._floor import paired_ms, pinned, service_ms
 from benchmarks._photos import upload_bytes
 from benchmarks._server import service_process
 from benchmarks.serve_load import load
@@ -46,13 +46,11 @@ def floor_table(bundle: Path, photos: list[bytes], repeat: int) -> None:
     for precision in ("fp32", "int8"):
         for threads in (1, 2):
             with pinned(threads):
-                g = Grader(bundle, threads=threads, precision=precision)  # type: ignore[arg-type]
-                _, name, decode, infer = floor_ms(g, photos, threads, repeat)
                 s = Settings(bundle=bundle, threads=threads, decode_threads=threads,
                              precision=precision)  # type: ignore[arg-type]
-                floor, full, name = paired_ms(s, photos, info, threads, repeat)
-            print(f"| {precision} | {threads} | {floor:.1f} | {name} {decode:.1f} ms | "
-                  f"{infer:.1f} | {full:.1f} | {full / floor:.2f} |", flush=True)
+                p = paired_ms(s, photos, info, threads, repeat)
+            print(f"| {precision} | {threads} | {p.floor:.1f} | {p.decoder} {p.decode:.1f} ms | "
+                  f"{p.infer:.1f} | {p.full:.1f} | {p.full / p.floor:.2f} |", flush=True)
 
 
 def http_lines(bundle: Path, photos: list[bytes], repeat: int) -> None:
