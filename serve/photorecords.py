@@ -8,13 +8,13 @@ rejection, and keeps the verdicts an evaluation stores with itself (:func:`hash_
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import or_, select
+from sqlalchemy import Select, bindparam, or_, select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 
 from serve.db import Database
 from serve.models import PhotoHash, PhotoRejection
@@ -51,31 +51,38 @@ def hash_rows(verdicts: list[PhotoVerdict], refurbisher_id: str,
     return rows
 
 
-def same_photos(s: Session, phash: str, max_distance: int) -> list[PhotoHash]:
-    """Stored photos within ``max_distance`` bits of ``phash``: the rows sharing a band with
-    it (every photo within 4 bits does), then their exact distance."""
-    b = bands(phash)
+@functools.cache
+def _duplicate_query(photos: int) -> Select[str, str | None]:
+    """The stored (hash, device_ref) sharing a band with any of ``photos`` hashes (every
+    photo within 4 bits of one does), its bands bound as ``b{photo}_{band}``: built once per
+    count (building the expression costs more than running it)."""
     cols = _band_columns()
-    found = s.scalars(select(PhotoHash).where(or_(*(c == v for c, v in zip(cols, b,
-                                                                           strict=True)))))
-    return [row for row in found if hamming(row.phash, phash) <= max_distance]
+    return select(PhotoHash.phash, PhotoHash.device_ref).where(or_(
+        *(c == bindparam(f"b{p}_{i}") for p in range(photos) for i, c in enumerate(cols))))
 
 
-def another_device(row: PhotoHash, device_ref: str | None) -> bool:
-    """Whether a stored photo belongs to another device than a new evaluation's: another
-    ``device_ref``, or, when either has none, another evaluation (any, as this one is new)."""
-    return device_ref is None or row.device_ref is None or row.device_ref != device_ref
+def another_device(device_ref: str | None, stored_ref: str | None) -> bool:
+    """Whether a stored photo (of ``stored_ref``) belongs to another device than a new
+    evaluation's: another ``device_ref``, or, when either has none, another evaluation (any,
+    as this one is new)."""
+    return device_ref is None or stored_ref is None or stored_ref != device_ref
 
 
 def first_duplicate(db: Database, verdicts: list[PhotoVerdict], max_distance: int, *,
                     device_ref: str | None = None, any_device: bool = False) -> Slot | None:
     """The slot of the first photo already stored for another device than ``device_ref``
-    (``any_device``: for any evaluation), or None."""
+    (``any_device``: for any evaluation), or None. One query for all the photos: the rows
+    sharing a band with any of them, then their exact distances."""
+    if not verdicts:
+        return None
+    params = {f"b{p}_{i}": band for p, v in enumerate(verdicts)
+              for i, band in enumerate(bands(v.stats.phash))}
     with db.read() as s:
-        for v in verdicts:
-            rows = same_photos(s, v.stats.phash, max_distance)
-            if any(any_device or another_device(r, device_ref) for r in rows):
-                return v.slot
+        rows = [(phash, ref) for phash, ref in s.execute(_duplicate_query(len(verdicts)), params)
+                if any_device or another_device(device_ref, ref)]
+    for v in verdicts:
+        if any(hamming(phash, v.stats.phash) <= max_distance for phash, _ in rows):
+            return v.slot
     return None
 
 
