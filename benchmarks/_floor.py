@@ -1,6 +1,7 @@
 """The floor of one grade on this machine: the two photos decoded at once by the fastest
 decoder available, plus raw ONNX Runtime on the decoded tensors; and the project's grade as
-the service runs it, in-process (:class:`serve.grading.Service`, no HTTP)."""
+the service runs it, in-process (:class:`serve.grading.Service`, no HTTP) and, in turn with
+it, over HTTP."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import httpx
 import numpy as np
 from PIL import Image
 
 from benchmarks._common import amedian_ms, median_ms
+from benchmarks.serve_load import grade_request
 from serve.grading import Service
 from serve.runtime import Grader
 from serve.settings import Settings
@@ -110,7 +113,8 @@ def paired_ms(settings: Settings, photos: list[bytes], info: DeviceInfo, threads
     """The floor and the full grade sampled alternately in one loop so that any drift of the
     machine's speed affects both alike, on the service's own ONNX Runtime sessions: the floor
     is the fastest decoder on both photos at once (on ``threads`` threads), then
-    :func:`run_models`; the full grade is :func:`service_ms`'s."""
+    :func:`run_models`; the full grade is the service's in-process: decode pool, photo check,
+    vision, fusion, decision (what ``/v1/grade`` runs, without HTTP)."""
     async def run() -> Paired:
         svc = Service(settings)
         await svc.start()
@@ -138,16 +142,48 @@ def paired_ms(settings: Settings, photos: list[bytes], info: DeviceInfo, threads
     return asyncio.run(run())
 
 
-def service_ms(settings: Settings, photos: list[bytes], info: DeviceInfo, repeat: int
-               ) -> float:
-    """Median ms of the service's grade in-process: decode pool, photo check, vision,
-    fusion, decision (what ``/v1/grade`` runs, without HTTP)."""
-    async def run() -> float:
+async def _post_ms(client: httpx.AsyncClient, url: str, body: bytes,
+                   headers: dict[str, str]) -> float:
+    t0 = time.perf_counter()
+    r = await client.post(url, content=body, headers=headers)
+    if r.status_code != 200:
+        raise RuntimeError(f"{url}: HTTP {r.status_code} {r.text[:300]}")
+    return (time.perf_counter() - t0) * 1000
+
+
+def paired_http_ms(settings: Settings, url: str, photos: list[bytes], info: DeviceInfo,
+                   repeat: int) -> tuple[float, float]:
+    """Medians (in-process grade, the same grade over HTTP at ``url``): one of each in turn
+    in one loop, so that the machine's drift moves both alike; one client, kept alive, the
+    multipart body encoded once (what a client sends)."""
+    body, headers = grade_request(photos)
+
+    async def run() -> tuple[float, float]:
         svc = Service(settings)
         await svc.start()
         try:
-            return await amedian_ms(lambda: svc.grade(photos[0], photos[1], info, "good",
-                                                       False), repeat)
+            async with httpx.AsyncClient(timeout=120) as client:
+                inproc, http = [], []
+                for i in range(repeat + 1):  # the first pair warms up
+                    t0 = time.perf_counter()
+                    await svc.grade(photos[0], photos[1], info, "good", False)
+                    t = (time.perf_counter() - t0) * 1000
+                    ms = await _post_ms(client, url + "/v1/grade", body, headers)
+                    if i:
+                        inproc.append(t)
+                        http.append(ms)
+            return float(np.median(inproc)), float(np.median(http))
         finally:
             await svc.stop()
+    return asyncio.run(run())
+
+
+def upload_ms(url: str, photos: list[bytes], repeat: int) -> float:
+    """Median ms of posting the grade's multipart body to ``url`` (a server that only reads
+    it, :mod:`benchmarks._sink`): the upload's own cost on this server."""
+    body, headers = grade_request(photos)
+
+    async def run() -> float:
+        async with httpx.AsyncClient(timeout=120) as client:
+            return await amedian_ms(lambda: _post_ms(client, url + "/", body, headers), repeat)
     return asyncio.run(run())

@@ -14,10 +14,12 @@ pinned to as many cores):
   alike; the decode and inference columns are the floor's parts, timed apart.
 
 Then the real service over HTTP (default settings, the precision ``auto`` picks): p50 at one
-client against the in-process grade (target <= 1.1x), and throughput at 16 clients with ONNX
-Runtime's idle threads spinning (the old default) and sleeping (the new; target >= 1.25x).
+client against the in-process grade, one of each in turn (target <= 1.1x); the upload alone
+(the same body posted to an app that only reads it, on the same uvicorn: the part of the HTTP
+path no application code can save); and throughput at 16 clients with ONNX Runtime's idle
+threads spinning (the old default) and sleeping (the new; target >= 1.25x).
 
-    python -m benchmarks.floor [--bundle models/photograde-base] [--repeat 20] [--no-http]
+    python -m benchmarks.floor [--bundle models/photograde-base] [--repeat 20] [--no-http] [--no-floor]
 """
 
 from __future__ import annotations
@@ -26,11 +28,9 @@ import argparse
 import asyncio
 from pathlib import Path
 
-import numpy as np
-
-from benchmarks._floor import paired_ms, pinned, service_ms
+from benchmarks._floor import paired_http_ms, paired_ms, pinned, upload_ms
 from benchmarks._photos import upload_bytes
-from benchmarks._server import service_process
+from benchmarks._server import service_process, sink_process
 from benchmarks.serve_load import load
 from serve.runtime import Grader
 from serve.settings import SHIPPED_BUNDLE, Settings
@@ -55,19 +55,22 @@ def floor_table(bundle: Path, photos: list[bytes], repeat: int) -> None:
 
 def http_lines(bundle: Path, photos: list[bytes], repeat: int) -> None:
     info = parse_device_info(INFO)
-    s = Settings(bundle=bundle)
-    inproc = service_ms(s, photos, info, repeat)
     rps = {}
     for spinning in (False, True):
         with service_process(bundle, ort_spinning=str(spinning).lower()) as svc:
             if not spinning:
-                _, lat, _ = asyncio.run(load(svc.url, photos, 1, repeat))
-                p50 = float(np.median(lat) * 1000)
+                inproc, p50 = paired_http_ms(Settings(bundle=bundle), svc.url, photos, info,
+                                             repeat)
                 print(f"service p50 at 1 client: {p50:.1f} ms vs in-process grade "
                       f"{inproc:.1f} ms: {p50 / inproc:.2f}x (target <= 1.1)", flush=True)
             rps[spinning], _, errors = asyncio.run(load(svc.url, photos, 16, 3 * repeat))
             print(f"16 clients, ONNX Runtime threads {'spinning' if spinning else 'sleeping'}: "
                   f"{rps[spinning]:.1f} requests/s ({errors} errors)", flush=True)
+    with sink_process() as sink:
+        upload = upload_ms(sink.url, photos, repeat)
+    print(f"the upload alone (the same body to an app that only reads it, same uvicorn): "
+          f"{upload:.1f} ms = {upload / inproc:.2f}x of the in-process grade; the service's "
+          f"own HTTP path: {p50 - inproc - upload:.1f} ms")
     print(f"thread fix (sleeping / spinning) at 16 clients: {rps[False] / rps[True]:.2f}x "
           "(target >= 1.25)")
 
@@ -77,12 +80,14 @@ def main() -> None:
     ap.add_argument("--bundle", type=Path, default=SHIPPED_BUNDLE)
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--no-http", action="store_true", help="skip the service over HTTP")
+    ap.add_argument("--no-floor", action="store_true", help="skip the floor table")
     args = ap.parse_args()
     photos = upload_bytes(2)
     g = Grader(args.bundle, precision=Settings.model_fields["precision"].default)
     print(f"bundle {g.manifest.bundle_version}, {g.pre.img_size} px, {g.provider}; "
           f"auto precision: {g.precision.precision} ({g.precision.reason})")
-    floor_table(args.bundle, photos, args.repeat)
+    if not args.no_floor:
+        floor_table(args.bundle, photos, args.repeat)
     if not args.no_http:
         http_lines(args.bundle, photos, args.repeat)
 

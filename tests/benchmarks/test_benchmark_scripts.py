@@ -29,6 +29,16 @@ def test_the_floor_benchmark_prints_the_floor_and_the_ratio_for_each_setting(bun
     assert "auto precision:" in out
 
 
+def test_the_floor_benchmark_measures_the_service_and_the_upload_over_http(bundle):
+    out = _run(sys.executable, "-m", "benchmarks.floor", "--bundle", str(bundle), "--repeat",
+               "1", "--no-floor")
+    assert "service p50 at 1 client:" in out and "(target <= 1.1)" in out, out
+    upload = next(line for line in out.splitlines() if line.startswith("the upload alone"))
+    assert float(upload.split(": ")[1].split(" ms")[0]) > 0, upload
+    assert out.count("requests/s (0 errors)") == 2, out
+    assert "thread fix (sleeping / spinning) at 16 clients:" in out
+
+
 @pytest.mark.torch
 def test_the_gpu_script_dry_runs_every_step_on_cpu(tmp_path):
     _run("scripts/gpu-bench", "--dry-run", "--out", str(tmp_path))
