@@ -103,3 +103,24 @@ def test_bad_inputs_are_one_line_errors(run, synth_dir, tmp_path, capsys):
         assert main([*command, "--manifest", str(plain)]) == 2
         err = capsys.readouterr().err.strip()
         assert "has a device outline" in err and len(err.splitlines()) == 1
+
+
+def test_crop_manifest_writes_every_photo_cut_to_the_device(run, synth_dir, tmp_path):
+    """scripts/crop-manifest's work: the same rows and labels, each photo replaced by its
+    crop (a photo without a device found keeps its whole photo), counted in crops.json."""
+    from training.crop_data import crop_manifest
+
+    counts = crop_manifest(synth_dir / "manifest.csv", run[0], tmp_path / "crops",
+                           long_side=96, workers=1)
+    source, cropped = (load_manifest(p).rows for p in (synth_dir / "manifest.csv",
+                                                        tmp_path / "crops" / "manifest.csv"))
+    assert counts["photos"] == 2 * len(source) == 48
+    assert json.loads((tmp_path / "crops" / "crops.json").read_text())["found"] == \
+        counts["found"]
+    assert [(r.device_id, r.screen, r.shell, r.grade) for r in cropped] == \
+        [(r.device_id, r.screen, r.shell, r.grade) for r in source]
+    for row in cropped:
+        for path in (row.front_path, row.back_path):
+            assert path is not None and path.parent == tmp_path / "crops" / "images"
+            with Image.open(path) as im:
+                assert im.format == "JPEG" and max(im.size) == 96
