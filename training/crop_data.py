@@ -16,6 +16,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from PIL import Image
+from tqdm import tqdm
 
 from vision.crop import crop_device
 from vision.localise import Localiser
@@ -45,10 +46,11 @@ def crop_one(job: tuple[str, str, int]) -> bool:
 
 
 def crop_manifest(manifest: str | Path, localiser: str | Path, out: str | Path, *,
-                  long_side: int = 448, workers: int = 2) -> dict[str, int]:
+                  long_side: int = 448, workers: int = 2, progress: bool = False
+                  ) -> dict[str, int]:
     """Crop every photo of ``manifest`` into ``out``/images and write ``out``/manifest.csv
     (same rows and columns, photo paths relative to it) and ``out``/crops.json; returns the
-    counts (photos, found)."""
+    counts (photos, found); ``progress``: a progress bar."""
     manifest, out = Path(manifest), Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
     with manifest.open(newline="", encoding="utf-8") as f:
@@ -63,7 +65,8 @@ def crop_manifest(manifest: str | Path, localiser: str | Path, out: str | Path, 
                 jobs.append((str(src), str(out / "images" / name), long_side))
                 row[col] = f"images/{name}"
     with ProcessPoolExecutor(workers, initializer=_init, initargs=(str(localiser),)) as pool:
-        found = sum(pool.map(crop_one, jobs, chunksize=16))
+        found = sum(tqdm(pool.map(crop_one, jobs, chunksize=16), total=len(jobs),
+                         desc="cropping", unit="photo", disable=not progress))
     with (out / "manifest.csv").open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, columns)
         writer.writeheader()
