@@ -19,7 +19,8 @@ client against the in-process grade, one of each in turn (target <= 1.1x); the u
 path no application code can save); and throughput at 16 clients with ONNX Runtime's idle
 threads spinning (the old default) and sleeping (the new; target >= 1.25x).
 
-    python -m benchmarks.floor [--bundle models/photograde-base] [--repeat 20] [--no-http] [--no-floor]
+    python -m benchmarks.floor [--bundle models/photograde-base] [--repeat 20] [--no-http]
+                               [--no-floor]
 """
 
 from __future__ import annotations
