@@ -32,6 +32,7 @@ from pathlib import Path
 from benchmarks._floor import paired_http_ms, paired_ms, pinned, upload_ms
 from benchmarks._photos import upload_bytes
 from benchmarks._server import service_process, sink_process
+from benchmarks._sink import SocketSink
 from benchmarks.serve_load import load
 from serve.runtime import Grader
 from serve.settings import SHIPPED_BUNDLE, Settings
@@ -69,9 +70,11 @@ def http_lines(bundle: Path, photos: list[bytes], repeat: int) -> None:
                   f"{rps[spinning]:.1f} requests/s ({errors} errors)", flush=True)
     with sink_process() as sink:
         upload = upload_ms(sink.url, photos, repeat)
+    with SocketSink() as plain:
+        bare = upload_ms(plain.url, photos, repeat)
     print(f"the upload alone (the same body to an app that only reads it, same uvicorn): "
-          f"{upload:.1f} ms = {upload / inproc:.2f}x of the in-process grade; the service's "
-          f"own HTTP path: {p50 - inproc - upload:.1f} ms")
+          f"{upload:.1f} ms = {upload / inproc:.2f}x of the in-process grade (to a plain "
+          f"socket: {bare:.1f} ms); the service's own HTTP path: {p50 - inproc - upload:.1f} ms")
     print(f"thread fix (sleeping / spinning) at 16 clients: {rps[False] / rps[True]:.2f}x "
           "(target >= 1.25)")
 

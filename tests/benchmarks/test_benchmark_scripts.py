@@ -35,6 +35,7 @@ def test_the_floor_benchmark_measures_the_service_and_the_upload_over_http(bundl
     assert "service p50 at 1 client:" in out and "(target <= 1.1)" in out, out
     upload = next(line for line in out.splitlines() if line.startswith("the upload alone"))
     assert float(upload.split(": ")[1].split(" ms")[0]) > 0, upload
+    assert float(upload.split("plain socket: ")[1].split(" ms")[0]) > 0, upload
     assert out.count("requests/s (0 errors)") == 2, out
     assert "thread fix (sleeping / spinning) at 16 clients:" in out
 
