@@ -41,6 +41,13 @@ def test_the_floor_benchmark_measures_the_service_and_the_upload_over_http(bundl
 
 
 @pytest.mark.torch
+def test_the_crop_latency_benchmark_prints_both_inputs_and_the_ratio(bundle, localiser_run):
+    out = _run(sys.executable, "-m", "benchmarks.crop_latency", "--bundle", str(bundle),
+               "--localiser", str(localiser_run[0]), "--repeat", "1", "--long-side", "96")
+    assert "model input, whole photos:" in out and "device crops:" in out, out
+    assert "(budget <= 1.3)" in out
+
+
 def test_the_gpu_script_dry_runs_every_step_on_cpu(tmp_path):
     _run("scripts/gpu-bench", "--dry-run", "--out", str(tmp_path))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["inference.txt", "serving.txt",

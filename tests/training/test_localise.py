@@ -21,15 +21,9 @@ from vision.preprocess import NotAnImage
 
 
 @pytest.fixture(scope="module")
-def run(synth_dir, tmp_path_factory):
-    """1 epoch at 64 px on the session's 24 synthetic devices, 4 scenes without a phone."""
-    from training.localise_train import LocaliseConfig, train_localiser
-
-    out = tmp_path_factory.mktemp("localiser")
-    config = train_localiser(LocaliseConfig(
-        manifests=[str(synth_dir / "manifest.csv")], out=str(out), img_size=64, epochs=1,
-        batch_size=16, negatives=4, progress=False))
-    return out, config
+def run(localiser_run):
+    """The session's tiny localiser (tests/conftest.py)."""
+    return localiser_run
 
 
 def test_training_writes_an_onnx_localiser_with_torch_parity(run):
