@@ -28,3 +28,18 @@ async def amedian_ms(fn: Callable[[], Awaitable[object]], repeat: int) -> float:
         await fn()
         times.append(time.perf_counter() - t0)
     return float(np.median(times) * 1000)
+
+
+async def amedians_in_turn(first: Callable[[], Awaitable[object]],
+                           second: Callable[[], Awaitable[object]], repeat: int
+                           ) -> tuple[float, float]:
+    """Median ms of ``first`` and of ``second``, awaited one after the other ``repeat`` times
+    (after one warm-up pair), so that a drift of the machine's speed moves both alike."""
+    times: tuple[list[float], list[float]] = ([], [])
+    for i in range(repeat + 1):
+        for fn, out in zip((first, second), times, strict=True):
+            t0 = time.perf_counter()
+            await fn()
+            if i:
+                out.append(time.perf_counter() - t0)
+    return float(np.median(times[0]) * 1000), float(np.median(times[1]) * 1000)

@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -17,7 +17,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from benchmarks._common import amedian_ms, median_ms
+from benchmarks._common import amedian_ms, amedians_in_turn, median_ms
 from benchmarks.serve_load import grade_request
 from serve.grading import Service
 from serve.runtime import Grader
@@ -108,37 +108,39 @@ class Paired:
     infer: float
 
 
+@contextlib.asynccontextmanager
+async def service(settings: Settings) -> AsyncIterator[Service]:
+    """The service started on ``settings`` (in-process), stopped at the end."""
+    svc = Service(settings)
+    await svc.start()
+    try:
+        yield svc
+    finally:
+        await svc.stop()
+
+
 def paired_ms(settings: Settings, photos: list[bytes], info: DeviceInfo, threads: int,
               repeat: int) -> Paired:
-    """The floor and the full grade sampled alternately in one loop so that any drift of the
-    machine's speed affects both alike, on the service's own ONNX Runtime sessions: the floor
-    is the fastest decoder on both photos at once (on ``threads`` threads), then
-    :func:`run_models`; the full grade is the service's in-process: decode pool, photo check,
-    vision, fusion, decision (what ``/v1/grade`` runs, without HTTP)."""
+    """The floor and the full grade sampled alternately (:func:`amedians_in_turn`) on the
+    service's own ONNX Runtime sessions: the floor is the fastest decoder on both photos at
+    once (on ``threads`` threads), then :func:`run_models`; the full grade is the service's
+    in-process: decode pool, photo check, vision, fusion, decision (what ``/v1/grade`` runs,
+    without HTTP)."""
     async def run() -> Paired:
-        svc = Service(settings)
-        await svc.start()
-        g = svc.grader
-        assert g is not None
-        try:
+        async with service(settings) as svc:
+            g = svc.loaded
             with ThreadPoolExecutor(threads) as pool:
                 best, decode_ms = fastest_decoder(g, photos, pool, repeat)
                 x = np.stack([g.decode(p).x for p in photos])
                 infer_ms = median_ms(lambda: run_models(g, x), repeat)
                 decode = decoders(g)[best]
-                floor, full = [], []
-                for i in range(repeat + 1):  # the first pair warms up
-                    t0 = time.perf_counter()
+
+                async def floor() -> None:
                     run_models(g, np.stack(list(pool.map(decode, photos))))
-                    t1 = time.perf_counter()
-                    await svc.grade(photos[0], photos[1], info, "good", False)
-                    if i:
-                        floor.append(t1 - t0)
-                        full.append(time.perf_counter() - t1)
-            return Paired(float(np.median(floor) * 1e3), float(np.median(full) * 1e3), best,
-                          decode_ms, infer_ms)
-        finally:
-            await svc.stop()
+
+                floor_ms, full_ms = await amedians_in_turn(
+                    floor, lambda: svc.grade(photos[0], photos[1], info, "good", False), repeat)
+            return Paired(floor_ms, full_ms, best, decode_ms, infer_ms)
     return asyncio.run(run())
 
 
@@ -153,28 +155,16 @@ async def _post_ms(client: httpx.AsyncClient, url: str, body: bytes,
 
 def paired_http_ms(settings: Settings, url: str, photos: list[bytes], info: DeviceInfo,
                    repeat: int) -> tuple[float, float]:
-    """Medians (in-process grade, the same grade over HTTP at ``url``): one of each in turn
-    in one loop, so that the machine's drift moves both alike; one client, kept alive, the
-    multipart body encoded once (what a client sends)."""
+    """Medians (in-process grade, the same grade over HTTP at ``url``), sampled in turn
+    (:func:`amedians_in_turn`); one client, kept alive, the multipart body encoded once (what
+    a client sends)."""
     body, headers = grade_request(photos)
 
     async def run() -> tuple[float, float]:
-        svc = Service(settings)
-        await svc.start()
-        try:
-            async with httpx.AsyncClient(timeout=120) as client:
-                inproc, http = [], []
-                for i in range(repeat + 1):  # the first pair warms up
-                    t0 = time.perf_counter()
-                    await svc.grade(photos[0], photos[1], info, "good", False)
-                    t = (time.perf_counter() - t0) * 1000
-                    ms = await _post_ms(client, url + "/v1/grade", body, headers)
-                    if i:
-                        inproc.append(t)
-                        http.append(ms)
-            return float(np.median(inproc)), float(np.median(http))
-        finally:
-            await svc.stop()
+        async with service(settings) as svc, httpx.AsyncClient(timeout=120) as client:
+            return await amedians_in_turn(
+                lambda: svc.grade(photos[0], photos[1], info, "good", False),
+                lambda: _post_ms(client, url + "/v1/grade", body, headers), repeat)
     return asyncio.run(run())
 
 
