@@ -8,7 +8,7 @@
     samples.npz        sample inputs with their expected outputs (for ``bundle verify``)
     heads.npz          the heads' weights, to turn feature maps into heatmaps
     photocheck.onnx    optional: the photo check's ImageNet backbone (pooled features)
-    photocheck.npz     its two linear heads: phone or not, back or front (numpy)
+    photocheck.npz     its linear heads: phone or not, back or front, cracked screen (numpy)
     manifest.json      :class:`BundleManifest`: format, versions, preprocessing, classes,
                        grading, temperatures, data summary, metrics, the reference grade
                        distribution (drift), sha256 of every file
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vision.errors import PhotogradeError
 
@@ -140,13 +140,17 @@ class GradingInfo(_Section):
 
 class PhotoCheckInfo(_Section):
     """The photo check's learned part (:mod:`vision.photocheck`): a frozen ImageNet backbone
-    whose pooled features feed two logistic regressions (phone or not; back or front)."""
+    whose pooled features feed logistic regressions (phone or not; back or front; and,
+    when ``cracked_weight`` is set, cracked screen or not, blended into the screen's
+    condition probabilities by :func:`vision.photocheck.blend_cracked`)."""
 
     file: str = PHOTOCHECK_FILE
     heads: str = PHOTOCHECK_HEADS_FILE
     backbone: str
     input_size: int
     preprocess: dict[str, Any]
+    cracked_weight: float = Field(0.0, ge=0, le=1, description="weight of the frozen-feature "
+                                  "probe in the screen's P(cracked); 0: not used")
     training_data: dict[str, Any] = {}
     metrics: dict[str, Any] = {}
 

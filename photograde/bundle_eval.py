@@ -51,15 +51,23 @@ class BundleEvalError(PhotogradeError):
 
 def bundle_logits(grader: Grader, samples: list[Sample], batch_size: int = 16,
                   progress: bool = True) -> np.ndarray:
-    """Each photo's own head's logits (N, 4), decoded and run exactly as the service does."""
+    """Each photo's own head's logits (N, 4), decoded and run exactly as the service does.
+    When the bundle blends the photo check's cracked-screen probe into the screen's
+    probabilities, a screen's logits are those of the served probabilities (``T log p``, so
+    that the metrics' temperature scaling gives them back)."""
     out = np.empty((len(samples), 4), np.float32)
     for start in tqdm(range(0, len(samples), batch_size), desc="bundle", unit="batch",
                       disable=not progress):
         chunk = samples[start:start + batch_size]
-        x = np.stack([grader.decode(s.path).x for s in chunk])
-        screen, shell, _ = grader.run_vision(x)
+        photos = [grader.decode(s.path) for s in chunk]
+        screen, shell, _ = grader.run_vision(np.stack([p.x for p in photos]))
+        fronts = [p for p, s in zip(photos, chunk, strict=True) if s.part == "screen"]
+        if grader.cracked_weight and fronts:  # one photo-check call for the chunk
+            for p, sc in zip(fronts, grader.side_scores(fronts) or [], strict=True):
+                p.scores = sc
         for i, s in enumerate(chunk):
-            out[start + i] = screen[i] if s.part == "screen" else shell[i]
+            out[start + i] = (grader.served_screen_logits(photos[i], screen[i])
+                              if s.part == "screen" else shell[i])
     return out
 
 

@@ -74,12 +74,15 @@ def _loso(loso: dict[str, Any] | None) -> list[str]:
              f"fine-tuned on the other source plus {extra} ({tc['img_size']} px, "
              f"{tc['epochs']} epochs, stem + {tc['freeze_stages']} stages frozen), the probe "
              "is logistic regression on frozen ImageNet features; ROC-AUC / balanced accuracy "
-             "(P(cracked) >= 0.5) on the held-out source.", "",
+             "(P(cracked) >= 0.5) on the held-out source. **As served**: the fine-tuned "
+             "model with the photo check's cracked-screen probe blended in (fitted on the "
+             "training source's photos and the extra synthetic fronts; see Photo check).", "",
              "| held-out source | trained on | probe ROC-AUC / bal. acc. | fine-tuned | "
-             "fine-tuned + TTA | probe + fine-tuned |", "|---|---|---|---|---|---|"]
+             "fine-tuned + TTA | probe + fine-tuned | as served |",
+             "|---|---|---|---|---|---|---|"]
     for held, s in loso["splits"].items():
-        cells = [f"{_f(s[k]['roc_auc'])} / {_f(s[k]['balanced_accuracy'])}"
-                 for k in ("probe", "finetune", "finetune_tta", "ensemble")]
+        cells = [f"{_f(s[k]['roc_auc'])} / {_f(s[k]['balanced_accuracy'])}" if k in s
+                 else "n/a" for k in ("probe", "finetune", "finetune_tta", "ensemble", "served")]
         lines.append(f"| {held} ({s['finetune']['n']} photos) | "
                      f"{', '.join(s['train_sources'])} | " + " | ".join(cells) + " |")
     return lines
@@ -115,10 +118,14 @@ def _photocheck(info: Any) -> list[str]:
     if info is None:
         return ["No photo check model in this bundle: only the measured checks run."]
     m = info.metrics
+    probe = (f" and a cracked-screen probe (cracked or not, fitted on the labelled real and "
+             f"synthetic fronts), whose P(cracked) weighs {info.cracked_weight:g} in the served "
+             "screen's P(cracked), the model's the rest (`vision.photocheck.blend_cracked`)"
+             if info.cracked_weight else "")
     lines = [f"A frozen ImageNet `{info.backbone}` at {info.input_size} px"
-             f"{' (int8)' if m.get('int8') else ''} and two logistic heads (phone or not, front "
-             "or back), trained on " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in
-                                                info.training_data.items()) + ".", "",
+             f"{' (int8)' if m.get('int8') else ''} with logistic heads: phone or not, front "
+             f"or back{probe}; trained on " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in
+                                                       info.training_data.items()) + ".", "",
              "| photos | expected | result |", "|---|---|---|"]
     for source, r in m.get("real_fronts_leave_one_source_out", {}).items():
         lines += [f"| real fronts of {source} (heads fitted without them; {r['too_small']} "
@@ -213,7 +220,10 @@ def render(bundle: Path, record: dict[str, Any], loso: dict[str, Any] | None = N
         "## Metrics",
         f"Synthetic held-out set: {r['test_devices']} devices of seed {r['test_seed']}, never "
         "trained on. Real fronts: the photos of `--real` that the training kept for validation "
-        "(early stopping and calibration, never for gradient steps).", "",
+        "(early stopping and calibration, never for gradient steps)." + (
+            " Screen figures are the served ones: the model's probabilities with the photo "
+            "check's cracked-screen probe blended in (see Photo check)."
+            if m.photocheck is not None and m.photocheck.cracked_weight else ""), "",
         *_metrics(ev), "",
         _int8_line(m.vision.int8),
         _abstention(record.get("abstention")),

@@ -10,8 +10,13 @@ where it stopped; delete a step's folder under ``--out`` to redo it):
    a manifest) as a screen-only manifest with coarse labels (intact = not cracked) and sources;
 3. the condition model on the synthetic fronts and backs and the real fronts together;
 4. the tabular and fusion models on the calibration devices (the tabular one on the facts
-   only: step 8 replaces it);
-5. the bundle (fp32 and int8, int8 judged on the held-out synthetic set);
+   only: step 7 replaces it);
+5. the bundle (fp32 and int8, int8 judged on the held-out synthetic set), then the photo check
+   (``train photocheck``): a frozen ImageNet backbone and logistic heads (phone or not, front
+   or back, and the cracked-screen probe blended into the served screen probabilities) fitted
+   on the real photos the condition model trained on (never its validation split) and added
+   to the bundle, with its leave-one-source-out and held-out figures; it comes before the
+   evaluation because the probe is part of the served screen;
 6. ``evaluate bundle`` on the held-out synthetic set (fp32 and int8) and on the real photos
    (with a flawless synthetic back: the grades a user would see); the abstention threshold
    (``min_confidence``) written into the bundle: the lowest grade confidence whose decided
@@ -22,13 +27,10 @@ where it stopped; delete a step's folder under ``--out`` to redo it):
    marketplace's, so the drift alert would fire on real traffic from the first day; a bundle
    without a reference takes its first served grades as one, and an operator sets a
    production reference with ``evaluate bundle --set-reference`` on a ``dataset export``;
-7. the photo check (``train photocheck``): a frozen ImageNet backbone and two logistic heads
-   (phone or not, front or back) added to the bundle, with its leave-one-source-out and
-   held-out figures;
-8. the return-risk model on evidence (``train return-risk``): two synthetic marketplace
+7. the return-risk model on evidence (``train return-risk``): two synthetic marketplace
    histories (``--history-devices``, seed + 2; ``--history-test-devices``, test seed + 1)
    graded through the bundle; trained on the first, scored on the second, installed;
-9. ``MODEL_CARD.md`` and ``release.json`` beside the bundle (the card includes the
+8. ``MODEL_CARD.md`` and ``release.json`` beside the bundle (the card includes the
    leave-one-source-out table when ``OUT/loso/loso.json`` exists, from ``photograde cv vision
    --by-source --out OUT/loso``); with ``--ship DIR``, the bundle, the fp16 weights for
    fine-tuning and the card copied to ``DIR`` (``models/photograde-base``).
@@ -171,20 +173,25 @@ def _flawless_back(test: Path) -> Path:
     raise ReleaseError(f"{test}: no flawless synthetic back to pair with the real fronts")
 
 
-def _real_validation(cfg: ReleaseConfig, real: Path, vision: Path) -> Path:
-    """The real photos the vision run kept for validation (never a gradient step), as a
-    manifest: the honest real-photo figure of a model that trained on the rest."""
+def _real_split(cfg: ReleaseConfig, real: Path, vision: Path) -> tuple[Path, Path]:
+    """The real photos the vision run trained on and those it kept for validation (never a
+    gradient step), as two manifests: the photo check learns from the first only, so that the
+    second gives the honest real-photo figure of the served model."""
     from training.manifest import load_manifest, write_manifest
     from training.vision_run import RunDir, validation_devices
     from vision.conditions import format_condition_set
 
     manifest = load_manifest(real)
     keep = validation_devices(vision, RunDir(vision).read_config(), manifest)
-    rows = [{"device_id": r.device_id, "front_path": str(r.front_path),
-             "screen_condition": format_condition_set(r.screen, "screen") if r.screen else "",
-             "source": r.source or ""} for r in manifest.rows if r.device_id in keep]
-    return write_manifest(Path(cfg.out) / "data" / "real-validation.csv", rows,
-                          ("device_id", "front_path", "screen_condition", "source"))
+    columns = ("device_id", "front_path", "screen_condition", "source")
+    out = []
+    for name, held in (("real-training", False), ("real-validation", True)):
+        rows = [{"device_id": r.device_id, "front_path": str(r.front_path),
+                 "screen_condition": format_condition_set(r.screen, "screen") if r.screen
+                 else "", "source": r.source or ""}
+                for r in manifest.rows if (r.device_id in keep) == held]
+        out.append(write_manifest(Path(cfg.out) / "data" / f"{name}.csv", rows, columns))
+    return out[0], out[1]
 
 
 def _evaluate(cfg: ReleaseConfig, bundle: Path, test: Path, real: Path | None
@@ -333,20 +340,23 @@ def release(cfg: ReleaseConfig) -> dict[str, Any]:
     vision = _train_vision(cfg, [train, *([real] if real else [])])
     tabular, fusion = _train_rest(cfg, vision, calib)
     bundle = _export(cfg, vision, tabular, fusion, test)
-    real_val = _real_validation(cfg, real, vision) if real else None
+    real_train, real_val = _real_split(cfg, real, vision) if real else (None, None)
+    # before the evaluation: its cracked-screen probe is part of the served screen
+    photocheck = _photocheck(cfg, bundle, real_train, train, test)
     evaluation = _evaluate(cfg, bundle, test, real_val)
     abstention = set_abstention(bundle, evaluation, cfg.target_accuracy)
     precision = _precision(bundle, evaluation, real_val)
     predicted = predicted_counts(evaluation["synthetic"].get("grades"))
     reference = (set_reference(bundle, predicted, "synthetic held-out set")
                  if cfg.reference_from_test else None)
-    photocheck = _photocheck(cfg, bundle, real, train, test)
     return_risk = _return_risk(cfg, bundle)
     record = {"recipe": asdict(cfg), "data": {"synthetic_train": str(train),
                                               "synthetic_calibration": str(calib),
                                               "synthetic_test": str(test),
                                               "real": str(real) if real else None,
                                               "real_summary": _summary(real),
+                                              "real_training": str(real_train) if real_train
+                                              else None,
                                               "real_validation": str(real_val) if real_val
                                               else None},
               "vision_run": str(vision), "bundle": str(bundle),

@@ -357,8 +357,11 @@ class Service:
         if refurbisher_grade is not None:
             check_grade(g.policy, refurbisher_grade, f"{prefix}refurbisher_grade")
         checked = quality_check and self.settings.photo_check
-        photos = list(await asyncio.gather(self.decode(f"{prefix}front", front, g, checked),
-                                           self.decode(f"{prefix}back", back, g, checked)))
+        # the front is scored with its decoding when the bundle blends the photo check's
+        # cracked-screen probe into the screen's probabilities, checked or not
+        photos = list(await asyncio.gather(
+            self.decode(f"{prefix}front", front, g, checked or g.cracked_weight > 0),
+            self.decode(f"{prefix}back", back, g, checked)))
         infer = asyncio.ensure_future(self._infer(batcher, photos))
         verdicts: list[PhotoVerdict] = []
         if checked:

@@ -50,6 +50,7 @@ from vision.photocheck import (
     SideHeads,
     SideScores,
     Slot,
+    blend_cracked,
     check,
     measure,
 )
@@ -147,6 +148,9 @@ class Grader:
                                                    providers=provider_list or providers())
             self.photocheck_pre = PreprocessConfig.from_dict(pc.preprocess)
             self.side_heads = SideHeads.load(self.dir / pc.heads)
+        #: the frozen-feature probe's weight in the screen's P(cracked) (0: not blended)
+        self.cracked_weight = (pc.cracked_weight if pc is not None and
+                               self.side_heads.has_cracked else 0.0)
 
     # -- decoding --------------------------------------------------------------------------
     def decode(self, source: bytes | str | Path, measured: bool = False,
@@ -211,6 +215,9 @@ class Grader:
         if refurbisher_grade is not None:
             policy.rank(refurbisher_grade)  # unknown grade -> ValueError naming it
         probs = self.part_probs(screen_logits, shell_logits)
+        probe = self.cracked_probe(photos[0])
+        if probe is not None:
+            probs["screen"] = blend_cracked(probs["screen"], probe, self.cracked_weight)
         failed, battery = info.failed_checks, info.battery_health_pct
         p = grade_distribution(policy, self.fusion, probs, failed, battery)
         grade = decided_grade(policy, probs, failed, battery)
@@ -228,6 +235,27 @@ class Grader:
         """The calibrated condition probabilities of each part."""
         return {"screen": _softmax(screen_logits / self.temperatures["screen"]),
                 "shell": _softmax(shell_logits / self.temperatures["shell"])}
+
+    def cracked_probe(self, front: Photo) -> float | None:
+        """The photo check's P(cracked screen) for the front photo, when the bundle blends it
+        into the screen's probabilities (None otherwise); scored here unless the decoding
+        already did."""
+        if not self.cracked_weight:
+            return None
+        if front.scores is None:
+            scores = self.side_scores([front])
+            front.scores = scores[0] if scores else None
+        return front.scores.cracked if front.scores is not None else None
+
+    def served_screen_logits(self, front: Photo, logits: np.ndarray) -> np.ndarray:
+        """The screen logits whose temperature-scaled softmax is the served probabilities
+        (the probe blended in, :meth:`cracked_probe`); the model's own without a probe."""
+        probe = self.cracked_probe(front)
+        if probe is None:
+            return logits
+        t = self.temperatures["screen"]
+        probs = blend_cracked(_softmax(logits / t), probe, self.cracked_weight)
+        return (t * np.log(np.maximum(probs, 1e-12))).astype(np.float32)
 
     def _damage(self, photos: list[Photo], probs: dict[str, np.ndarray], features: np.ndarray,
                 heatmaps: bool) -> tuple[dict[str, Box | None], dict[str, str]]:
@@ -253,7 +281,8 @@ class Grader:
                 "precision": self.precision.model_dump(),
                 "threads": self.threads, "grades": list(self.policy.grades),
                 "grading": self.policy.name,
-                "photo_check_model": self.photocheck is not None}
+                "photo_check_model": self.photocheck is not None,
+                "cracked_probe_weight": self.cracked_weight}
 
 
 def evidence(probs: dict[str, np.ndarray], grades: np.ndarray,

@@ -274,7 +274,7 @@ def _cv_vision(args: argparse.Namespace) -> int:
     result = cross_validate(args.manifest, args.out, base, folds=args.folds,
                             extra_manifests=[str(m) for m in args.extra_manifest or []],
                             probe=not args.no_probe, finetune=not args.probe_only)
-    for name in ("probe", "finetune"):
+    for name in ("probe", "finetune", "served"):
         if name in result:
             r = result[name]
             print(f"{name:9s} ROC-AUC {r['roc_auc_mean']:.4f} ± {r['roc_auc_std']:.4f}  "

@@ -4,7 +4,9 @@ logistic-regression probe measured on the same folds as the baseline.
 
 Each fold trains on the other folds (early stopping and calibration on an inner validation
 split of them, never on the held-out fold) and is scored on its held-out fold: ROC-AUC of
-cracked vs the rest, and balanced accuracy with ``P(cracked) >= 0.5``.
+cracked vs the rest, and balanced accuracy with ``P(cracked) >= 0.5``. For screens, ``served``
+scores what the service answers: the fine-tuned model with the photo check's cracked-screen
+probe blended in (:func:`served_probe`, :func:`served_blend`).
 """
 
 from __future__ import annotations
@@ -76,6 +78,9 @@ def probe_features(paths: list[Path], backbone: str, img_size: int, cache_dir: s
 def cross_validate(manifest: str | Path, out: str | Path, base: TrainConfig, folds: int = 5,
                    extra_manifests: list[str] | None = None, probe: bool = True,
                    finetune: bool = True) -> dict[str, Any]:
+    """Score the probe and the fine-tuned model on each held-out fold (and, with both,
+    ``served``: the fine-tuned model with the cracked-screen probe blended in, as the
+    service does); writes ``cv.json``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     samples = samples_from([load_manifest(manifest)])
@@ -97,45 +102,105 @@ def cross_validate(manifest: str | Path, out: str | Path, base: TrainConfig, fol
                               "extra_manifests": extra_manifests or [],
                               "train_config": dataclasses.asdict(base)}
     device = resolve_device(base.device)
-
+    feats = None
     if probe:
         feats = probe_features([s.path for s in samples], base.backbone, base.img_size,
                                base.cache_dir, device)
-        oof = np.zeros(len(samples))
-        per_fold = []
-        for train_idx, test_idx in splits:
-            clf = make_pipeline(StandardScaler(),
-                                LogisticRegression(max_iter=5000, class_weight="balanced"))
-            clf.fit(feats[train_idx], truth[train_idx])
-            oof[test_idx] = clf.predict_proba(feats[test_idx])[:, 1]
-            per_fold.append(_scores(truth[test_idx], oof[test_idx]))
-        result["probe"] = _aggregate(per_fold, truth, oof)
+        result["probe"] = _probe_folds(feats, truth, splits)
         log.info("probe: %s", _line(result["probe"]))
-
     if finetune:
-        oof = np.zeros(len(samples))
-        per_fold = []
-        for k, (train_idx, test_idx) in enumerate(splits):
-            fold_dir = out / f"fold{k + 1}"
-            train_m = _write_fold([samples[i] for i in train_idx], fold_dir / "train.csv")
-            _write_fold([samples[i] for i in test_idx], fold_dir / "test.csv")
-            cfg = dataclasses.replace(base, manifests=[str(train_m), *(extra_manifests or [])],
-                                      out=str(fold_dir / "run"), val_manifests=[],
-                                      resume=RunDir(fold_dir / "run").has_checkpoint())
-            train_vision(cfg)
-            model, config, temps = load_run(cfg.out)
-            test_s = [samples[i] for i in test_idx]
-            images = load_images([s.path for s in test_s], config["img_size"], base.cache_dir,
-                                 progress=False)
-            logits = predict_logits(model, images, [part] * len(test_s), device=device)
-            p = softmax(logits, temps[part])[:, CONDITIONS[part].index("cracked")]
-            oof[test_idx] = p
-            per_fold.append(_scores(truth[test_idx], p))
-            log.info("fold %d/%d: %s", k + 1, folds, _line(per_fold[-1]))
-        result["finetune"] = _aggregate(per_fold, truth, oof)
+        oof = _finetune_folds(samples, truth, splits, part, out, base, extra_manifests or [],
+                              device)
+        result["finetune"] = _folds_of(truth, splits, oof)
         log.info("fine-tuned: %s", _line(result["finetune"]))
+        if feats is not None and part == "screen":
+            extra = extra_fronts(extra_manifests or [], base, device)
+            served = np.zeros(len(samples))
+            for train_idx, test_idx in splits:
+                served[test_idx] = served_blend(oof[test_idx], served_probe(
+                    feats, truth, train_idx, test_idx, extra))
+            result["served"] = _folds_of(truth, splits, served)
+            log.info("as served: %s", _line(result["served"]))
     (out / "cv.json").write_text(json.dumps(result, indent=2))
     return result
+
+
+def _probe_folds(feats: np.ndarray, truth: np.ndarray, splits: list) -> dict[str, Any]:
+    oof = np.zeros(len(truth))
+    for train_idx, test_idx in splits:
+        clf = make_pipeline(StandardScaler(),
+                            LogisticRegression(max_iter=5000, class_weight="balanced"))
+        clf.fit(feats[train_idx], truth[train_idx])
+        oof[test_idx] = clf.predict_proba(feats[test_idx])[:, 1]
+    return _folds_of(truth, splits, oof)
+
+
+def _finetune_folds(samples: list[Sample], truth: np.ndarray, splits: list, part: str,
+                    out: Path, base: TrainConfig, extra: list[str], device: str) -> np.ndarray:
+    """The fine-tuned model's out-of-fold P(cracked), one training per fold."""
+    oof = np.zeros(len(samples))
+    for k, (train_idx, test_idx) in enumerate(splits):
+        fold_dir = out / f"fold{k + 1}"
+        train_m = _write_fold([samples[i] for i in train_idx], fold_dir / "train.csv")
+        _write_fold([samples[i] for i in test_idx], fold_dir / "test.csv")
+        cfg = dataclasses.replace(base, manifests=[str(train_m), *extra],
+                                  out=str(fold_dir / "run"), val_manifests=[],
+                                  resume=RunDir(fold_dir / "run").has_checkpoint())
+        train_vision(cfg)
+        model, config, temps = load_run(cfg.out)
+        test_s = [samples[i] for i in test_idx]
+        images = load_images([s.path for s in test_s], config["img_size"], base.cache_dir,
+                             progress=False)
+        logits = predict_logits(model, images, [part] * len(test_s), device=device)
+        oof[test_idx] = softmax(logits, temps[part])[:, CONDITIONS[part].index("cracked")]
+        log.info("fold %d/%d: %s", k + 1, len(splits),
+                 _line(_scores(truth[test_idx], oof[test_idx])))
+    return oof
+
+
+def _folds_of(truth: np.ndarray, splits: list, oof: np.ndarray) -> dict[str, Any]:
+    """Per-fold scores of out-of-fold probabilities, their mean and spread, pooled."""
+    return _aggregate([_scores(truth[t], oof[t]) for _, t in splits], truth, oof)
+
+
+def extra_fronts(extra: list[str], base: TrainConfig, device: str
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Probe features and cracked labels (1, 0, -1 unknown) of the extra manifests' fronts."""
+    from training.photocheck_data import front_cracked, manifest_photos
+
+    paths = [p for m in extra for p in manifest_photos(m, "front")]
+    if not paths:
+        return np.zeros((0, 0), np.float32), np.zeros(0, np.int8)
+    feats = probe_features(paths, base.backbone, base.img_size, base.cache_dir, device)
+    return feats, np.concatenate([front_cracked(m) for m in extra])
+
+
+def served_probe(feats: np.ndarray, truth: np.ndarray, train: np.ndarray, test: np.ndarray,
+                 extra: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """P(cracked) of the ``test`` photos by the cracked-screen probe as ``train photocheck``
+    fits it (:func:`training.photocheck_train.fit_cracked`) on the ``train`` photos and the
+    extra labelled fronts, standardised on the photos it learns from."""
+    from training.photocheck_train import fit_cracked
+
+    synth, synth_y = extra
+    if not len(synth):
+        synth = np.zeros((0, feats.shape[1]), feats.dtype)
+    scaler = StandardScaler().fit(np.concatenate([feats[train], synth[synth_y >= 0]]))
+    coef, intercept = fit_cracked(scaler.transform(feats[train]), truth[train],
+                                  scaler.transform(synth) if len(synth) else synth, synth_y)
+    z = scaler.transform(feats[test]) @ coef + intercept
+    return 1 / (1 + np.exp(-z))
+
+
+def served_blend(p_model: np.ndarray, p_probe: np.ndarray) -> np.ndarray:
+    """The served P(cracked): the probe blended into the model's as the service does
+    (:func:`vision.photocheck.blend_cracked` at the default weight; binary here, cracked or
+    not, which is all the blend changes)."""
+    from training.photocheck_train import CRACKED_WEIGHT
+    from vision.photocheck import blend_cracked
+
+    return np.array([blend_cracked(np.array([1 - p, p]), q, CRACKED_WEIGHT)[-1]
+                     for p, q in zip(p_model, p_probe, strict=True)])
 
 
 def _aggregate(per_fold: list[dict], truth: np.ndarray, oof: np.ndarray) -> dict[str, Any]:

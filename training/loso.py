@@ -4,8 +4,12 @@ K-fold CV flatters a model when every fold shares the pool's look (the same web 
 same watermarks, the same framing). Here each source is held out in turn: the model trains on
 the other sources (plus any extra manifests, e.g. synthetic devices) and is scored on the
 held-out source only. The frozen-feature logistic-regression probe is measured on the same
-splits, and so are two cheap combinations: test-time augmentation (the mean of the photo and
-its mirror image) and the mean of the probe's and the fine-tuned model's probabilities.
+splits, and so are three cheap combinations: test-time augmentation (the mean of the photo and
+its mirror image), the mean of the probe's and the fine-tuned model's probabilities, and
+``served``: the fine-tuned model with the cracked-screen probe blended in as the service does
+(:func:`vision.photocheck.blend_cracked`; the probe fitted by
+:func:`training.photocheck_train.fit_cracked` on the training sources' photos and the extra
+manifests' labelled fronts, weight ``CRACKED_WEIGHT``).
 
 A photo's source is the manifest's ``source`` column, or else its file name up to the first
 ``-`` (the shared real-screens set names files ``<source>-<hash>.jpg``).
@@ -24,7 +28,14 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from training.cv import _scores, _write_fold, probe_features
+from training.cv import (
+    _scores,
+    _write_fold,
+    extra_fronts,
+    probe_features,
+    served_blend,
+    served_probe,
+)
 from training.device import resolve_device
 from training.image_cache import load_images
 from training.manifest import Manifest, load_manifest
@@ -37,7 +48,8 @@ from vision.conditions import CONDITIONS
 from vision.errors import PhotogradeError
 
 log = logging.getLogger("photograde.cv")
-METHODS = ("probe", "finetune", "finetune_tta", "ensemble")  # scored on every held-out source
+#: scored on every held-out source
+METHODS = ("probe", "finetune", "finetune_tta", "ensemble", "served")
 
 
 def source_of(sample: Sample, sources: dict[str, str]) -> str:
@@ -101,6 +113,7 @@ def leave_one_source_out(manifest: str | Path, out: str | Path, base: TrainConfi
     device = resolve_device(base.device)
     feats = probe_features([s.path for s in samples], base.backbone, base.img_size,
                            base.cache_dir, device)
+    extra = extra_fronts(extra_manifests or [], base, device)
     result: dict[str, Any] = {"manifest": str(manifest), "part": part,
                               "extra_manifests": extra_manifests or [],
                               "train_config": dataclasses.asdict(base), "splits": {}}
@@ -113,10 +126,13 @@ def leave_one_source_out(manifest: str | Path, out: str | Path, base: TrainConfi
         p_ft, p_tta = _finetune(samples, train, test, part, out / f"without-{held}", base,
                                 extra_manifests or [], device)
         t = truth[test]
+        p_served = (served_blend(p_ft, served_probe(feats, truth, train, test, extra))
+                    if part == "screen" else p_ft)  # the probe is the screen's only
         split: dict[str, Any] = {
             "train_sources": [n for n in names if n != held], "n_train": len(train),
             "probe": _scores(t, p_probe), "finetune": _scores(t, p_ft),
-            "finetune_tta": _scores(t, p_tta), "ensemble": _scores(t, (p_probe + p_tta) / 2)}
+            "finetune_tta": _scores(t, p_tta), "ensemble": _scores(t, (p_probe + p_tta) / 2),
+            "served": _scores(t, p_served)}
         result["splits"][held] = split
         for name in METHODS:
             log.info("held out %s, %s: ROC-AUC %.4f, balanced accuracy %.4f", held, name,

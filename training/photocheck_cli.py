@@ -19,6 +19,7 @@ from training.photocheck_eval import (
     real_fronts_loso,
 )
 from training.photocheck_train import (
+    CRACKED_WEIGHT,
     add_to_bundle,
     build_data,
     export_backbone,
@@ -41,11 +42,13 @@ def _calibration(pre: Any, sources: list[Any], n: int = 96) -> np.ndarray:
 def train_photocheck(bundle: Path, real: Path | None, synth: Path, synth_test: Path, *,
                      size: int = 224, int8: bool = True, seed: int = 0, n_synth: int = 600,
                      n_negative: int = 400, n_held: int = 300,
+                     cracked_weight: float = CRACKED_WEIGHT,
                      progress: bool = True) -> dict[str, Any]:
     """Export the backbone (int8 by default), fit the heads, evaluate, write into ``bundle``;
     returns the report (also ``<bundle>.photocheck.json`` beside the bundle). ``n_synth``
     synthetic fronts and backs, ``n_negative`` photos of each kind without a phone, ``n_held``
-    held-out photos of each kind."""
+    held-out photos of each kind; ``cracked_weight``: the cracked-screen probe's weight in the
+    served screen probabilities (0: not blended)."""
     import onnxruntime as ort
 
     from training import photocheck_data as data
@@ -75,7 +78,7 @@ def train_photocheck(bundle: Path, real: Path | None, synth: Path, synth_test: P
                   "held_out": held_out_report(held, heads, cfg),
                   "cpu_one_thread": check_ms(model, heads, pre,
                                              data.manifest_photos(synth_test, "front", 20))}
-        version = add_to_bundle(bundle, model, heads, pre, d, report)
+        version = add_to_bundle(bundle, model, heads, pre, d, report, cracked_weight)
     (bundle.parent / f"{bundle.name}.photocheck.json").write_text(json.dumps(report, indent=2))
     log.info("photo check added to %s (bundle %s)", bundle, version)
     return report
@@ -84,6 +87,7 @@ def train_photocheck(bundle: Path, real: Path | None, synth: Path, synth_test: P
 def _run(args: argparse.Namespace) -> int:
     report = train_photocheck(args.bundle, args.real, args.synth, args.synth_test,
                               size=args.size, int8=not args.no_int8, seed=args.seed,
+                              cracked_weight=args.cracked_weight,
                               progress=not args.no_progress)
     print(json.dumps(report, indent=2))
     return 0
@@ -104,9 +108,20 @@ def register(train_sub: argparse._SubParsersAction, wrap: Any, formatter: Any) -
     p.add_argument("--size", type=int, default=224, help="input size of the check's backbone")
     p.add_argument("--no-int8", action="store_true", help="keep the backbone fp32 (about "
                    "2x slower; the default int8 keeps the check under 10 ms a photo)")
+    p.add_argument("--cracked-weight", type=_weight, default=CRACKED_WEIGHT,
+                   help="weight of the cracked-screen probe (a logistic head on the check's "
+                        "frozen features, fitted on the labelled fronts) in the served screen "
+                        "P(cracked); 0 turns the blend off")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=wrap(_run))
+
+
+def _weight(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text}: a weight between 0 and 1")
+    return value
 
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-from training.manifest import load_manifest
+from training.manifest import ManifestRow, load_manifest
 
 #: scikit-image's bundled photographs and scans (``skimage/data``) the heads train on.
 TRAIN_NATURAL = (
@@ -103,15 +103,33 @@ def empty_scenes(n: int, seed: int) -> list[bytes]:
     return out
 
 
-def manifest_photos(manifest: str | Path, view: str, n: int | None = None,
-                    seed: int = 0) -> list[Path]:
-    """Up to ``n`` (all: None) ``front`` or ``back`` photo paths of a manifest, sampled."""
+def _sampled_rows(manifest: str | Path, view: str, n: int | None, seed: int
+                  ) -> list[ManifestRow]:
     rows = [r for r in load_manifest(manifest).rows
             if (r.front_path if view == "front" else r.back_path)]
     if n is not None and n < len(rows):
         rows = [rows[i] for i in np.random.default_rng(seed).choice(len(rows), n, replace=False)]
-    paths = [r.front_path if view == "front" else r.back_path for r in rows]
+    return rows
+
+
+def manifest_photos(manifest: str | Path, view: str, n: int | None = None,
+                    seed: int = 0) -> list[Path]:
+    """Up to ``n`` (all: None) ``front`` or ``back`` photo paths of a manifest, sampled."""
+    paths = [r.front_path if view == "front" else r.back_path
+             for r in _sampled_rows(manifest, view, n, seed)]
     return [p for p in paths if p is not None]
+
+
+def front_cracked(manifest: str | Path, n: int | None = None, seed: int = 0) -> np.ndarray:
+    """For the front photos :func:`manifest_photos` picks (same ``n`` and ``seed``): 1 when
+    the screen is cracked, 0 when it is not, -1 when the label does not say (int8)."""
+    def cracked(screen: frozenset[str] | None) -> int:
+        if not screen or ("cracked" in screen and len(screen) > 1):
+            return -1
+        return int("cracked" in screen)
+
+    return np.array([cracked(r.screen) for r in _sampled_rows(manifest, "front", n, seed)],
+                    np.int8)
 
 
 def manifest_sources(manifest: str | Path) -> list[str]:

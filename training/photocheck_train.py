@@ -125,13 +125,46 @@ def fit_heads(phone: Sequence[np.ndarray], not_phone: Sequence[np.ndarray],
                       "back_coef": bk.coef_[0], "back_intercept": bk.intercept_})
 
 
+#: The cracked-screen probe: L2 strength (scikit-learn's C; strong, so that the probe stays
+#: close to what ImageNet features say about cracks rather than what one source looks like)
+#: and the synthetic fronts' share of the real ones' total weight.
+CRACKED_C = 0.01
+CRACKED_SYNTH_SHARE = 0.5
+#: The probe's default weight in the served screen P(cracked) (docs/training.md: what it
+#: gains across real sources and costs on the synthetic held-out set).
+CRACKED_WEIGHT = 0.3
+
+
+def fit_cracked(real: np.ndarray, real_y: np.ndarray, synth: np.ndarray, synth_y: np.ndarray,
+                c: float = CRACKED_C, synth_share: float = CRACKED_SYNTH_SHARE
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """(coef, intercept) of the cracked-screen probe: a class-balanced logistic regression on
+    standardised features of front photos (labels 1 cracked, 0 not, -1 unknown: left out).
+    The synthetic fronts weigh ``synth_share`` of the real ones in total: real photos are what
+    it is for, the synthetic ones keep it from calling the generator's heavy scratches cracks."""
+    from sklearn.linear_model import LogisticRegression
+
+    real, real_y = real[real_y >= 0], real_y[real_y >= 0]
+    synth, synth_y = synth[synth_y >= 0], synth_y[synth_y >= 0]
+    w_synth = synth_share * len(real) / len(synth) if len(synth) and len(real) else 1.0
+    x = np.concatenate([real, synth])
+    y = np.concatenate([real_y, synth_y]).astype(int)
+    w = np.concatenate([np.ones(len(real)), np.full(len(synth), w_synth)])
+    clf = LogisticRegression(C=c, max_iter=5000, class_weight="balanced")
+    clf.fit(x, y, sample_weight=w)
+    return clf.coef_[0], clf.intercept_
+
+
 @dataclass
 class CheckData:
-    """The photo check's training and evaluation sets, featurized."""
+    """The photo check's training and evaluation sets, featurized; ``*_cracked``: each front's
+    screen label (1 cracked, 0 not, -1 unknown)."""
 
     real_fronts: Featured
     real_sources: list[str]
+    real_cracked: np.ndarray
     synth_fronts: Featured
+    synth_cracked: np.ndarray
     synth_backs: Featured
     empty: Featured
     screens: Featured
@@ -148,25 +181,43 @@ def build_data(sess: ort.InferenceSession, pre: PreprocessConfig, real: str | Pa
     return CheckData(
         real_fronts=run(data.manifest_photos(real, "front") if real else [], "real fronts"),
         real_sources=data.manifest_sources(real) if real else [],
+        real_cracked=data.front_cracked(real) if real else np.zeros(0, np.int8),
         synth_fronts=run(data.manifest_photos(synth, "front", n_synth, seed), "synthetic fronts"),
+        synth_cracked=data.front_cracked(synth, n_synth, seed),
         synth_backs=run(data.manifest_photos(synth, "back", n_synth, seed), "synthetic backs"),
         empty=run(data.empty_scenes(n_empty, seed + 11), "scenes without a phone"),
         screens=run(data.screen_images(n_screens, seed + 21), "screens without a phone"),
         natural=run(data.crops(data.train_natural(), n_natural, seed + 3), "natural photos"))
 
 
-def train_heads(d: CheckData, keep_real: np.ndarray | None = None) -> SideHeads:
-    """The heads on ``d`` (real fronts restricted to ``keep_real`` when given)."""
-    real = d.real_fronts.pooled if keep_real is None else d.real_fronts.pooled[keep_real]
+def train_heads(d: CheckData, keep_real: np.ndarray | None = None, cracked: bool = True
+                ) -> SideHeads:
+    """The heads on ``d`` (real fronts restricted to ``keep_real`` when given); ``cracked``:
+    with the cracked-screen probe (:func:`fit_cracked`, on the same standardised features)."""
+    real, real_y = d.real_fronts.pooled, d.real_cracked
+    if keep_real is not None:
+        real, real_y = real[keep_real], real_y[keep_real]
     fronts = [real, d.synth_fronts.pooled]
-    return fit_heads(phone=[*fronts, d.synth_backs.pooled],
-                     not_phone=[d.empty.pooled, d.screens.pooled, d.natural.pooled],
-                     fronts=fronts, backs=[d.synth_backs.pooled])
+    heads = fit_heads(phone=[*fronts, d.synth_backs.pooled],
+                      not_phone=[d.empty.pooled, d.screens.pooled, d.natural.pooled],
+                      fronts=fronts, backs=[d.synth_backs.pooled])
+    labels = {*real_y.tolist(), *d.synth_cracked.tolist()} - {-1}
+    if not cracked or labels != {0, 1}:  # the probe needs cracked and intact fronts
+        return heads
+    a = heads.arrays
+    real = real.reshape(len(real), -1) if len(real) else np.zeros((0, len(a["mean"])))
+    coef, intercept = fit_cracked((real - a["mean"]) / a["scale"], real_y,
+                                  (d.synth_fronts.pooled - a["mean"]) / a["scale"],
+                                  d.synth_cracked)
+    return SideHeads({**a, "cracked_coef": coef, "cracked_intercept": intercept})
 
 
 def add_to_bundle(bundle: Path, backbone: Path, heads: SideHeads, pre: PreprocessConfig,
-                  d: CheckData, metrics: dict[str, Any]) -> str:
-    """Write the check into ``bundle`` (model, heads, manifest section, hashes, version)."""
+                  d: CheckData, metrics: dict[str, Any], cracked_weight: float = CRACKED_WEIGHT
+                  ) -> str:
+    """Write the check into ``bundle`` (model, heads, manifest section, hashes, version);
+    ``cracked_weight``: the cracked-screen probe's weight in the served screen probabilities
+    (0 when the heads have no probe)."""
     if backbone != bundle / PHOTOCHECK_FILE:
         (bundle / PHOTOCHECK_FILE).write_bytes(backbone.read_bytes())
     heads.save(bundle / PHOTOCHECK_HEADS_FILE)
@@ -178,7 +229,9 @@ def add_to_bundle(bundle: Path, backbone: Path, heads: SideHeads, pre: Preproces
               "natural_photo_crops": len(d.natural.stats)}
     manifest.photocheck = PhotoCheckInfo(backbone=BACKBONE, input_size=pre.img_size,
                                          preprocess=pre.to_dict(), training_data=counts,
-                                         metrics=metrics)
+                                         metrics=metrics,
+                                         cracked_weight=cracked_weight if heads.has_cracked
+                                         else 0.0)
     hashes = hash_files(bundle)  # the files the bundle had, and the check's two
     manifest.files = {k: hashes[k] for k in {*manifest.files, PHOTOCHECK_FILE,
                                               PHOTOCHECK_HEADS_FILE}}

@@ -113,6 +113,9 @@ class SideScores(BaseModel):
 
     phone: float = Field(description="P(a phone is in the photo)")
     back: float = Field(description="P(it shows the back | a phone)")
+    cracked: float | None = Field(
+        None, description="P(the screen is cracked | a front photo), by the frozen features "
+                          "(None: the heads have no such probe); see :func:`blend_cracked`")
 
     def side(self, slot: Slot) -> float:
         """P(the photo shows ``slot``'s side)."""
@@ -293,17 +296,25 @@ def duplicate(slot: Slot, cfg: PhotoCheckConfig) -> Rejection:
 
 
 class SideHeads:
-    """The photo-check model's two logistic regressions on standardised pooled features:
-    ``phone`` (a phone or not) and ``back`` (back or front, given a phone). Saved as one
-    ``.npz`` of plain arrays, applied with numpy."""
+    """The photo-check model's logistic regressions on standardised pooled features:
+    ``phone`` (a phone or not), ``back`` (back or front, given a phone) and, optionally,
+    ``cracked`` (a cracked screen or not, given a front photo: the frozen-feature probe).
+    Saved as one ``.npz`` of plain arrays, applied with numpy."""
 
     KEYS = ("mean", "scale", "phone_coef", "phone_intercept", "back_coef", "back_intercept")
+    CRACKED_KEYS = ("cracked_coef", "cracked_intercept")
 
     def __init__(self, arrays: dict[str, np.ndarray]):
         missing = [k for k in self.KEYS if k not in arrays]
         if missing:
             raise ValueError(f"photo-check heads lack {', '.join(missing)}")
-        self.arrays = {k: np.asarray(arrays[k], np.float64) for k in self.KEYS}
+        keys = self.KEYS + tuple(k for k in self.CRACKED_KEYS if k in arrays)
+        self.arrays = {k: np.asarray(arrays[k], np.float64) for k in keys}
+
+    @property
+    def has_cracked(self) -> bool:
+        """Whether the heads include the cracked-screen probe."""
+        return "cracked_coef" in self.arrays
 
     @classmethod
     def load(cls, path: str | Path) -> SideHeads:
@@ -319,12 +330,31 @@ class SideHeads:
         z = (np.asarray(pooled, np.float64) - a["mean"]) / a["scale"]
         phone = _sigmoid(z @ a["phone_coef"] + a["phone_intercept"])
         back = _sigmoid(z @ a["back_coef"] + a["back_intercept"])
-        return [SideScores(phone=float(p), back=float(b)) for p, b in zip(phone, back,
-                                                                           strict=True)]
+        cracked: list[float | None] = [None] * len(z)
+        if self.has_cracked:
+            cracked = [float(c) for c in _sigmoid(z @ a["cracked_coef"]
+                                                  + a["cracked_intercept"])]
+        return [SideScores(phone=float(p), back=float(b), cracked=c)
+                for p, b, c in zip(phone, back, cracked, strict=True)]
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1 / (1 + np.exp(-np.clip(z, -50, 50)))
+
+
+def blend_cracked(probs: np.ndarray, p_cracked: float, weight: float) -> np.ndarray:
+    """The screen's condition probabilities (in :data:`~vision.conditions.SCREEN_CONDITIONS`
+    order, cracked last) with P(cracked) replaced by ``(1 - weight) * probs[cracked] + weight
+    * p_cracked``, the frozen-feature probe's second opinion; the other conditions keep their
+    proportions. On real photos from sources the model never saw, the mean of the fine-tuned
+    model and the probe ranks cracked screens better than either (docs/training.md)."""
+    probs = np.asarray(probs, np.float64)
+    cracked = (1 - weight) * probs[-1] + weight * p_cracked
+    rest = probs[:-1]
+    total = rest.sum()
+    rest = rest * ((1 - cracked) / total) if total > 1e-12 else np.full(
+        rest.shape, (1 - cracked) / len(rest))
+    return np.append(rest, cracked)
 
 
 class PhotoVerdict(BaseModel):

@@ -53,6 +53,17 @@ def test_release_runs_every_step_and_ships_a_model_that_serves_and_fine_tunes(sy
     assert grader.precision.model_dump() == record["precision"]
     assert grader.manifest.model_name == "toy-base" and grader.manifest.kind == "custom"
     assert grader.risk.uses_evidence  # the return-risk model on evidence, installed
+    # the photo check (its cracked-screen probe blended into the served screen) learnt from
+    # the real photos the condition model trained on, never from the validation ones that
+    # the real-photo figures come from
+    from training.manifest import load_manifest
+
+    trained, held = ({r.device_id for r in load_manifest(record["data"][k]).rows}
+                     for k in ("real_training", "real_validation"))
+    assert trained and held and not trained & held
+    pc = grader.manifest.photocheck
+    assert pc is not None and pc.training_data["real_fronts"] == len(trained)
+    assert grader.cracked_weight == pc.cracked_weight > 0
     threshold = grader.manifest.grading.decision.get("min_confidence", 0.0)
     assert 0 <= threshold < 1 and grader.policy.min_confidence == threshold
     if record["abstention"]["threshold"] is not None:  # a toy model may never reach 95%

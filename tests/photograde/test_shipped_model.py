@@ -14,6 +14,7 @@ from serve.settings import SHIPPED_BUNDLE, Settings
 from tabular.schema import parse_device_info
 from tests.conftest import REAL_SCREENS
 from tests.support import INFO
+from vision.photocheck import SideHeads
 
 MAX_MB = 40
 
@@ -24,6 +25,9 @@ def test_the_shipped_bundle_verifies_and_is_the_default(capsys):
     manifest = load_manifest(SHIPPED_BUNDLE)
     assert manifest.model_name == BASE_MODEL and manifest.kind == "base" and not manifest.demo
     assert manifest.vision.int8 is not None
+    # the photo check's cracked-screen probe is blended into the served screen
+    assert manifest.photocheck is not None and manifest.photocheck.cracked_weight > 0
+    assert SideHeads.load(SHIPPED_BUNDLE / manifest.photocheck.heads).has_cracked
     assert Settings().bundle == SHIPPED_BUNDLE
     size = sum(f.stat().st_size for f in SHIPPED_BUNDLE.iterdir()) / 2**20
     assert size <= MAX_MB

@@ -5,12 +5,15 @@ from __future__ import annotations
 import csv
 import shutil
 
+import numpy as np
 import pytest
 
 from fusion.bundle import PHOTOCHECK_FILE, PHOTOCHECK_HEADS_FILE, verify_bundle
 from serve.runtime import Grader
 from training.manifest import load_manifest
-from vision.photocheck import PhotoCheckConfig
+from training.photocheck_data import front_cracked
+from training.photocheck_train import CRACKED_WEIGHT, fit_cracked
+from vision.photocheck import PhotoCheckConfig, blend_cracked
 
 
 @pytest.fixture(scope="module")
@@ -56,3 +59,54 @@ def test_the_runtime_scores_each_photo_with_the_bundles_heads(checked_bundle, sy
     for v in verdicts:
         assert v.scores is not None and 0 <= v.scores.phone <= 1
         assert len(v.stats.phash) == 16
+
+
+def test_the_served_screen_blends_the_cracked_probe(checked_bundle, synth_dir):
+    """The bundle's photo check carries the cracked-screen probe; a grade's screen
+    probabilities are the model's with the probe's P(cracked) blended in at the bundle's
+    weight, the same whether the photos were scored with their decoding or not."""
+    out, _ = checked_bundle
+    g = Grader(out, threads=1)
+    assert g.side_heads.has_cracked and g.cracked_weight == CRACKED_WEIGHT
+    assert g.info()["cracked_probe_weight"] == CRACKED_WEIGHT
+    row = load_manifest(synth_dir / "manifest.csv").rows[0]
+    front, back = g.decode(row.front_path), g.decode(row.back_path)
+    screen, shell, _ = g.run_vision(np.stack([front.x, back.x]))
+    own = g.part_probs(screen[0], shell[1])["screen"]
+    (scores,) = g.side_scores([front]) or []
+    assert scores.cracked is not None and 0 <= scores.cracked <= 1
+    info = row.device_info()
+    assert info is not None
+    result = g.grade(row.front_path, row.back_path, info)
+    served = np.array(list(result.parts["screen"].probabilities.values()))
+    assert served == pytest.approx(blend_cracked(own, scores.cracked, CRACKED_WEIGHT), abs=1e-6)
+    scored = g.decode(row.front_path, scored=True)  # as the service decodes a checked photo
+    assert g.cracked_probe(scored) == pytest.approx(scores.cracked)
+    # evaluate bundle scores the served probabilities: T log p gives them back
+    t = g.temperatures["screen"]
+    z = g.served_screen_logits(front, screen[0]) / t
+    assert np.exp(z) / np.exp(z).sum() == pytest.approx(served, abs=1e-5)
+
+
+def test_fit_cracked_learns_from_labelled_fronts_and_leaves_unknown_ones_out():
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(40, 3))
+    real_y = (real[:, 0] > 0).astype(np.int8)
+    real_y[:5] = -1  # coarse labels that mix cracked and not
+    synth = rng.normal(size=(20, 3))
+    synth_y = (synth[:, 0] > 0).astype(np.int8)
+    coef, intercept = fit_cracked(real, real_y, synth, synth_y, c=1.0)
+    assert coef.shape == (3,) and intercept.shape == (1,)
+    assert coef[0] > 5 * max(abs(coef[1]), abs(coef[2]))  # the informative feature
+    coef0, _ = fit_cracked(real, real_y, synth[:0], synth_y[:0], c=1.0)  # no synthetic fronts
+    assert coef0[0] > 0
+
+
+def test_front_cracked_reads_exact_and_coarse_screen_labels(tmp_path):
+    for name in "abcd":
+        (tmp_path / f"{name}.jpg").write_bytes(b"")  # the loader checks that files exist
+    m = tmp_path / "m.csv"
+    m.write_text("device_id,front_path,screen_condition\n"
+                 "a,a.jpg,cracked\nb,b.jpg,flawless|light_scratches\n"
+                 "c,c.jpg,heavy_scratches|cracked\nd,d.jpg,\n")
+    assert front_cracked(m).tolist() == [1, 0, -1, -1]

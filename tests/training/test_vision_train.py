@@ -263,10 +263,10 @@ def test_cross_validation_against_the_probe(synth_dir, tmp_path, capsys):
                  "--workers", "0", "--cache-dir", str(tmp_path / "cache"), "--quiet"])
     assert code == 0
     out = capsys.readouterr().out
-    assert "probe" in out and "finetune" in out
+    assert "probe" in out and "finetune" in out and "served" in out
     result = json.loads((tmp_path / "cv" / "cv.json").read_text())
     assert result["n"] == 24 and result["folds"] == 2
-    for name in ("probe", "finetune"):
+    for name in ("probe", "finetune", "served"):  # served: the probe blended in
         r = result[name]
         assert len(r["per_fold"]) == 2 and 0 <= r["roc_auc_mean"] <= 1
         assert sum(f["n"] for f in r["per_fold"]) == 24
@@ -301,7 +301,7 @@ def test_leave_one_source_out_on_the_command_line(synth_dir, tmp_path, capsys):
     assert result["extra_manifests"] == [str(extra)]
     splits = result["splits"]
     for held, scores in splits.items():
-        for name in ("probe", "finetune", "finetune_tta", "ensemble"):
+        for name in ("probe", "finetune", "finetune_tta", "ensemble", "served"):
             assert 0 <= scores[name]["roc_auc"] <= 1
             assert scores[name]["n"] == scores["probe"]["n"]
             assert f"held out {held}: {name} " in printed

@@ -13,6 +13,7 @@ from vision.photocheck import (
     RejectReason,
     SideHeads,
     SideScores,
+    blend_cracked,
     check,
     duplicate,
     hamming,
@@ -117,6 +118,33 @@ def test_side_heads_round_trip_and_score(tmp_path):
     assert got[1].phone < 0.01
     with pytest.raises(ValueError, match="back_coef"):
         SideHeads({k: v for k, v in heads.arrays.items() if k != "back_coef"})
+    assert not loaded.has_cracked and got[0].cracked is None
+
+
+def test_the_cracked_probe_is_an_optional_third_head(tmp_path):
+    c = 4
+    arrays = {"mean": np.zeros(c), "scale": np.ones(c), "phone_coef": np.zeros(c),
+              "phone_intercept": np.zeros(1), "back_coef": np.zeros(c),
+              "back_intercept": np.zeros(1), "cracked_coef": np.eye(c)[2] * 10,
+              "cracked_intercept": np.zeros(1)}
+    SideHeads(arrays).save(tmp_path / "h.npz")
+    heads = SideHeads.load(tmp_path / "h.npz")
+    assert heads.has_cracked
+    got = heads.scores(np.array([[0, 0, 1, 0], [0, 0, -1, 0]], float))
+    assert got[0].cracked is not None and got[0].cracked > 0.99
+    assert got[1].cracked is not None and got[1].cracked < 0.01
+
+
+def test_blend_cracked_mixes_p_cracked_and_keeps_the_other_proportions():
+    p = np.array([0.5, 0.2, 0.1, 0.2])
+    got = blend_cracked(p, 0.8, 0.3)
+    assert got[-1] == pytest.approx(0.7 * 0.2 + 0.3 * 0.8)
+    assert got.sum() == pytest.approx(1.0)
+    assert got[:3] / got[:3].sum() == pytest.approx(p[:3] / p[:3].sum())
+    assert blend_cracked(p, 0.9, 0.0) == pytest.approx(p)  # weight 0: the model's own
+    # the model sure of a crack, the probe not: the rest is shared evenly
+    sure = blend_cracked(np.array([0.0, 0.0, 0.0, 1.0]), 0.0, 0.5)
+    assert sure == pytest.approx([1 / 6, 1 / 6, 1 / 6, 0.5])
 
 
 def test_a_sure_not_a_phone_comes_before_blur_a_doubtful_one_after():
