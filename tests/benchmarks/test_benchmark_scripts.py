@@ -40,6 +40,15 @@ def test_the_floor_benchmark_measures_the_service_and_the_upload_over_http(bundl
     assert "thread fix (sleeping / spinning) at 16 clients:" in out
 
 
+def test_the_predict_benchmark_times_a_grade_the_check_and_both_together(bundle):
+    out = _run(sys.executable, "-m", "benchmarks.predict", "--bundle", str(bundle), "--repeat",
+               "1")
+    for label in ("full prediction (2 x 12 MP JPEG + checklist):", "raw onnxruntime",
+                  "photo check of both photos", "checked grade (photo check, then the grade):"):
+        line = next((x for x in out.splitlines() if x.startswith(label)), None)
+        assert line is not None and float(line.split(":")[1].split("ms")[0]) > 0, out
+
+
 @pytest.mark.torch
 def test_the_crop_latency_benchmark_prints_both_inputs_and_the_ratio(bundle, localiser_run):
     out = _run(sys.executable, "-m", "benchmarks.crop_latency", "--bundle", str(bundle),
