@@ -122,6 +122,3 @@ def _weight(text: str) -> float:
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"{text}: a weight between 0 and 1")
     return value
-
-
-
