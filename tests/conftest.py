@@ -61,13 +61,13 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 @pytest.fixture(scope="session")
 def localiser_run(synth_dir, tmp_path_factory) -> tuple[Path, dict]:
     """A localiser: 1 epoch at 64 px on the session's 24 synthetic devices, 4 scenes without
-    a phone, half the photos made close-ups (its run directory and config)."""
+    a phone (its run directory and config)."""
     from training.localise_train import LocaliseConfig, train_localiser
 
     out = tmp_path_factory.mktemp("localiser")
     config = train_localiser(LocaliseConfig(
         manifests=[str(synth_dir / "manifest.csv")], out=str(out), img_size=64, epochs=1,
-        batch_size=16, negatives=4, geometric=0.5, progress=False))
+        batch_size=16, negatives=4, progress=False))
     return out, config
 
 

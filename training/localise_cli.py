@@ -15,7 +15,7 @@ def _train(args: argparse.Namespace) -> int:
     config = train_localiser(LocaliseConfig(
         manifests=[str(m) for m in args.manifest], out=str(args.out), img_size=args.img_size,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, negatives=args.negatives,
-        geometric=args.geometric, seed=args.seed, pretrained=not args.no_pretrained,
+        seed=args.seed, pretrained=not args.no_pretrained,
         weights=str(args.weights) if args.weights else None, progress=not args.quiet))
     t = config["training"]
     print(f"localiser written to {args.out}: {t['photos']} photos, {args.epochs} epoch(s) in "
@@ -58,9 +58,6 @@ def register(train_sub: argparse._SubParsersAction, evaluate_sub: argparse._SubP
     p.add_argument("--negatives", type=int, default=200,
                    help="synthetic scenes without a phone for the presence head (0: no "
                         "presence head)")
-    p.add_argument("--geometric", type=_share, default=0.0,
-                   help="share of training photos made close-ups (zoomed in up to 1.8x, "
-                        "rotated up to 20 degrees, corners moved alike; 0: none)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--weights", type=Path, help="backbone weights file (default: ImageNet, "
                    "offline)")
@@ -80,10 +77,3 @@ def register(train_sub: argparse._SubParsersAction, evaluate_sub: argparse._SubP
     e.add_argument("--out", type=Path, help="JSON report to write")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=train_extra(_evaluate))
-
-
-def _share(text: str) -> float:
-    value = float(text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"{text}: a share between 0 and 1")
-    return value

@@ -9,12 +9,9 @@ coordinates of the device outline as fractions of the photo's width and height, 
 (:func:`training.photocheck_data.empty_scenes`); with ``negatives=0`` the presence head is
 not trained and the config says so. Loss: smooth-L1 on the corners in order (photos with a
 device only) + binary cross-entropy on presence. Augmentation: a mirror that swaps the
-corners left for right (so the order stays top-left, top-right, ...), brightness /
-contrast jitter and, with ``--geometric P``, close-ups: a share P of the photos zoomed in (up
-to 1.8x) and rotated (up to 20 degrees) with their corners moved alike, which may push
-corners out of the frame as a real close-up does (:func:`zoom_rotate`). Export: ONNX with a
-parity check against torch (:data:`fusion.bundle.PARITY_TOL`). The torch-free runtime is
-:mod:`vision.localise`.
+corners left for right (so the order stays top-left, top-right, ...) and brightness /
+contrast jitter. Export: ONNX with a parity check against torch
+(:data:`fusion.bundle.PARITY_TOL`). The torch-free runtime is :mod:`vision.localise`.
 """
 
 from __future__ import annotations
@@ -71,8 +68,6 @@ class LocaliseConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     negatives: int = 200
-    #: share of training photos turned into close-ups (:func:`zoom_rotate`); 0: none
-    geometric: float = 0.0
     seed: int = 0
     pretrained: bool = True
     weights: str | None = None
@@ -153,35 +148,10 @@ def build_net(cfg: LocaliseConfig) -> tuple[LocaliserNet, PreprocessConfig, str]
     return LocaliserNet(backbone, fmap.shape[1], fmap.shape[2]), pre, source
 
 
-def zoom_rotate(image: np.ndarray, corners: np.ndarray, rng: np.random.Generator,
-                max_zoom: float = 1.8, max_degrees: float = 20.0
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """A close-up of a square input: zoomed in by up to ``max_zoom`` about a random point and
-    rotated by up to ``max_degrees`` (borders reflected), with its corner fractions (8,)
-    moved alike; a zoom may push corners out of the frame, as a close-up of a phone does."""
-    import cv2
-
-    size = image.shape[0]
-    zoom = float(np.exp(rng.uniform(0, np.log(max_zoom))))
-    angle = float(rng.uniform(-max_degrees, max_degrees))
-    centre = rng.uniform(0.5 - 0.5 / zoom * 0.8, 0.5 + 0.5 / zoom * 0.8, 2) * size
-    m = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), angle, zoom)
-    m[:, 2] += size / 2 - centre  # the zoom's centre goes to the middle of the output
-    out = cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_REFLECT_101)
-    pts = corners.reshape(4, 2) * size
-    moved = (pts @ m[:, :2].T + m[:, 2]) / size
-    return out, moved.reshape(8).astype(np.float32)
-
-
 def _batch(d: LocaliseData, idx: np.ndarray, pre: PreprocessConfig, rng: np.random.Generator,
-           augment: bool, geometric: float = 0.0) -> tuple[Tensor, Tensor, Tensor]:
+           augment: bool) -> tuple[Tensor, Tensor, Tensor]:
     images, corners = d.images[idx].astype(np.float32), d.corners[idx].copy()
     if augment:
-        for k in np.flatnonzero(rng.random(len(idx)) < geometric):
-            im, c = zoom_rotate(images[k], corners[k], rng)
-            images[k] = im
-            corners[k] = c if d.present[idx[k]] > 0 else 0
         flip = rng.random(len(idx)) < 0.5
         images[flip] = images[flip, :, ::-1]
         c = corners[flip].reshape(-1, 4, 2)[:, MIRROR]
@@ -222,7 +192,7 @@ def fit(net: LocaliserNet, d: LocaliseData, pre: PreprocessConfig, cfg: Localise
                    leave=False, disable=not cfg.progress)
         for k in bar:
             x, y, present = _batch(d, order[k * cfg.batch_size:(k + 1) * cfg.batch_size],
-                                   pre, rng, augment=True, geometric=cfg.geometric)
+                                   pre, rng, augment=True)
             corners, presence = net(x)
             loss = loss_fn(corners, presence, y, present, presence_head)
             opt.zero_grad()
