@@ -132,6 +132,10 @@ def _photocheck(info: Any) -> list[str]:
                   f"of {r['photos']} under {m['thresholds']['min_side_px']} px set apart), "
                   f"front slot | pass | {_pct(r['front_slot'])} |",
                   f"| the same, back slot | wrong_side | {_pct(r['back_slot'])} |"]
+        if c := r.get("cracked_probe"):
+            lines.append(f"| the same, the cracked-screen probe alone ({c['n']} labelled) | "
+                         f"cracked or not | ROC-AUC {_f(c['roc_auc'])}, balanced accuracy "
+                         f"{_f(c['balanced_accuracy'])} |")
     for name, r in m.get("held_out", {}).items():
         lines.append(f"| {name.replace('_', ' ')} | {r['expected']} | {_pct(r)} |")
     t = m.get("cpu_one_thread", {})

@@ -45,8 +45,24 @@ def rate(answers: list[str], expected: str) -> dict[str, Any]:
             "answers": dict(Counter(answers).most_common())}
 
 
+def cracked_scores(heads: SideHeads, pooled: np.ndarray, truth: np.ndarray
+                   ) -> dict[str, Any] | None:
+    """The cracked-screen probe alone on labelled fronts: ROC-AUC and balanced accuracy at
+    P(cracked) >= 0.5 (None without the probe or without both labels)."""
+    from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+
+    known = truth >= 0
+    if not heads.has_cracked or len(set(truth[known].tolist())) < 2:
+        return None
+    p = np.array([sc.cracked for sc in heads.scores(pooled[known])], float)
+    return {"n": int(known.sum()), "roc_auc": round(float(roc_auc_score(truth[known], p)), 4),
+            "balanced_accuracy": round(float(balanced_accuracy_score(truth[known], p >= 0.5)),
+                                       4)}
+
+
 def real_fronts_loso(d: CheckData, cfg: PhotoCheckConfig) -> dict[str, Any]:
-    """Per source: pass as fronts and refused as backs, heads fitted without that source."""
+    """Per source, heads fitted without that source: pass as fronts and refused as backs,
+    and the cracked-screen probe's own scores (``cracked_probe``)."""
     sources = np.array(d.real_sources)
     out: dict[str, Any] = {}
     for source in sorted(set(d.real_sources) - {""}):
@@ -59,7 +75,9 @@ def real_fronts_loso(d: CheckData, cfg: PhotoCheckConfig) -> dict[str, Any]:
                                                                      strict=True) if not k])
         out[source] = {"photos": len(f.stats), "too_small": int(sum(small)),
                        "front_slot": rate(outcomes(big, heads, "front", cfg), "pass"),
-                       "back_slot": rate(outcomes(big, heads, "back", cfg), "wrong_side")}
+                       "back_slot": rate(outcomes(big, heads, "back", cfg), "wrong_side"),
+                       "cracked_probe": cracked_scores(heads, f.pooled,
+                                                       d.real_cracked[held])}
     return out
 
 

@@ -13,7 +13,7 @@ from serve.runtime import Grader
 from training.manifest import load_manifest
 from training.photocheck_data import front_cracked
 from training.photocheck_train import CRACKED_WEIGHT, fit_cracked
-from vision.photocheck import PhotoCheckConfig, blend_cracked
+from vision.photocheck import PhotoCheckConfig, SideHeads, blend_cracked
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +41,9 @@ def test_the_check_is_added_to_the_bundle_with_its_figures(checked_bundle):
     assert (out / PHOTOCHECK_FILE).is_file() and (out / PHOTOCHECK_HEADS_FILE).is_file()
     assert verify_bundle(out)["ok"]  # new files hashed, the manifest consistent
     assert set(report["real_fronts_leave_one_source_out"]) == {"alpha", "beta"}
+    for held in report["real_fronts_leave_one_source_out"].values():  # the probe alone
+        probe = held["cracked_probe"]
+        assert probe is None or (0 <= probe["roc_auc"] <= 1 and probe["n"] > 0)
     held = report["held_out"]
     assert held["dark_real_fronts"]["expected"] == "too_dark"
     assert held["dark_real_fronts"]["rate"] == 1.0, held["dark_real_fronts"]
@@ -110,3 +113,21 @@ def test_front_cracked_reads_exact_and_coarse_screen_labels(tmp_path):
                  "a,a.jpg,cracked\nb,b.jpg,flawless|light_scratches\n"
                  "c,c.jpg,heavy_scratches|cracked\nd,d.jpg,\n")
     assert front_cracked(m).tolist() == [1, 0, -1, -1]
+
+
+def test_a_bundle_whose_heads_lack_the_probe_serves_the_models_screen(checked_bundle, synth_dir,
+                                                                      tmp_path):
+    """Heads saved before the probe existed (no cracked_coef): nothing is blended, whatever
+    the manifest's weight says."""
+    out, _ = checked_bundle
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    heads = SideHeads.load(old / PHOTOCHECK_HEADS_FILE)
+    SideHeads({k: v for k, v in heads.arrays.items()
+               if k not in SideHeads.CRACKED_KEYS}).save(old / PHOTOCHECK_HEADS_FILE)
+    g = Grader(old, threads=1, verify_hashes=False)
+    assert g.cracked_weight == 0
+    row = load_manifest(synth_dir / "manifest.csv").rows[0]
+    front = g.decode(row.front_path, scored=True)
+    assert front.scores is not None and front.scores.cracked is None
+    assert g.cracked_probe(front) is None
