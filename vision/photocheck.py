@@ -346,8 +346,9 @@ def blend_cracked(probs: np.ndarray, p_cracked: float, weight: float) -> np.ndar
     """The screen's condition probabilities (in :data:`~vision.conditions.SCREEN_CONDITIONS`
     order, cracked last) with P(cracked) replaced by ``(1 - weight) * probs[cracked] + weight
     * p_cracked``, the frozen-feature probe's second opinion; the other conditions keep their
-    proportions. On real photos from sources the model never saw, the mean of the fine-tuned
-    model and the probe ranks cracked screens better than either (docs/training.md)."""
+    proportions. On real photos from sources the model never saw, this mix of the fine-tuned
+    model and the probe ranks and decides cracked screens better than the model alone
+    (docs/training.md, "The photo check")."""
     probs = np.asarray(probs, np.float64)
     cracked = (1 - weight) * probs[-1] + weight * p_cracked
     rest = probs[:-1]
