@@ -149,6 +149,7 @@ def _bad_inputs(tmp_path: Path, good: Path) -> dict[str, tuple[Path, str]]:
             "bomb": (tmp_path / "bomb.png", "too large")}
 
 
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # the bomb case
 def test_predict_bad_inputs_give_clear_errors(bundle, synth_dir, tmp_path, capsys):
     row = load_manifest(synth_dir / "manifest.csv").rows[2]
     info = tmp_path / "device.json"
