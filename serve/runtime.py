@@ -215,9 +215,7 @@ class Grader:
         if refurbisher_grade is not None:
             policy.rank(refurbisher_grade)  # unknown grade -> ValueError naming it
         probs = self.part_probs(screen_logits, shell_logits)
-        probe = self.cracked_probe(photos[0])
-        if probe is not None:
-            probs["screen"] = blend_cracked(probs["screen"], probe, self.cracked_weight)
+        probs["screen"] = self.served_screen(photos[0], probs["screen"])
         failed, battery = info.failed_checks, info.battery_health_pct
         p = grade_distribution(policy, self.fusion, probs, failed, battery)
         grade = decided_grade(policy, probs, failed, battery)
@@ -247,14 +245,19 @@ class Grader:
             front.scores = scores[0] if scores else None
         return front.scores.cracked if front.scores is not None else None
 
+    def served_screen(self, front: Photo, probs: np.ndarray) -> np.ndarray:
+        """The screen's calibrated probabilities as served: the probe blended in
+        (:meth:`cracked_probe`), or the model's own when the bundle has no probe."""
+        probe = self.cracked_probe(front)
+        return probs if probe is None else blend_cracked(probs, probe, self.cracked_weight)
+
     def served_screen_logits(self, front: Photo, logits: np.ndarray) -> np.ndarray:
         """The screen logits whose temperature-scaled softmax is the served probabilities
-        (the probe blended in, :meth:`cracked_probe`); the model's own without a probe."""
-        probe = self.cracked_probe(front)
-        if probe is None:
+        (:meth:`served_screen`); the model's own without a probe."""
+        if not self.cracked_weight:
             return logits
         t = self.temperatures["screen"]
-        probs = blend_cracked(_softmax(logits / t), probe, self.cracked_weight)
+        probs = self.served_screen(front, _softmax(logits / t))
         return (t * np.log(np.maximum(probs, 1e-12))).astype(np.float32)
 
     def _damage(self, photos: list[Photo], probs: dict[str, np.ndarray], features: np.ndarray,

@@ -113,7 +113,8 @@ def leave_one_source_out(manifest: str | Path, out: str | Path, base: TrainConfi
     device = resolve_device(base.device)
     feats = probe_features([s.path for s in samples], base.backbone, base.img_size,
                            base.cache_dir, device)
-    extra = extra_fronts(extra_manifests or [], base, device)
+    # the extra fronts feed the cracked-screen probe, which only the screen has
+    extra = extra_fronts((extra_manifests or []) if part == "screen" else [], base, device)
     result: dict[str, Any] = {"manifest": str(manifest), "part": part,
                               "extra_manifests": extra_manifests or [],
                               "train_config": dataclasses.asdict(base), "splits": {}}

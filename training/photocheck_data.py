@@ -123,13 +123,14 @@ def manifest_photos(manifest: str | Path, view: str, n: int | None = None,
 def front_cracked(manifest: str | Path, n: int | None = None, seed: int = 0) -> np.ndarray:
     """For the front photos :func:`manifest_photos` picks (same ``n`` and ``seed``): 1 when
     the screen is cracked, 0 when it is not, -1 when the label does not say (int8)."""
-    def cracked(screen: frozenset[str] | None) -> int:
-        if not screen or ("cracked" in screen and len(screen) > 1):
-            return -1
-        return int("cracked" in screen)
+    from training.metrics import cracked_truth
+    from vision.conditions import SCREEN_CONDITIONS
 
-    return np.array([cracked(r.screen) for r in _sampled_rows(manifest, "front", n, seed)],
-                    np.int8)
+    screens = [r.screen for r in _sampled_rows(manifest, "front", n, seed)]
+    allowed = np.array([[c in (s or ()) for c in SCREEN_CONDITIONS] for s in screens], bool)
+    truth = cracked_truth(allowed.reshape(-1, len(SCREEN_CONDITIONS)),
+                          SCREEN_CONDITIONS.index("cracked"))
+    return np.where([s is None for s in screens], -1, truth).astype(np.int8)
 
 
 def manifest_sources(manifest: str | Path) -> list[str]:

@@ -205,7 +205,8 @@ def train_heads(d: CheckData, keep_real: np.ndarray | None = None, cracked: bool
     if not cracked or labels != {0, 1}:  # the probe needs cracked and intact fronts
         return heads
     a = heads.arrays
-    real = real.reshape(len(real), -1) if len(real) else np.zeros((0, len(a["mean"])))
+    if not len(real):  # featurize gives (0, 0) for no photo
+        real = np.zeros((0, len(a["mean"])))
     coef, intercept = fit_cracked((real - a["mean"]) / a["scale"], real_y,
                                   (d.synth_fronts.pooled - a["mean"]) / a["scale"],
                                   d.synth_cracked)
