@@ -36,16 +36,20 @@ def main() -> None:
     grader = Grader(args.bundle, threads=args.threads, int8=args.int8)
     photos = upload_bytes(2)
     info = parse_device_info(INFO)
-    x = np.stack([grader.decode(p).x for p in photos])
+    views = ("front", "back")
+    x = np.stack([grader.decode(p, view=v).x for p, v in zip(photos, views, strict=True)])
     full = median_ms(lambda: grader.grade(photos[0], photos[1], info, "good"), args.repeat)
     raw = median_ms(lambda: grader.run_vision(x), args.repeat)
-    decode = median_ms(lambda: [grader.decode(p) for p in photos], args.repeat)
-    decoded = [grader.decode(p) for p in photos]
+    decoded = [grader.decode(p, view=v) for p, v in zip(photos, views, strict=True)]
+    decode = median_ms(lambda: [grader.decode(p, view=v) for p, v in zip(photos, views,
+                                                                         strict=True)],
+                       args.repeat)
     cfg = PhotoCheckConfig()
     check = median_ms(lambda: grader.check_photos(decoded, ["front", "back"], cfg), args.repeat)
 
     def checked_grade() -> None:  # the service's work: decode, measure and score, then grade
-        both = [grader.decode(p, measured=True, scored=True) for p in photos]
+        both = [grader.decode(p, measured=True, scored=True, view=v)
+                for p, v in zip(photos, views, strict=True)]
         grader.check_photos(both, ["front", "back"], cfg)
         grader.grade(both[0], both[1], info, "good")
 

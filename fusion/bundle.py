@@ -9,6 +9,9 @@
     heads.npz          the heads' weights, to turn feature maps into heatmaps
     photocheck.onnx    optional: the photo check's ImageNet backbone (pooled features)
     photocheck.npz     its linear heads: phone or not, back or front, cracked screen (numpy)
+    localiser.onnx     optional: where the device is (:mod:`vision.localise`); with it the
+                       condition model sees the device's rectified crop (:class:`CropInfo`)
+    localiser.json     its config
     manifest.json      :class:`BundleManifest`: format, versions, preprocessing, classes,
                        grading, temperatures, data summary, metrics, the reference grade
                        distribution (drift), sha256 of every file
@@ -23,12 +26,14 @@ import datetime as dt
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vision.errors import PhotogradeError
+from vision.localise import CONFIG_FILE as LOCALISER_CONFIG_FILE
+from vision.localise import LOCALISER_FILE, Localiser, LocaliserError
 
 BUNDLE_FORMAT = 1
 BASE_MODEL = "photograde-base"  # the model shipped in models/photograde-base
@@ -155,6 +160,19 @@ class PhotoCheckInfo(_Section):
     metrics: dict[str, Any] = {}
 
 
+class CropInfo(_Section):
+    """The two-stage pipeline (issue 19): the localiser finds the device in each photo of
+    ``views`` and the condition model sees its rectified crop, ``long_side`` pixels long
+    (:func:`vision.crop.crop_decoded`); a photo where no device is found is seen whole. The
+    vision model must have been trained on such crops (``scripts/crop-manifest``)."""
+
+    file: str = LOCALISER_FILE
+    config: str = LOCALISER_CONFIG_FILE
+    views: list[Literal["front", "back"]] = Field(min_length=1)
+    long_side: int = Field(448, ge=32, le=4096)
+    localiser: dict[str, Any] = {}  # its training summary and figures, as written by its run
+
+
 class ReferenceInfo(_Section):
     """What the served grades are compared with (drift, ``serve/drift.py``): the bundle's
     predicted-grade distribution on its held-out evaluation (``train release``, or
@@ -185,6 +203,7 @@ class BundleManifest(_Section):
     fusion: FusionInfo
     grading: GradingInfo
     photocheck: PhotoCheckInfo | None = None  # bundles without one skip the learned checks
+    crop: CropInfo | None = None  # none: the condition model sees whole photos
     reference: ReferenceInfo | None = None  # none: the service learns it from its first grades
     versions: dict[str, str] = {}
     files: dict[str, str]
@@ -292,9 +311,18 @@ def check_samples(bundle: Path, manifest: BundleManifest) -> tuple[int, float]:
 
 
 def verify_bundle(bundle: str | Path) -> dict[str, Any]:
-    """Re-check every hash and run the embedded samples; raises BundleError on any mismatch."""
+    """Re-check every hash and run the embedded samples (and load the localiser of a bundle
+    that crops); raises BundleError on any mismatch."""
     bundle = Path(bundle)
     manifest = load_manifest(bundle, verify_hashes=True)
     n, diff = check_samples(bundle, manifest)
+    crop = manifest.crop
+    if crop is not None:
+        try:
+            Localiser(bundle / crop.file)
+        except LocaliserError as e:
+            raise BundleError(f"{bundle}: {e}") from None
     return {"bundle_version": manifest.bundle_version, "files": len(manifest.files),
-            "samples": n, "max_abs_diff": diff, "ok": True}
+            "samples": n, "max_abs_diff": diff,
+            "crop": None if crop is None else {"views": crop.views, "long_side": crop.long_side},
+            "ok": True}

@@ -35,7 +35,7 @@ from tqdm import tqdm
 from fusion.grade import decided_grade, grade_distribution
 from serve.runtime import Grader
 from tabular.schema import CHECKS
-from vision.conditions import CONDITIONS, PARTS
+from vision.conditions import CONDITIONS, PART_VIEW, PARTS
 from vision.errors import PhotogradeError
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ def bundle_logits(grader: Grader, samples: list[Sample], batch_size: int = 16,
     for start in tqdm(range(0, len(samples), batch_size), desc="bundle", unit="batch",
                       disable=not progress):
         chunk = samples[start:start + batch_size]
-        photos = [grader.decode(s.path) for s in chunk]
+        photos = [grader.decode(s.path, view=PART_VIEW[s.part]) for s in chunk]
         screen, shell, _ = grader.run_vision(np.stack([p.x for p in photos]))
         fronts = [p for p, s in zip(photos, chunk, strict=True) if s.part == "screen"]
         if grader.cracked_weight and fronts:  # one photo-check call for the chunk
@@ -147,7 +147,7 @@ def _user_grades(grader: Grader, samples: list[Sample], probs: dict[tuple[str, s
     from training.metrics import softmax
 
     try:
-        x = grader.decode(back).x
+        x = grader.decode(back, view="back").x
     except (PhotogradeError, OSError) as e:
         raise BundleEvalError(f"--back {back}: {e}") from None
     _, shell, _ = grader.run_vision(x[None])

@@ -39,7 +39,8 @@ def device_evidence(g: Grader, rows: list[ManifestRow], progress: bool = True
     for r in tqdm(rows, desc="grading the history", unit="device", disable=not progress):
         if r.front_path is None or r.back_path is None:
             continue
-        photos = [g.decode(r.front_path, measured=True), g.decode(r.back_path, measured=True)]
+        photos = [g.decode(r.front_path, measured=True, view="front"),
+                  g.decode(r.back_path, measured=True, view="back")]
         screen, shell, _ = g.run_vision(np.stack([p.x for p in photos]))
         probs = g.part_probs(screen[0], shell[1])
         verdicts = g.check_photos(photos, ["front", "back"], cfg) if g.photocheck else []

@@ -44,9 +44,9 @@ def _predict(args: argparse.Namespace) -> int:
                              f"({e.strerror})") from None
     grader = Grader(args.bundle, threads=args.threads, int8=args.int8)
     photos = []
-    for name, path in (("--front", args.front), ("--back", args.back)):
+    for name, path, view in (("--front", args.front, "front"), ("--back", args.back, "back")):
         try:
-            photos.append(grader.decode(path))
+            photos.append(grader.decode(path, view=view))
         except (PhotogradeError, OSError) as e:
             raise InputFileError(f"{name} {path}: {e}") from None
     result = grader.grade(photos[0], photos[1], info, args.refurbisher_grade,

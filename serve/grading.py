@@ -241,9 +241,10 @@ class Service:
             self.decode_pool.shutdown(wait=False, cancel_futures=True)
 
     async def decode(self, field: str, data: bytes, g: Grader | None = None,
-                     checked: bool = False) -> Photo:
+                     checked: bool = False, view: str | None = None) -> Photo:
         """Decode one photo in the pool (for ``g``, default the served bundle), measured for
-        the photo check and, ``checked``, scored by its model; problems name ``field``."""
+        the photo check and, ``checked``, scored by its model; problems name ``field``;
+        ``view``: its side (the model sees the device's crop when the bundle crops it)."""
         limit = self.settings.max_upload_bytes
         if len(data) > limit:
             raise PhotoTooLarge(f"{field}: {len(data)} bytes exceeds the limit of {limit} bytes",
@@ -253,7 +254,8 @@ class Service:
         loop = asyncio.get_running_loop()
         g = g or self.loaded  # NotReady while the bundle loads
         try:  # measured here: the two photos' measurements run in parallel, as their decoding
-            return await loop.run_in_executor(self.decode_pool, g.decode, data, True, checked)
+            return await loop.run_in_executor(self.decode_pool, g.decode, data, True, checked,
+                                              view)
         except ImageError as e:
             raise FieldError(field, e) from None
 
@@ -360,8 +362,8 @@ class Service:
         # the front is scored with its decoding when the bundle blends the photo check's
         # cracked-screen probe into the screen's probabilities, checked or not
         photos = list(await asyncio.gather(
-            self.decode(f"{prefix}front", front, g, checked or g.cracked_weight > 0),
-            self.decode(f"{prefix}back", back, g, checked)))
+            self.decode(f"{prefix}front", front, g, checked or g.cracked_weight > 0, "front"),
+            self.decode(f"{prefix}back", back, g, checked, "back")))
         infer = asyncio.ensure_future(self._infer(batcher, photos))
         verdicts: list[PhotoVerdict] = []
         if checked:

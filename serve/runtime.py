@@ -41,7 +41,9 @@ from fusion.policy import GradingPolicy, policy_from_dict
 from fusion.precision import Wanted, choose_precision
 from tabular.evidence import Evidence
 from tabular.schema import DeviceInfo
+from vision.crop import crop_decoded, warp_to_photo
 from vision.heatmap import cam_from_features, damage_box, overlay_png
+from vision.localise import Localiser
 from vision.ort_options import session_options
 from vision.photocheck import (
     PhotoCheckConfig,
@@ -108,6 +110,9 @@ class Photo:
     stats: PhotoStats | None = None
     #: the photo check model's scores, when run with the decoding (``decode(scored=True)``)
     scores: SideScores | None = None
+    #: when ``x`` is the device's rectified crop (a bundle with a localiser): its corners
+    #: (4, 2) as fractions of the photo's width and height; None: ``x`` is the whole photo
+    crop: np.ndarray | None = None
 
 
 class Grader:
@@ -151,21 +156,45 @@ class Grader:
         #: the frozen-feature probe's weight in the screen's P(cracked) (0: not blended)
         self.cracked_weight = (pc.cracked_weight if pc is not None and
                                self.side_heads.has_cracked else 0.0)
+        #: the two-stage pipeline: the views whose device crop the vision model sees
+        self.crop = self.manifest.crop
+        self.localiser = (Localiser(self.dir / self.crop.file, self.threads)
+                          if self.crop is not None else None)
 
     # -- decoding --------------------------------------------------------------------------
     def decode(self, source: bytes | str | Path, measured: bool = False,
-               scored: bool = False) -> Photo:
+               scored: bool = False, view: str | None = None) -> Photo:
         """Photo bytes or path -> model input (JPEG draft decoding, EXIF orientation);
         ``measured``: with the photo check's measurements, ``scored``: with its model's
         scores (when the bundle has one), both in the same (decoding) thread, so that the two
-        photos of a device are checked in parallel too, with no hand-over between threads."""
+        photos of a device are checked in parallel too, with no hand-over between threads.
+        ``view``: the photo's side; when the bundle crops that view, the model input is the
+        device's rectified crop (:meth:`device_crop`; the photo check sees the whole photo)."""
         image, size = open_image_sized(source, max_pixels=self.max_pixels,
                                        draft_size=self.pre.img_size)
-        x = normalize(resize_rgb(image, self.pre), self.pre)
-        photo = Photo(x, image, size, stats_as_uploaded(image, size) if measured else None)
+        crop = self.device_crop(source, image, size, view)
+        model_input = crop[1] if crop is not None else image
+        x = normalize(resize_rgb(model_input, self.pre), self.pre)
+        photo = Photo(x, image, size, stats_as_uploaded(image, size) if measured else None,
+                      crop=crop[0] if crop is not None else None)
         scores = self.side_scores([photo]) if scored else None
         photo.scores = scores[0] if scores else None
         return photo
+
+    def device_crop(self, source: bytes | str | Path, image: Image.Image,
+                    size: tuple[int, int], view: str | None
+                    ) -> tuple[np.ndarray, Image.Image] | None:
+        """(the device's corners as fractions of the photo, its rectified crop) when the
+        bundle crops ``view`` and the localiser finds a device in ``image`` (the photo
+        decoded, ``size`` as uploaded); None: the model sees the whole photo."""
+        if self.localiser is None or self.crop is None or view not in self.crop.views:
+            return None
+        loc = self.localiser.localise_images([image], [size])[0]
+        if not loc.found:
+            return None
+        crop = crop_decoded(source, image, size, loc.device, self.crop.long_side,
+                            max_pixels=self.max_pixels)
+        return loc.device.points() / size, crop
 
     def run_vision(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(screen_logits, shell_logits, features) for a batch (N, 3, S, S)."""
@@ -178,8 +207,8 @@ class Grader:
         if self.photocheck is None:
             return None
         pre = self.photocheck_pre
-        x = np.stack([p.x if pre == self.pre else normalize(resize_rgb(p.image, pre), pre)
-                      for p in photos])
+        x = np.stack([p.x if pre == self.pre and p.crop is None
+                      else normalize(resize_rgb(p.image, pre), pre) for p in photos])
         (pooled,) = self.photocheck.run(None, {VISION_INPUT: np.asarray(x, np.float32)})
         return self.side_heads.scores(pooled)
 
@@ -199,7 +228,8 @@ class Grader:
               info: DeviceInfo, refurbisher_grade: str | None = None,
               heatmaps: bool = False) -> GradeResult:
         """Grade one device (both photos in one vision call)."""
-        photos = [p if isinstance(p, Photo) else self.decode(p) for p in (front, back)]
+        photos = [p if isinstance(p, Photo) else self.decode(p, view=view)
+                  for p, (_part, view) in zip((front, back), PARTS, strict=True)]
         screen, shell, features = self.run_vision(np.stack([p.x for p in photos]))
         return self.fuse(photos, screen[0], shell[1], features[:2], info, refurbisher_grade,
                          heatmaps)
@@ -269,6 +299,9 @@ class Grader:
         for k, (part, _view) in enumerate(PARTS):
             cls = int(probs[part].argmax())
             cam = cam_from_features(features[k], self.head_weights[part], cls)
+            crop = photos[k].crop
+            if crop is not None:  # the crop's map, drawn back onto the photo
+                cam = warp_to_photo(cam, crop, map_size(photos[k].image.size))
             boxes[part] = damage_box(cam) if cls > 0 else None
             if heatmaps:
                 maps[part] = base64.b64encode(overlay_png(photos[k].image, cam)).decode()
@@ -285,7 +318,9 @@ class Grader:
                 "threads": self.threads, "grades": list(self.policy.grades),
                 "grading": self.policy.name,
                 "photo_check_model": self.photocheck is not None,
-                "cracked_probe_weight": self.cracked_weight}
+                "cracked_probe_weight": self.cracked_weight,
+                "crop": ({"views": self.crop.views, "long_side": self.crop.long_side}
+                         if self.crop is not None else None)}
 
 
 def evidence(probs: dict[str, np.ndarray], grades: np.ndarray,
@@ -298,6 +333,12 @@ def evidence(probs: dict[str, np.ndarray], grades: np.ndarray,
         probs["screen"], probs["shell"], grades, trust_score=trust_score,
         phone=min((s.phone for _, s in scored), default=None),
         side=min((s.side(slot) for slot, s in scored), default=None))
+
+
+def map_size(size: tuple[int, int], long_side: int = 256) -> tuple[int, int]:
+    """(width, height) of a photo-shaped map whose longer side is ``long_side``."""
+    scale = long_side / max(size)
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:

@@ -370,6 +370,15 @@ def _explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _crop_views(text: str) -> list[str]:
+    from training.crop_bundle import parse_views
+
+    try:
+        return parse_views(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 @_torch_command
 def _export(args: argparse.Namespace) -> int:
     from training.export import export_bundle
@@ -377,7 +386,14 @@ def _export(args: argparse.Namespace) -> int:
     manifest = export_bundle(args.vision, args.tabular, args.fusion, args.out, int8=args.int8,
                              cache_dir=str(args.cache_dir) if args.cache_dir else None,
                              overwrite=args.overwrite, int8_eval=args.int8_eval)
-    print(f"bundle {manifest.bundle_version} written to {args.out}")
+    version = manifest.bundle_version
+    if args.localiser:
+        from training.crop_bundle import add_localiser
+
+        version = add_localiser(args.out, args.localiser, args.crop_views, args.crop_long_side)
+        print(f"localiser of {args.localiser}: the model sees the device's crop in the "
+              f"{' and '.join(args.crop_views)} photos ({args.crop_long_side} px long)")
+    print(f"bundle {version} written to {args.out}")
     print(f"vision parity: max |torch - onnxruntime| = "
           f"{manifest.vision.parity_max_abs_diff:.2e}")
     if manifest.vision.int8:
@@ -429,6 +445,15 @@ def _add_model_commands(sub: argparse._SubParsersAction) -> argparse._SubParsers
     ex.add_argument("--int8-eval", type=Path, metavar="MANIFEST",
                     help="held-out manifest on which int8 is compared with fp32 (default: "
                          "the vision run's validation photos)")
+    ex.add_argument("--localiser", type=Path, metavar="RUN",
+                    help="two-stage pipeline: this 'train localiser' run finds the device and "
+                         "the vision model sees its rectified crop (train it on crops: "
+                         "scripts/crop-manifest)")
+    ex.add_argument("--crop-views", type=_crop_views, default=["front", "back"],
+                    metavar="VIEWS", help="with --localiser: the photos cropped (front, back "
+                                          "or front,back)")
+    ex.add_argument("--crop-long-side", type=int, default=448, metavar="PX",
+                    help="with --localiser: the crop's longer side, as the training crops")
     ex.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     ex.add_argument("--cache-dir", type=Path)
     ex.set_defaults(func=_export)

@@ -61,13 +61,35 @@ def crop_device(source: Source, localiser: Localiser, long_side: int = 448, *,
     small, size = open_image_sized(source, max_pixels=max_pixels,
                                    draft_size=localiser.pre.img_size)
     loc = localiser.localise_images([small], [size])[0]
+    return loc, crop_decoded(source, small, size, loc.device, long_side, max_pixels=max_pixels)
+
+
+def crop_decoded(source: Source, small: Image.Image, size: tuple[int, int], device: Quad,
+                 long_side: int, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """The rectified crop of ``device`` (in the photo's upright pixels as uploaded, ``size``)
+    from ``small``, the photo already decoded, or from a second decode of ``source`` when
+    ``small`` gives the device fewer than ``long_side`` pixels and the upload has more."""
     # the photo's shorter side at which the device's longer side is long_side pixels (never
     # more than the photo has)
-    need = min(long_side / max(*quad_sides(loc.device), 1.0), 1.0) * min(size)
+    need = min(long_side / max(*quad_sides(device), 1.0), 1.0) * min(size)
     image = small
     if min(small.size) < need:
         image, _ = open_image_sized(source, max_pixels=max_pixels,
                                     draft_size=int(np.ceil(need)))
     scale = (image.width / size[0], image.height / size[1])  # upload -> decoded pixels
-    quad = Quad.from_points((loc.device.points() * scale).tolist(), image.width, image.height)
-    return loc, rectify(image, quad, long_side)
+    quad = Quad.from_points((device.points() * scale).tolist(), image.width, image.height)
+    return rectify(image, quad, long_side)
+
+
+def warp_to_photo(values: np.ndarray, corners: np.ndarray, size: tuple[int, int]
+                  ) -> np.ndarray:
+    """A map over a crop (h, w), e.g. a heatmap, drawn back where the crop came from: an
+    array of ``size`` = (width, height) whose pixels inside the quad ``corners`` (4, 2, as
+    fractions of the photo's width and height) take the map's values and the others 0."""
+    h, w = values.shape
+    quad = np.asarray(corners, np.float64) * size
+    src = np.array([(0, 0), (w, 0), (w, h), (0, h)], np.float64)
+    coeffs = perspective_coefficients(src, quad)  # photo pixel -> map pixel
+    im = Image.fromarray(np.ascontiguousarray(values, np.float32))  # mode "F"
+    out = im.transform(size, Image.Transform.PERSPECTIVE, coeffs, Image.Resampling.BILINEAR)
+    return np.asarray(out, np.float32)

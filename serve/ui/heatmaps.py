@@ -7,7 +7,8 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 
-from serve.runtime import Grader
+from serve.runtime import Grader, map_size
+from vision.crop import warp_to_photo
 from vision.heatmap import cam_from_features, overlay_png
 
 
@@ -42,8 +43,10 @@ class HeatmapCache:
 def heatmap_png(grader: Grader, photo: bytes, part: str) -> bytes:
     """The class activation heatmap of ``part`` (screen: front photo, shell: back photo) for the
     condition the model sees, overlaid on the photo (PNG)."""
-    decoded = grader.decode(photo)
+    decoded = grader.decode(photo, view="front" if part == "screen" else "back")
     screen, shell, features = grader.run_vision(decoded.x[None])
     logits = screen[0] if part == "screen" else shell[0]
     cam = cam_from_features(features[0], grader.head_weights[part], int(logits.argmax()))
+    if decoded.crop is not None:  # the crop's map, drawn back onto the photo
+        cam = warp_to_photo(cam, decoded.crop, map_size(decoded.image.size))
     return overlay_png(decoded.image, cam)

@@ -90,3 +90,25 @@ def test_crop_device_decodes_just_large_enough(monkeypatch, synth_dir):
         decoded.clear()
         crop_module.crop_device(row.front_path, truth, long_side=long_side)  # type: ignore[arg-type]
         assert len(decoded) == (1 if long_side == 16 else 2)
+
+
+def test_a_map_over_the_crop_goes_back_onto_the_quad_it_came_from():
+    """warp_to_photo inverts rectify: a map that is 1 on the crop's red quarter lands on the
+    photo's red quarter, and nothing lands outside the device."""
+    from vision.crop import warp_to_photo
+
+    photo = np.asarray(_photo()).astype(int)
+    crop = np.asarray(rectify(_photo(), QUAD, 300)).astype(int)
+    values = ((crop[..., 0] > 180) & (crop[..., 1] < 60)).astype(np.float32)  # red quarter
+    corners = QUAD.points() / (400, 500)
+    back = warp_to_photo(values, corners, (400, 500))
+    assert back.shape == (500, 400)
+    red = (photo[..., 0] > 180) & (photo[..., 1] < 60)
+    background = photo.sum(axis=2) < 100
+    assert back[red].mean() > 0.95 and back[background].mean() < 0.01
+    x0, y0 = QUAD.points().min(0).astype(int) - 2
+    x1, y1 = QUAD.points().max(0).astype(int) + 2
+    assert back[:y0].max() == back[y1:].max() == back[:, :x0].max() == back[:, x1:].max() == 0
+    assert back[~red & ~background].mean() < 0.05  # the rest of the device stays cold
+    half = warp_to_photo(values, corners, (200, 250))  # any output size: the same place
+    assert half.shape == (250, 200) and half[red[::2, ::2]].mean() > 0.9
