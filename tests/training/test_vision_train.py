@@ -273,7 +273,7 @@ def test_cross_validation_against_the_probe(synth_dir, tmp_path, capsys):
     assert (tmp_path / "cv" / "fold1" / "run" / "best.pt").is_file()
 
 
-def test_leave_one_source_out_on_the_command_line(synth_dir, tmp_path, capsys):
+def test_leave_one_source_out_on_the_command_line(synth_dir, localiser_run, tmp_path, capsys):
     """``cv vision --by-source``: each source of a two-source screen manifest is held out in
     turn, every method scored on it; ``--extra-manifest`` photos join every training split."""
     m = load_manifest(synth_dir / "manifest.csv")
@@ -309,3 +309,17 @@ def test_leave_one_source_out_on_the_command_line(synth_dir, tmp_path, capsys):
         assert data["train_photos"] + data["val_photos"] == scores["n_train"] + 4
     assert sum(s["probe"]["n"] for s in splits.values()) == 24
     assert str(out / "loso.json") in printed
+    # scripts/loso-served serves the same runs again (the "crops" here: the same photos), so
+    # it must give cv's own served figures, both ways
+    r = subprocess.run([sys.executable, "scripts/loso-served", "--manifest", str(screens),
+                        "--extra-manifest", str(extra), "--whole", str(out), "--crop", str(out),
+                        "--crops", str(screens), "--areas", str(localiser_run[0])],
+                       capture_output=True, text=True, check=True)
+    for held, scores in splits.items():
+        part = r.stdout.split(f"{held} held out")[1]
+        figure = (f"ROC-AUC {scores['served']['roc_auc']:.3f}  "
+                  f"balanced accuracy {scores['served']['balanced_accuracy']:.3f}")
+        assert f"whole photo, served    {figure}" in part
+        assert f"crop, served           {figure}" in part
+    bins = [line for line in r.stdout.splitlines() if "of the frame" in line]
+    assert len(bins) == 6 and sum(int(b.split(":")[1].split()[0]) for b in bins) == 24
