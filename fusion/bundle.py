@@ -233,6 +233,17 @@ def write_manifest(bundle: Path, manifest: BundleManifest) -> None:
     (bundle / MANIFEST_FILE).write_text(json.dumps(manifest.model_dump(mode="json"), indent=2))
 
 
+def write_new_version(bundle: Path, manifest: BundleManifest, added: tuple[str, ...] = ()
+                      ) -> str:
+    """After files of ``bundle`` changed: the manifest's files (and the ``added`` ones)
+    hashed again, a new version, the manifest written; returns the version."""
+    hashes = hash_files(bundle)
+    manifest.files = {k: hashes[k] for k in sorted({*manifest.files, *added})}
+    manifest.bundle_version = bundle_version(manifest.files, dt.datetime.now(dt.UTC))
+    write_manifest(bundle, manifest)
+    return manifest.bundle_version
+
+
 def check_hashes(bundle: Path, files: dict[str, str]) -> None:
     """Every file present with the sha256 the manifest records (refuses tampering)."""
     for name, digest in files.items():

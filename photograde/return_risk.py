@@ -12,7 +12,6 @@ scores it on a held-out history (``--test``: ROC-AUC, PR-AUC, calibration) and, 
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import shutil
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from fusion.bundle import TabularInfo, bundle_version, hash_files, load_manifest, write_manifest
+from fusion.bundle import TabularInfo, load_manifest, write_new_version
 from fusion.grade import grade_distribution
 from serve.runtime import Grader, evidence
 from tabular.evidence import Evidence
@@ -98,8 +97,4 @@ def install_into(bundle: Path, run: Path) -> str:
     for name in (ONNX_FILE, META_FILE):
         shutil.copy(run / name, bundle / name)
     manifest.tabular = TabularInfo.model_validate(meta)
-    hashes = hash_files(bundle)
-    manifest.files = {k: hashes[k] for k in manifest.files}
-    manifest.bundle_version = bundle_version(manifest.files, dt.datetime.now(dt.UTC))
-    write_manifest(bundle, manifest)
-    return manifest.bundle_version
+    return write_new_version(bundle, manifest)

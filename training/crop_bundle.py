@@ -6,7 +6,6 @@ cuts a manifest's photos the same way)."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import shutil
 from pathlib import Path
@@ -15,10 +14,8 @@ from fusion.bundle import (
     LOCALISER_CONFIG_FILE,
     LOCALISER_FILE,
     CropInfo,
-    bundle_version,
-    hash_files,
     load_manifest,
-    write_manifest,
+    write_new_version,
 )
 from vision.localise import Localiser
 
@@ -47,9 +44,4 @@ def add_localiser(bundle: Path, run: Path, views: list[str], long_side: int = 44
         "views": views, "long_side": long_side,
         "localiser": {k: config.get(k) for k in ("backbone", "presence_head", "threshold",
                                                  "parity_max_abs_diff", "training")}})
-    hashes = hash_files(bundle)
-    manifest.files = {k: hashes[k] for k in {*manifest.files, LOCALISER_FILE,
-                                              LOCALISER_CONFIG_FILE}}
-    manifest.bundle_version = bundle_version(manifest.files, dt.datetime.now(dt.UTC))
-    write_manifest(bundle, manifest)
-    return manifest.bundle_version
+    return write_new_version(bundle, manifest, (LOCALISER_FILE, LOCALISER_CONFIG_FILE))

@@ -10,7 +10,6 @@ The figures written to the manifest come from :mod:`training.photocheck_eval`.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import warnings
 from collections.abc import Sequence
@@ -27,10 +26,8 @@ from fusion.bundle import (
     PHOTOCHECK_HEADS_FILE,
     VISION_INPUT,
     PhotoCheckInfo,
-    bundle_version,
-    hash_files,
     load_manifest,
-    write_manifest,
+    write_new_version,
 )
 from training import photocheck_data as data
 from vision.photocheck import PhotoStats, SideHeads, measure
@@ -233,9 +230,4 @@ def add_to_bundle(bundle: Path, backbone: Path, heads: SideHeads, pre: Preproces
                                          metrics=metrics,
                                          cracked_weight=cracked_weight if heads.has_cracked
                                          else 0.0)
-    hashes = hash_files(bundle)  # the files the bundle had, and the check's two
-    manifest.files = {k: hashes[k] for k in {*manifest.files, PHOTOCHECK_FILE,
-                                              PHOTOCHECK_HEADS_FILE}}
-    manifest.bundle_version = bundle_version(manifest.files, dt.datetime.now(dt.UTC))
-    write_manifest(bundle, manifest)
-    return manifest.bundle_version
+    return write_new_version(bundle, manifest, (PHOTOCHECK_FILE, PHOTOCHECK_HEADS_FILE))
