@@ -388,11 +388,19 @@ def _export(args: argparse.Namespace) -> int:
                              overwrite=args.overwrite, int8_eval=args.int8_eval)
     version = manifest.bundle_version
     if args.localiser:
+        from fusion.bundle import load_manifest as load_bundle_manifest
         from training.crop_bundle import add_localiser
 
-        version = add_localiser(args.out, args.localiser, args.crop_views, args.crop_long_side)
+        version = add_localiser(args.out, args.localiser, args.crop_views, args.crop_long_side,
+                                int8=args.int8)
         print(f"localiser of {args.localiser}: the model sees the device's crop in the "
               f"{' and '.join(args.crop_views)} photos ({args.crop_long_side} px long)")
+        crop = load_bundle_manifest(args.out).crop
+        q = crop.localiser.get("int8") if crop is not None else None
+        if q:
+            print(f"localiser int8 ({q['calibration_photos']} calibration photos): corners move "
+                  f"by {100 * q['corner_change_mean']:.2f}% of the photo's side on average "
+                  f"({100 * q['corner_change_max']:.2f}% at most)")
     print(f"bundle {version} written to {args.out}")
     print(f"vision parity: max |torch - onnxruntime| = "
           f"{manifest.vision.parity_max_abs_diff:.2e}")

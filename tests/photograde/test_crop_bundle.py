@@ -29,6 +29,7 @@ from tabular.schema import parse_device_info
 from tests.support import INFO, small_photos, workflow_app
 from training.crop_bundle import add_localiser, parse_views
 from training.manifest import load_manifest
+from vision.localise import LocaliserError
 
 
 def _localiser(run: Path, tmp: Path, threshold: float) -> Path:
@@ -139,3 +140,26 @@ def test_crop_views_are_checked():
     for bad in ("", "side", "front,side"):
         with pytest.raises(ValueError, match="expected front, back"):
             parse_views(bad)
+
+
+def test_an_int8_localiser_is_calibrated_on_its_training_photos(bundle, localiser_run,
+                                                                tmp_path, synth_dir):
+    """``export --int8 --localiser``: the localiser is quantised too, calibrated on the photos
+    it trained on, its corner change recorded; it localises like the fp32 one."""
+    out = tmp_path / "b"
+    shutil.copytree(bundle, out)
+    add_localiser(out, _localiser(localiser_run[0], tmp_path, 0.0), ["front"], 96, int8=True)
+    q = load_bundle_manifest(out).crop.localiser["int8"]  # type: ignore[union-attr]
+    assert q["calibration_photos"] == 48  # the 24 training devices, both sides
+    assert 0 < q["corner_change_mean"] <= q["corner_change_max"] < 0.5
+    assert (out / LOCALISER_FILE).read_bytes() != (localiser_run[0] / LOCALISER_FILE).read_bytes()
+    assert verify_bundle(out)["ok"]
+    row = load_manifest(synth_dir / "manifest.csv").rows[0]
+    assert Grader(out, threads=1).decode(row.front_path, view="front").crop is not None
+    moved = tmp_path / "moved"
+    shutil.copytree(localiser_run[0], moved)
+    cfg = json.loads((moved / "localiser.json").read_text())
+    cfg["training"]["manifests"] = [str(tmp_path / "gone.csv")]
+    (moved / "localiser.json").write_text(json.dumps(cfg))
+    with pytest.raises(LocaliserError, match=r"gone\.csv\) are not here to calibrate"):
+        add_localiser(out, moved, ["front"], 96, int8=True)
