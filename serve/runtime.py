@@ -114,6 +114,13 @@ class Photo:
     #: (4, 2) as fractions of the photo's width and height; None: ``x`` is the whole photo
     crop: np.ndarray | None = None
 
+    def on_photo(self, values: np.ndarray) -> np.ndarray:
+        """A map over the model input (a heatmap) laid over the photo: as it is when the model
+        saw the whole photo, drawn back through the crop's inverse warp otherwise."""
+        if self.crop is None:
+            return values
+        return warp_to_photo(values, self.crop, _map_size(self.image.size))
+
 
 class Grader:
     """A loaded bundle: decode photos, run the models, hand the numbers to fusion."""
@@ -298,10 +305,8 @@ class Grader:
         maps: dict[str, str] = {}
         for k, (part, _view) in enumerate(PARTS):
             cls = int(probs[part].argmax())
-            cam = cam_from_features(features[k], self.head_weights[part], cls)
-            crop = photos[k].crop
-            if crop is not None:  # the crop's map, drawn back onto the photo
-                cam = warp_to_photo(cam, crop, map_size(photos[k].image.size))
+            cam = photos[k].on_photo(cam_from_features(features[k], self.head_weights[part],
+                                                       cls))
             boxes[part] = damage_box(cam) if cls > 0 else None
             if heatmaps:
                 maps[part] = base64.b64encode(overlay_png(photos[k].image, cam)).decode()
@@ -335,7 +340,7 @@ def evidence(probs: dict[str, np.ndarray], grades: np.ndarray,
         side=min((s.side(slot) for slot, s in scored), default=None))
 
 
-def map_size(size: tuple[int, int], long_side: int = 256) -> tuple[int, int]:
+def _map_size(size: tuple[int, int], long_side: int = 256) -> tuple[int, int]:
     """(width, height) of a photo-shaped map whose longer side is ``long_side``."""
     scale = long_side / max(size)
     return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))

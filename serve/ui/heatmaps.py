@@ -7,8 +7,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 
-from serve.runtime import Grader, map_size
-from vision.crop import warp_to_photo
+from serve.runtime import Grader
 from vision.heatmap import cam_from_features, overlay_png
 
 
@@ -47,6 +46,4 @@ def heatmap_png(grader: Grader, photo: bytes, part: str) -> bytes:
     screen, shell, features = grader.run_vision(decoded.x[None])
     logits = screen[0] if part == "screen" else shell[0]
     cam = cam_from_features(features[0], grader.head_weights[part], int(logits.argmax()))
-    if decoded.crop is not None:  # the crop's map, drawn back onto the photo
-        cam = warp_to_photo(cam, decoded.crop, map_size(decoded.image.size))
-    return overlay_png(decoded.image, cam)
+    return overlay_png(decoded.image, decoded.on_photo(cam))

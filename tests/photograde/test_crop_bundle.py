@@ -161,5 +161,7 @@ def test_an_int8_localiser_is_calibrated_on_its_training_photos(bundle, localise
     cfg = json.loads((moved / "localiser.json").read_text())
     cfg["training"]["manifests"] = [str(tmp_path / "gone.csv")]
     (moved / "localiser.json").write_text(json.dumps(cfg))
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
     with pytest.raises(LocaliserError, match=r"gone\.csv\) are not here to calibrate"):
         add_localiser(out, moved, ["front"], 96, int8=True)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing written
