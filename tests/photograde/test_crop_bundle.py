@@ -24,6 +24,7 @@ from fusion.bundle import (
     write_manifest,
 )
 from fusion.bundle import load_manifest as load_bundle_manifest
+from photograde.cli import build_parser
 from serve.runtime import Grader
 from tabular.schema import parse_device_info
 from tests.support import INFO, small_photos, workflow_app
@@ -134,12 +135,19 @@ def test_the_service_serves_and_reports_the_crop(crop_bundle, synth_dir, tmp_pat
         assert r.json()["parts"]["screen"]["heatmap_png"]
 
 
-def test_crop_views_are_checked():
+def test_crop_views_are_checked(capsys):
     assert parse_views("back") == ["back"]
     assert parse_views(" front , back,front") == ["front", "back"]
     for bad in ("", "side", "front,side"):
         with pytest.raises(ValueError, match="expected front, back"):
             parse_views(bad)
+    base = ["export", "--vision", "v", "--tabular", "t", "--fusion", "f", "--out", "o",
+            "--localiser", "loc"]
+    args = build_parser().parse_args([*base, "--crop-views", "back"])
+    assert (args.localiser, args.crop_views, args.crop_long_side) == (Path("loc"), ["back"], 448)
+    with pytest.raises(SystemExit) as e:
+        build_parser().parse_args([*base, "--crop-views", "side"])
+    assert e.value.code == 2 and "side: expected front, back" in capsys.readouterr().err
 
 
 def test_an_int8_localiser_is_calibrated_on_its_training_photos(bundle, localiser_run,
