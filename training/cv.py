@@ -29,10 +29,10 @@ from sklearn.preprocessing import StandardScaler
 from training.device import resolve_device
 from training.image_cache import load_images
 from training.manifest import DatasetError, load_manifest, write_manifest
-from training.metrics import cracked_truth, softmax
+from training.metrics import cracked_truth
 from training.samples import Sample, samples_from
 from training.train_config import TrainConfig
-from training.vision_run import RunDir, load_run, predict_logits
+from training.vision_run import RunDir, cracked_probability, load_run
 from training.vision_train import train_vision
 from vision.conditions import CONDITIONS, format_condition_set
 from vision.model import build_model
@@ -151,8 +151,7 @@ def _finetune_folds(samples: list[Sample], truth: np.ndarray, splits: list, part
         test_s = [samples[i] for i in test_idx]
         images = load_images([s.path for s in test_s], config["img_size"], base.cache_dir,
                              progress=False)
-        logits = predict_logits(model, images, [part] * len(test_s), device=device)
-        oof[test_idx] = softmax(logits, temps[part])[:, CONDITIONS[part].index("cracked")]
+        oof[test_idx] = cracked_probability(model, temps, images, part, device)
         log.info("fold %d/%d: %s", k + 1, len(splits),
                  _line(_scores(truth[test_idx], oof[test_idx])))
     return oof

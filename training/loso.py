@@ -39,10 +39,10 @@ from training.cv import (
 from training.device import resolve_device
 from training.image_cache import load_images
 from training.manifest import Manifest, load_manifest
-from training.metrics import cracked_truth, softmax
+from training.metrics import cracked_truth
 from training.samples import Sample, samples_from
 from training.train_config import TrainConfig
-from training.vision_run import RunDir, load_run, predict_logits
+from training.vision_run import RunDir, cracked_probability, load_run
 from training.vision_train import train_vision
 from vision.conditions import CONDITIONS
 from vision.errors import PhotogradeError
@@ -89,12 +89,10 @@ def _finetune(samples: list[Sample], train: np.ndarray, test: np.ndarray, part: 
     model, config, temps = load_run(cfg.out)
     images = load_images([samples[i].path for i in test], config["img_size"], base.cache_dir,
                          progress=False)
-    parts = [part] * len(images)
-    cracked = CONDITIONS[part].index("cracked")
-    plain = softmax(predict_logits(model, images, parts, device=device), temps[part])
-    mirrored = softmax(predict_logits(model, np.ascontiguousarray(images[:, :, ::-1]), parts,
-                                      device=device), temps[part])
-    return plain[:, cracked], (plain[:, cracked] + mirrored[:, cracked]) / 2
+    plain = cracked_probability(model, temps, images, part, device)
+    mirrored = cracked_probability(model, temps, np.ascontiguousarray(images[:, :, ::-1]), part,
+                                   device)
+    return plain, (plain + mirrored) / 2
 
 
 def leave_one_source_out(manifest: str | Path, out: str | Path, base: TrainConfig,

@@ -303,3 +303,12 @@ def predict_logits(model: ConditionModel, images: np.ndarray, parts: list[str] |
         out[start:start + len(chunk)] = torch.where(is_screen[:, None], screen,
                                                     shell).float().cpu().numpy()
     return out
+
+
+def cracked_probability(model: ConditionModel, temperatures: dict[str, float],
+                        images: np.ndarray, part: str, device: str = "cpu") -> np.ndarray:
+    """The calibrated P(cracked) of each image (cached uint8) by ``part``'s head."""
+    from training.metrics import softmax
+
+    logits = predict_logits(model, images, [part] * len(images), device=device)
+    return softmax(logits, temperatures[part])[:, CONDITIONS[part].index("cracked")]
