@@ -33,6 +33,7 @@ def main() -> None:
         "brightness percentiles": lambda: pc._percentiles_u8(
             np.bincount(grey.ravel(), minlength=256), [1, 90, 99]),
         "edge percentile 99.5": lambda: pc._edge_percentile(grey, 99.5),
+        "noise level": lambda: pc.noise_level(grey),
         "perceptual hash": lambda: pc.perceptual_hash(luma),
         "  of which the 32x32 Lanczos resample": lambda: luma.resize(
             (32, 32), Image.Resampling.LANCZOS),

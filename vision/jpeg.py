@@ -53,3 +53,39 @@ def decode_draft(data: bytes, header: Image.Image, size: int) -> Image.Image | N
     image = Image.fromarray(np.ascontiguousarray(rgb), "RGB")
     method = _TRANSPOSE.get(header.getexif().get(ExifTags.Base.Orientation, 1))
     return image.transpose(method) if method is not None else image
+
+
+#: The key under which :func:`vision.preprocess.open_image_sized` keeps a JPEG's estimated
+#: quality in the decoded image's ``info`` (Pillow's place for what the file says of itself).
+QUALITY_KEY = "photograde_jpeg_quality"
+#: The IJG (libjpeg) standard luminance quantisation table, whose scaled copies the usual
+#: quality settings write (``quality`` 50 is this table as it is).
+_IJG_LUMINANCE = np.array([
+    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,
+    14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29, 51, 87, 80, 62,
+    18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+    49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99], np.float64)
+
+
+def _ijg_tables() -> np.ndarray:
+    """(100, 64): the sorted luminance table libjpeg writes at each quality 1-100."""
+    q = np.arange(1, 101, dtype=np.float64)[:, None]
+    scale = np.where(q < 50, 5000 / q, 200 - 2 * q)
+    return np.sort(np.clip(np.floor((_IJG_LUMINANCE * scale + 50) / 100), 1, 255), axis=1)
+
+
+_IJG_TABLES = _ijg_tables()
+
+
+def estimated_quality(header: Image.Image) -> int | None:
+    """The IJG (libjpeg) quality 1-100 whose luminance table is nearest the JPEG's (sorted
+    values compared, so zigzag or natural order alike), or None for a file that is not a
+    JPEG. Encoders other than libjpeg scale other tables, so this is an estimate; a photo
+    compressed hard once and re-saved at a high quality keeps its blocks but not this figure."""
+    tables = getattr(header, "quantization", None)
+    if header.format not in ("JPEG", "MPO") or not tables or 0 not in tables:
+        return None
+    table = np.sort(np.asarray(tables[0], np.float64))
+    if table.size != 64:
+        return None
+    return int(np.abs(_IJG_TABLES - table).sum(axis=1).argmin()) + 1

@@ -9,14 +9,19 @@ evidence, one reason per rejected photo (:class:`RejectReason`):
   ``overexposed_fraction``), ``blurry`` (edge sharpness under ``min_sharpness``: the 99.5th
   percentile of the luminance gradient over the photo's 1-99% contrast; 300 shared real
   fronts blurred by 1.5% of their long side were all refused, 290 as blurry, while 776 of
-  the 778 unblurred ones not too small pass the whole check);
+  the 778 unblurred ones not too small pass the whole check), ``compressed`` (the file's
+  estimated JPEG quality under ``min_jpeg_quality``: its blocks hide fine cracks) and
+  ``noisy`` (sensor noise over ``max_noise``, a robust estimate at the working size: what
+  survives of it in the model's view; heavy noise made the model miss cracks,
+  ``photograde evaluate robustness``);
 * **learned** (:class:`SideScores`, from the bundle's photo-check model when it has one):
   ``not_a_phone`` (P(phone) under ``min_phone_probability``) and ``wrong_side`` (the other
   side's probability over ``max_wrong_side_probability``).
 
-Order (:func:`check`): too_small, too_dark, then ``not_a_phone`` when the model is sure
-(P(phone) under ``sure_not_a_phone_probability``: an empty table has no edges, but it is no
-phone rather than a blurred one), overexposed, blurry, then the learned reasons (a blurred
+Order (:func:`check`): too_small, compressed (a fact of the file, which also blurs), too_dark,
+then ``not_a_phone`` when the model is sure (P(phone) under ``sure_not_a_phone_probability``:
+an empty table has no edges, but it is no phone rather than a blurred one), overexposed,
+blurry, noisy, then the learned reasons (a blurred
 phone's P(phone) drops, so blur is named before a doubtful ``not_a_phone``).
 
 ``duplicate`` is decided by the caller, which knows the photos already submitted: it compares
@@ -34,6 +39,8 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel, Field
 
+from vision.jpeg import QUALITY_KEY
+
 Slot = Literal["front", "back"]
 OTHER_SIDE: dict[str, Slot] = {"front": "back", "back": "front"}
 #: The long side (pixels) the measured checks work at.
@@ -47,6 +54,8 @@ class RejectReason(StrEnum):
     TOO_DARK = "too_dark"
     OVEREXPOSED = "overexposed"
     BLURRY = "blurry"
+    COMPRESSED = "compressed"
+    NOISY = "noisy"
     NOT_A_PHONE = "not_a_phone"
     WRONG_SIDE = "wrong_side"
     DUPLICATE = "duplicate"
@@ -65,6 +74,11 @@ def retake_advice(reason: RejectReason, slot: Slot, cfg: PhotoCheckConfig) -> st
         "it away from direct light, tilting the phone so no reflection covers the glass",
         RejectReason.BLURRY: "the photo is blurred; hold the camera still, let it focus on "
         "the phone, and retake it",
+        RejectReason.COMPRESSED: f"the photo was compressed so hard (JPEG quality under "
+        f"{cfg.min_jpeg_quality}) that fine cracks are lost; send the original photo from the "
+        "camera, not a copy from a chat or a web page",
+        RejectReason.NOISY: "the photo is too grainy to see fine cracks; retake it in "
+        "brighter light, holding the camera still",
         RejectReason.NOT_A_PHONE: f"no phone was found in this photo; take the {side} of the "
         "phone, filling most of the frame",
         RejectReason.WRONG_SIDE: f"this looks like the {OTHER_SIDE[slot]} of the phone, not "
@@ -86,6 +100,10 @@ class PhotoCheckConfig(BaseModel):
                                         "overexposed")
     min_sharpness: float = Field(0.15, ge=0, description="edge sharpness below which a photo "
                                  "is blurry")
+    min_jpeg_quality: int = Field(30, ge=0, le=100, description="estimated JPEG quality "
+                                  "below which a photo is too compressed (0: never)")
+    max_noise: float = Field(0.055, ge=0, description="noise (std, as a fraction of full "
+                             "scale, at the working size) above which a photo is too noisy")
     min_phone_probability: float = Field(0.5, ge=0, le=1, description="P(phone) below which "
                                          "a photo shows no phone")
     sure_not_a_phone_probability: float = Field(
@@ -105,6 +123,10 @@ class PhotoStats(BaseModel):
     brightness_p90: float
     saturated_centre: float
     sharpness: float
+    noise: float = Field(0.0, description="robust std of the sensor noise at the working "
+                         "size, as a fraction of full scale (:func:`noise_level`)")
+    jpeg_quality: int | None = Field(None, description="the file's estimated JPEG quality "
+                                     "(None: not a JPEG)")
     phash: str = Field(description="64-bit DCT perceptual hash, 16 hex digits")
 
 
@@ -215,6 +237,20 @@ def _edge_percentile(grey: np.ndarray, q: float) -> float:
     return float(_lerp(a, b, float(gamma[0])))
 
 
+def noise_level(grey: np.ndarray) -> float:
+    """The std of the noise in a uint8 luminance, as a fraction of full scale: the median
+    absolute response to the Laplacian-like mask ``[1 -2 1]^T [1 -2 1]`` (blind to flat and
+    sloped regions; edges are too few to move a median), over the normal distribution's
+    0.6745 and the mask's gain of 6 (Immerkaer's estimator, made robust)."""
+    g = grey.astype(np.int16)
+    if min(g.shape) < 3:
+        return 0.0
+    rows = g[:, :-2] - 2 * g[:, 1:-1] + g[:, 2:]
+    both = np.abs(rows[:-2] - 2 * rows[1:-1] + rows[2:]).ravel()
+    median = int(np.searchsorted(np.cumsum(np.bincount(both)), (both.size + 1) // 2))
+    return median / 255 / 0.6745 / 6
+
+
 def _dct_matrix(n: int) -> np.ndarray:
     k = np.arange(n)
     return np.cos(np.pi * (2 * k[None, :] + 1) * k[:, None] / (2 * n))
@@ -248,8 +284,8 @@ def measure(image: Image.Image) -> PhotoStats:
     centre = grey[h // 4: max(h // 4 + 1, 3 * h // 4), w // 4: max(w // 4 + 1, 3 * w // 4)]
     return PhotoStats(width=image.width, height=image.height, brightness_p90=float(p90),
                       saturated_centre=float((centre >= _CLIPPED).mean()),
-                      sharpness=edge / max(float(p99 - p1), 0.05),
-                      phash=perceptual_hash(luma))
+                      sharpness=edge / max(float(p99 - p1), 0.05), noise=noise_level(grey),
+                      jpeg_quality=image.info.get(QUALITY_KEY), phash=perceptual_hash(luma))
 
 
 def measured_reason(stats: PhotoStats, cfg: PhotoCheckConfig,
@@ -258,6 +294,8 @@ def measured_reason(stats: PhotoStats, cfg: PhotoCheckConfig,
     ``not_a_phone`` comes before over-exposure and blur), or None."""
     if min(stats.width, stats.height) < cfg.min_side_px:
         return RejectReason.TOO_SMALL
+    if stats.jpeg_quality is not None and stats.jpeg_quality < cfg.min_jpeg_quality:
+        return RejectReason.COMPRESSED  # a fact of the file, and a cause of apparent blur
     if stats.brightness_p90 < cfg.dark_p90:
         return RejectReason.TOO_DARK
     if scores is not None and scores.phone < cfg.sure_not_a_phone_probability:
@@ -266,6 +304,8 @@ def measured_reason(stats: PhotoStats, cfg: PhotoCheckConfig,
         return RejectReason.OVEREXPOSED
     if stats.sharpness < cfg.min_sharpness:
         return RejectReason.BLURRY
+    if stats.noise > cfg.max_noise:
+        return RejectReason.NOISY
     return None
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from vision.errors import PhotogradeError
-from vision.jpeg import decode_draft
+from vision.jpeg import QUALITY_KEY, decode_draft, estimated_quality
 
 Source = bytes | bytearray | memoryview | str | Path
 
@@ -133,7 +133,8 @@ def open_image_sized(
     JPEGs are decoded with DCT scaling (1/2, 1/4 or 1/8) to a size whose shorter side is still
     at least ``draft_size``. Raises :class:`ImageError` for anything that is not a usable image
     (:class:`NotAnImage`, :class:`ImageTooLarge` or the base class for a corrupt one);
-    a missing path raises ``FileNotFoundError``.
+    a missing path raises ``FileNotFoundError``. A JPEG's estimated quality is in the image's
+    ``info[vision.jpeg.QUALITY_KEY]``.
 
     Pillow's own decompression-bomb limit (``2 * Image.MAX_IMAGE_PIXELS``) also applies and is
     reported as "image too large". Its ``DecompressionBombWarning`` (between 1x and 2x the limit)
@@ -165,9 +166,10 @@ def open_image_sized(
         if w * h > max_pixels:
             raise ImageTooLarge(
                 f"image too large: {w} x {h} pixels exceeds the limit of {max_pixels}")
+        quality = estimated_quality(im)
         fast = decode_draft(data, im, draft_size) if draft_size and data else None
         if fast is not None:  # Pillow's pixels, decoded by simplejpeg (vision/jpeg.py)
-            return fast, _size_as_uploaded((w, h), fast)
+            return _with_quality(fast, quality), _size_as_uploaded((w, h), fast)
         if draft_size and im.format in ("JPEG", "MPO"):
             # draft picks the largest 1/s (s in 8, 4, 2, 1) with s <= min(W // d, H // d), so
             # requesting a d x d square keeps the shorter side (hence both sides) >= d, whatever
@@ -183,7 +185,15 @@ def open_image_sized(
             upright = ImageOps.exif_transpose(im)
         except Exception:
             upright = im.copy()  # unreadable EXIF: keep the stored orientation
-    return _to_rgb(upright), _size_as_uploaded((w, h), upright)
+    return _with_quality(_to_rgb(upright), quality), _size_as_uploaded((w, h), upright)
+
+
+def _with_quality(image: Image.Image, quality: int | None) -> Image.Image:
+    """``image`` with the file's estimated JPEG quality in its ``info`` (for the photo check's
+    ``compressed``; see :func:`vision.jpeg.estimated_quality`)."""
+    if quality is not None:
+        image.info[QUALITY_KEY] = quality
+    return image
 
 
 def _size_as_uploaded(stored: tuple[int, int], upright: Image.Image) -> tuple[int, int]:

@@ -19,7 +19,8 @@ RETURN_REASONS = (N_("cosmetic worse than described"), N_("functional fault"), N
                   N_("changed mind"), N_("not as described"), N_("damaged in transit"),
                   N_("other"), N_("returns"), N_("claims"))
 PHOTO_REASONS = (N_("too small"), N_("too dark"), N_("overexposed"), N_("blurry"),
-                 N_("not a phone"), N_("wrong side"), N_("duplicate"))
+                 N_("compressed"), N_("noisy"), N_("not a phone"), N_("wrong side"),
+                 N_("duplicate"))
 #: tabular.schema.CHECK_LABELS, the functional checklist's labels.
 CHECKS = (N_("Power on/off and charging"), N_("SIM tray present"), N_("Front camera"),
           N_("Rear camera"), N_("Speakers"), N_("Microphones"), N_("Touch ID / Face ID"),

@@ -2,7 +2,8 @@
 photo is a 422 ``photo-rejected`` problem naming the field, with its ``reason``; a platform key
 may skip the check (``quality_check=false``), a refurbisher key may not; the same photo for
 another device is a ``duplicate``; rejections are recorded, counted in /metrics and shown on
-the platform dashboard; migration 0003 upgrades a 0002 database."""
+the platform dashboard; migration 0003 upgrades a 0002 database and 0006 adds the
+``compressed`` and ``noisy`` reasons."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import io
 import json
 import random
 
+import numpy as np
 import pytest
 from alembic import command
 from fastapi.testclient import TestClient
@@ -153,6 +155,20 @@ def test_a_blurred_front_is_blurry(api):
     front, back = api.photos.pair()
     blurred = jpeg(Image.open(io.BytesIO(front)).filter(ImageFilter.GaussianBlur(16)))
     assert_rejected(api.grade("platform", blurred, back), "front", "blurry")
+
+
+def test_a_grainy_or_hard_compressed_back_is_refused_and_recorded(api):
+    front, back = api.photos.pair()
+    # small enough that no DCT scaling averages the grain away before it is measured
+    grey = np.asarray(Image.open(io.BytesIO(back)).convert("RGB").resize((120, 160)), float)
+    grain = np.random.default_rng(0).normal(0, 40, grey.shape)
+    grainy = jpeg(Image.fromarray(np.clip(grey + grain, 0, 255).astype(np.uint8)), 95)
+    body = assert_rejected(api.submit("ref_a", front, grainy), "back", "noisy")
+    assert "brighter light" in body["detail"]
+    blocky = jpeg(Image.open(io.BytesIO(back)), quality=12)
+    assert_rejected(api.submit("ref_a", front, blocky), "back", "compressed")
+    assert rejections(api)[-2:] == [("R001", "/v1/evaluations", "back", "noisy"),
+                                    ("R001", "/v1/evaluations", "back", "compressed")]
 
 
 def test_batch_names_the_device_and_photo(api):
@@ -330,5 +346,28 @@ def test_migration_0003_upgrades_a_0002_database(kind, tmp_path):
         command.downgrade(cfg, "0002")
         with d.engine.begin() as conn:
             assert conn.execute(text("SELECT id FROM evaluations")).scalars().all() == ["old"]
+        command.upgrade(cfg, "head")
+        d.dispose()
+
+
+@pytest.mark.parametrize("kind", DB_KINDS)
+def test_migration_0006_adds_the_compressed_and_noisy_reasons(kind, tmp_path):
+    insert = text("INSERT INTO photo_rejections (created_at, refurbisher_id, route, slot, "
+                  "reason) VALUES ('2026-12-01 00:00:00', NULL, '/v1/grade', 'front', :reason)")
+    with database_url(kind, tmp_path) as url:
+        cfg = alembic_config(url)
+        command.upgrade(cfg, "0005")
+        d = Database(url)
+        with d.engine.begin() as conn:
+            conn.execute(insert, {"reason": "blurry"})
+            with pytest.raises(IntegrityError), conn.begin_nested():
+                conn.execute(insert, {"reason": "noisy"})
+        d.migrate()
+        with d.engine.begin() as conn:
+            for reason in ("noisy", "compressed"):
+                conn.execute(insert, {"reason": reason})
+        command.downgrade(cfg, "0005")  # the new reasons' rows go, the others stay
+        with d.read() as s:
+            assert [r.reason for r in s.scalars(select(PhotoRejection))] == ["blurry"]
         command.upgrade(cfg, "head")
         d.dispose()

@@ -63,3 +63,17 @@ def test_other_jpegs_and_corrupt_data_are_left_to_pillow():
     broken = data[: len(data) // 2]
     with Image.open(io.BytesIO(broken)) as header:
         assert decode_draft(broken, header, 224) is None  # Pillow then names the problem
+
+
+@pytest.mark.parametrize("subsampling", [0, 2])
+def test_the_estimated_quality_is_libjpegs_setting(subsampling):
+    from vision.jpeg import estimated_quality
+
+    im = Image.new("RGB", (64, 48), (90, 140, 200))
+    for quality in range(1, 101):
+        buf = io.BytesIO()
+        im.save(buf, "JPEG", quality=quality, subsampling=subsampling)
+        assert estimated_quality(Image.open(buf)) == quality
+    png = io.BytesIO()
+    im.save(png, "PNG")
+    assert estimated_quality(Image.open(png)) is None

@@ -18,6 +18,7 @@ from vision.photocheck import (
     duplicate,
     hamming,
     measure,
+    noise_level,
     perceptual_hash,
 )
 
@@ -64,6 +65,49 @@ def test_a_sharp_well_lit_photo_passes():
 ])
 def test_measured_reasons(make, expected):
     assert reason(make(phone_like())) == expected
+
+
+def noisy(im: Image.Image, std: float, seed: int = 0) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    a = np.asarray(im, np.float32)
+    a = a + rng.normal(0, std * 255, a.shape)
+    return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
+
+
+@pytest.mark.parametrize("std", [0.02, 0.05, 0.1])
+def test_the_noise_level_is_the_noise_std_whatever_the_edges(std):
+    flat = Image.new("L", (256, 192), 128)
+    assert noise_level(np.asarray(flat)) == 0.0
+    assert noise_level(np.asarray(noisy(flat, std))) == pytest.approx(std, rel=0.15)
+    # a sharp photo's edges do not read as noise; the same photo with noise added does
+    sharp = Image.new("L", (256, 192), 170)
+    d = ImageDraw.Draw(sharp)
+    d.rounded_rectangle((50, 20, 206, 172), radius=12, fill=15)
+    for i in range(12):
+        d.rectangle((70 + (i % 3) * 40, 35 + (i // 3) * 34, 94 + (i % 3) * 40,
+                     59 + (i // 3) * 34), fill=60 + 15 * i)
+    assert noise_level(np.asarray(sharp)) == 0.0
+    assert noise_level(np.asarray(noisy(sharp, std, seed=1))) == pytest.approx(std, rel=0.25)
+
+
+def test_a_grainy_photo_is_noisy_and_a_hard_compressed_one_compressed():
+    from vision.preprocess import open_image_sized
+
+    # measured at the working size (256 px), where a larger photo's noise is averaged down
+    assert reason(noisy(phone_like(192, 256), 0.15)) == RejectReason.NOISY
+    assert reason(noisy(phone_like(), 0.15)) is None
+    assert reason(noisy(phone_like(192, 256), 0.02)) is None
+    for quality, expected in ((90, None), (31, None), (25, RejectReason.COMPRESSED)):
+        buf = io.BytesIO()
+        phone_like().save(buf, "JPEG", quality=quality)
+        image, _ = open_image_sized(buf.getvalue(), draft_size=224)
+        assert measure(image).jpeg_quality == quality
+        assert reason(image) == expected, quality
+    png = io.BytesIO()
+    phone_like().save(png, "PNG")
+    assert measure(open_image_sized(png.getvalue())[0]).jpeg_quality is None
+    advice = check(measure(noisy(phone_like(192, 256), 0.15)), None, "front", CFG)
+    assert advice is not None and "brighter light" in advice.detail
 
 
 def test_the_retake_advice_names_the_threshold_and_the_side():
