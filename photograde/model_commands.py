@@ -111,7 +111,8 @@ def _evaluate_bundle(args: argparse.Namespace) -> int:
 def _evaluate_photocheck_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bundle", type=Path, required=True, help="bundle directory")
     p.add_argument("--folder", type=Path, required=True, help="a folder with sub-folders "
-                   "front/, back/, not_a_phone/, blurry/, too_dark/, overexposed/, too_small/")
+                   "front/, back/, not_a_phone/, blurry/, too_dark/, overexposed/, too_small/, "
+                   "compressed/, noisy/")
     p.add_argument("--out", type=Path, help="write the report here (JSON)")
     p.add_argument("--threads", type=int, help="ONNX Runtime threads (default: CPU quota)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -129,6 +130,28 @@ def _evaluate_photocheck(args: argparse.Namespace) -> int:
                 print(f"{name:12s} {key:10s} expected {r['expected']:12s} {rate:>7s} of "
                       f"{r['n']} (too_small set apart: {r['too_small_set_apart']}) "
                       f"{json.dumps(r['answers'])}")
+    return 0
+
+
+def _evaluate_robustness_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bundle", type=Path, required=True, help="bundle directory")
+    p.add_argument("--manifest", type=Path, action="append", required=True,
+                   help="manifest of fronts labelled cracked or not (repeat for several)")
+    p.add_argument("--out", type=Path, help="write the report here (JSON)")
+    p.add_argument("--int8", action="store_true", help="the bundle's int8 vision model")
+    p.add_argument("--only", action="append", metavar="NAME",
+                   help="only this degradation (repeat; default: all; jpeg, downscale, blur, "
+                   "noise, dark, bright, rotate)")
+    p.add_argument("--threads", type=int, help="ONNX Runtime threads (default: CPU quota)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _evaluate_robustness(args: argparse.Namespace) -> int:
+    from photograde.robustness_eval import evaluate_robustness, table
+
+    report = evaluate_robustness(args.bundle, args.manifest, args.out, int8=args.int8,
+                                 only=args.only, threads=args.threads, progress=not args.quiet)
+    print(table(report))
     return 0
 
 
@@ -226,6 +249,11 @@ def register(groups: dict[str, argparse._SubParsersAction]) -> None:
                                   "not_a_phone, blurry, ...)",
                                   populate=_evaluate_photocheck_options
                                   ).set_defaults(func=_evaluate_photocheck)
+    groups["evaluate"].add_parser("robustness", help="the served screen verdict on degraded "
+                                  "copies of labelled fronts (compressed, downscaled, blurred, "
+                                  "noisy, dark, bright, turned): refused, right or silently "
+                                  "wrong", populate=_evaluate_robustness_options
+                                  ).set_defaults(func=_evaluate_robustness)
     groups["evaluate"].add_parser("return-risk", help="the bundle's return-risk model on a "
                                   "history (ROC-AUC, PR-AUC, Brier, calibration)",
                                   populate=_evaluate_return_risk_options

@@ -19,6 +19,7 @@ COMMANDS = {
     "train release", "evaluate bundle", "train photocheck", "evaluate photocheck",
     "dataset export", "backtest", "bundle register", "bundle list", "bundle shadow",
     "bundle promote", "bundle rollback", "bundle retire", "score", "evaluate precision",
+    "evaluate robustness",
     "train localiser", "evaluate localiser", "train return-risk",
     "evaluate return-risk",
 }
