@@ -20,7 +20,7 @@ import numpy as np
 
 from benchmarks._common import median_ms
 from benchmarks._photos import upload_bytes
-from serve.runtime import Grader
+from serve.runtime import Grader, Photo
 from tabular.schema import parse_device_info
 from tests.support import INFO
 from vision.photocheck import PhotoCheckConfig
@@ -36,20 +36,21 @@ def main() -> None:
     grader = Grader(args.bundle, threads=args.threads, int8=args.int8)
     photos = upload_bytes(2)
     info = parse_device_info(INFO)
-    views = ("front", "back")
-    x = np.stack([grader.decode(p, view=v).x for p, v in zip(photos, views, strict=True)])
+
+    def decode_both(**flags: bool) -> list[Photo]:  # each photo as its side (a crop's view)
+        return [grader.decode(p, view=v, **flags)
+                for p, v in zip(photos, ("front", "back"), strict=True)]
+
+    x = np.stack([p.x for p in decode_both()])
     full = median_ms(lambda: grader.grade(photos[0], photos[1], info, "good"), args.repeat)
     raw = median_ms(lambda: grader.run_vision(x), args.repeat)
-    decoded = [grader.decode(p, view=v) for p, v in zip(photos, views, strict=True)]
-    decode = median_ms(lambda: [grader.decode(p, view=v) for p, v in zip(photos, views,
-                                                                         strict=True)],
-                       args.repeat)
+    decoded = decode_both()
+    decode = median_ms(decode_both, args.repeat)
     cfg = PhotoCheckConfig()
     check = median_ms(lambda: grader.check_photos(decoded, ["front", "back"], cfg), args.repeat)
 
     def checked_grade() -> None:  # the service's work: decode, measure and score, then grade
-        both = [grader.decode(p, measured=True, scored=True, view=v)
-                for p, v in zip(photos, views, strict=True)]
+        both = decode_both(measured=True, scored=True)
         grader.check_photos(both, ["front", "back"], cfg)
         grader.grade(both[0], both[1], info, "good")
 

@@ -130,19 +130,18 @@ def served_outcome(grader: Grader, data: bytes, cfg: PhotoCheckConfig) -> Outcom
 
 def summarise(fronts: list[Front], outcomes: list[Outcome]) -> dict[str, Any]:
     """The figures of one degradation level (see the module doc)."""
-    from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+    from training.metrics import cracked_scores
 
     kept = [(f.cracked, o.p_cracked) for f, o in zip(fronts, outcomes, strict=True)
             if o.p_cracked is not None]
     y = np.array([k[0] for k in kept], bool)
     p = np.array([k[1] for k in kept], float)
     wrong = int(((p >= 0.5) != y).sum()) if kept else 0
-    both = 0 < y.sum() < len(y)
+    s = cracked_scores(y, p) if 0 < y.sum() < len(y) else None
     return {"photos": len(fronts), "accepted": len(kept),
             "refused": dict(Counter(o.refused for o in outcomes if o.refused).most_common()),
-            "roc_auc": round(float(roc_auc_score(y, p)), 4) if both else None,
-            "balanced_accuracy": (round(float(balanced_accuracy_score(y, p >= 0.5)), 4)
-                                  if both else None),
+            "roc_auc": round(s["roc_auc"], 4) if s else None,
+            "balanced_accuracy": round(s["balanced_accuracy"], 4) if s else None,
             "cracked_missed": int((y & (p < 0.5)).sum()),
             "intact_called_cracked": int((~y & (p >= 0.5)).sum()),
             "silently_wrong": round(wrong / len(fronts), 4)}
@@ -151,11 +150,15 @@ def summarise(fronts: list[Front], outcomes: list[Outcome]) -> dict[str, Any]:
 def labelled_fronts(manifests: list[Path]) -> list[Front]:
     """The fronts of the manifests labelled cracked or not cracked (unsure labels left out)."""
     from training.manifest import load_manifest
+    from training.metrics import cracked_truth
     from training.samples import samples_from
 
-    fronts = [Front(path=s.path, cracked=bool(s.allowed[CRACKED]))
-              for s in samples_from([load_manifest(m) for m in manifests])
-              if s.part == "screen" and (not s.allowed[CRACKED] or sum(s.allowed) == 1)]
+    screens = [s for s in samples_from([load_manifest(m) for m in manifests])
+               if s.part == "screen"]
+    allowed = np.array([s.allowed for s in screens], bool).reshape(-1, len(CONDITIONS["screen"]))
+    truth = cracked_truth(allowed, CRACKED)
+    fronts = [Front(path=s.path, cracked=bool(t)) for s, t in zip(screens, truth, strict=True)
+              if t >= 0]
     if not fronts:
         raise RobustnessError("no front labelled cracked or not cracked in "
                               + ", ".join(map(str, manifests)))

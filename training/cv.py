@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -29,7 +28,7 @@ from sklearn.preprocessing import StandardScaler
 from training.device import resolve_device
 from training.image_cache import load_images
 from training.manifest import DatasetError, load_manifest, write_manifest
-from training.metrics import cracked_truth
+from training.metrics import cracked_scores, cracked_truth
 from training.samples import Sample, samples_from
 from training.train_config import TrainConfig
 from training.vision_run import RunDir, cracked_probability, load_run
@@ -39,12 +38,6 @@ from vision.model import build_model
 from vision.preprocess import normalize
 
 log = logging.getLogger("photograde.cv")
-
-
-def _scores(truth: np.ndarray, p_cracked: np.ndarray) -> dict[str, float]:
-    return {"roc_auc": float(roc_auc_score(truth, p_cracked)),
-            "balanced_accuracy": float(balanced_accuracy_score(truth, p_cracked >= 0.5)),
-            "n": len(truth)}
 
 
 def _write_fold(samples: list[Sample], path: Path) -> Path:
@@ -153,13 +146,13 @@ def _finetune_folds(samples: list[Sample], truth: np.ndarray, splits: list, part
                              progress=False)
         oof[test_idx] = cracked_probability(model, temps, images, part, device)
         log.info("fold %d/%d: %s", k + 1, len(splits),
-                 _line(_scores(truth[test_idx], oof[test_idx])))
+                 _line(cracked_scores(truth[test_idx], oof[test_idx])))
     return oof
 
 
 def _folds_of(truth: np.ndarray, splits: list, oof: np.ndarray) -> dict[str, Any]:
     """Per-fold scores of out-of-fold probabilities, their mean and spread, pooled."""
-    return _aggregate([_scores(truth[t], oof[t]) for _, t in splits], truth, oof)
+    return _aggregate([cracked_scores(truth[t], oof[t]) for _, t in splits], truth, oof)
 
 
 def extra_fronts(extra: list[str], base: TrainConfig, device: str
@@ -208,7 +201,7 @@ def _aggregate(per_fold: list[dict], truth: np.ndarray, oof: np.ndarray) -> dict
     return {"roc_auc_mean": float(np.mean(auc)), "roc_auc_std": float(np.std(auc)),
             "balanced_accuracy_mean": float(np.mean(ba)),
             "balanced_accuracy_std": float(np.std(ba)),
-            "pooled": _scores(truth, oof), "per_fold": per_fold}
+            "pooled": cracked_scores(truth, oof), "per_fold": per_fold}
 
 
 def _line(r: dict[str, Any]) -> str:

@@ -29,7 +29,6 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from training.cv import (
-    _scores,
     _write_fold,
     extra_fronts,
     probe_features,
@@ -39,7 +38,7 @@ from training.cv import (
 from training.device import resolve_device
 from training.image_cache import load_images
 from training.manifest import Manifest, load_manifest
-from training.metrics import cracked_truth
+from training.metrics import cracked_scores, cracked_truth
 from training.samples import Sample, samples_from
 from training.train_config import TrainConfig
 from training.vision_run import RunDir, cracked_probability, load_run
@@ -129,9 +128,10 @@ def leave_one_source_out(manifest: str | Path, out: str | Path, base: TrainConfi
                     if part == "screen" else p_ft)  # the probe is the screen's only
         split: dict[str, Any] = {
             "train_sources": [n for n in names if n != held], "n_train": len(train),
-            "probe": _scores(t, p_probe), "finetune": _scores(t, p_ft),
-            "finetune_tta": _scores(t, p_tta), "ensemble": _scores(t, (p_probe + p_tta) / 2),
-            "served": _scores(t, p_served)}
+            "probe": cracked_scores(t, p_probe), "finetune": cracked_scores(t, p_ft),
+            "finetune_tta": cracked_scores(t, p_tta),
+            "ensemble": cracked_scores(t, (p_probe + p_tta) / 2),
+            "served": cracked_scores(t, p_served)}
         result["splits"][held] = split
         for name in METHODS:
             log.info("held out %s, %s: ROC-AUC %.4f, balanced accuracy %.4f", held, name,

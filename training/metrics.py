@@ -66,6 +66,14 @@ def cracked_truth(allowed: np.ndarray, cracked: int) -> np.ndarray:
     return np.where(has & only, 1, np.where(~has, 0, -1))
 
 
+def cracked_scores(truth: np.ndarray, p_cracked: np.ndarray) -> dict[str, float]:
+    """Cracked or not (``truth`` 1 / 0) ranked and decided by P(cracked): ROC-AUC, balanced
+    accuracy at P(cracked) >= 0.5, and how many photos."""
+    return {"roc_auc": float(roc_auc_score(truth, p_cracked)),
+            "balanced_accuracy": float(balanced_accuracy_score(truth, p_cracked >= 0.5)),
+            "n": len(truth)}
+
+
 def head_metrics(logits: np.ndarray, allowed: np.ndarray, classes: tuple[str, ...],
                  temperature: float = 1.0) -> dict[str, Any]:
     """Every metric of one head on rows with a label (``allowed``: (N, K) bool)."""

@@ -22,6 +22,7 @@ import numpy as np
 import onnxruntime as ort
 
 from training import photocheck_data as data
+from training.metrics import cracked_scores
 from training.photocheck_train import CheckData, Featured, featurize, train_heads
 from vision.photocheck import PhotoCheckConfig, SideHeads, Slot, check, measure
 from vision.preprocess import PreprocessConfig, normalize, open_image, resize_rgb
@@ -45,19 +46,17 @@ def rate(answers: list[str], expected: str) -> dict[str, Any]:
             "answers": dict(Counter(answers).most_common())}
 
 
-def cracked_scores(heads: SideHeads, pooled: np.ndarray, truth: np.ndarray
-                   ) -> dict[str, Any] | None:
+def probe_scores(heads: SideHeads, pooled: np.ndarray, truth: np.ndarray
+                 ) -> dict[str, Any] | None:
     """The cracked-screen probe alone on labelled fronts: ROC-AUC and balanced accuracy at
     P(cracked) >= 0.5 (None without the probe or without both labels)."""
-    from sklearn.metrics import balanced_accuracy_score, roc_auc_score
-
     known = truth >= 0
     if not heads.has_cracked or len(set(truth[known].tolist())) < 2:
         return None
     p = np.array([sc.cracked for sc in heads.scores(pooled[known])], float)
-    return {"n": int(known.sum()), "roc_auc": round(float(roc_auc_score(truth[known], p)), 4),
-            "balanced_accuracy": round(float(balanced_accuracy_score(truth[known], p >= 0.5)),
-                                       4)}
+    s = cracked_scores(truth[known], p)
+    return {"n": s["n"], "roc_auc": round(s["roc_auc"], 4),
+            "balanced_accuracy": round(s["balanced_accuracy"], 4)}
 
 
 def real_fronts_loso(d: CheckData, cfg: PhotoCheckConfig) -> dict[str, Any]:
@@ -76,8 +75,8 @@ def real_fronts_loso(d: CheckData, cfg: PhotoCheckConfig) -> dict[str, Any]:
         out[source] = {"photos": len(f.stats), "too_small": int(sum(small)),
                        "front_slot": rate(outcomes(big, heads, "front", cfg), "pass"),
                        "back_slot": rate(outcomes(big, heads, "back", cfg), "wrong_side"),
-                       "cracked_probe": cracked_scores(heads, f.pooled,
-                                                       d.real_cracked[held])}
+                       "cracked_probe": probe_scores(heads, f.pooled,
+                                                     d.real_cracked[held])}
     return out
 
 
