@@ -22,7 +22,6 @@ import numpy as np
 import onnxruntime as ort
 
 from training import photocheck_data as data
-from training.metrics import cracked_scores
 from training.photocheck_train import CheckData, Featured, featurize, train_heads
 from vision.photocheck import PhotoCheckConfig, SideHeads, Slot, check, measure
 from vision.preprocess import PreprocessConfig, normalize, open_image, resize_rgb
@@ -50,6 +49,8 @@ def probe_scores(heads: SideHeads, pooled: np.ndarray, truth: np.ndarray
                  ) -> dict[str, Any] | None:
     """The cracked-screen probe alone on labelled fronts: ROC-AUC and balanced accuracy at
     P(cracked) >= 0.5 (None without the probe or without both labels)."""
+    from training.metrics import cracked_scores  # scikit-learn: not when the CLI is built
+
     known = truth >= 0
     if not heads.has_cracked or len(set(truth[known].tolist())) < 2:
         return None
