@@ -17,10 +17,12 @@ from serve.auth import Principal
 from serve.deps import WorkflowDep
 from serve.gate import KeyFirstRoute
 from serve.problems import InvalidRequest, PhotoTooLarge, Problem
+from serve.ui.advice import advice_for
 from serve.ui.i18n import _
 from serve.ui.pages import FORM_LABELS, Heatmaps, Submitter, page, readable
 from tabular.schema import CHECK_LABELS
 from vision.conditions import CONDITIONS
+from vision.photocheck import PhotoCheckConfig
 
 router = APIRouter(prefix="/ui", route_class=KeyFirstRoute)
 TEXT_FIELDS = ("brand", "model", "storage_gb", "battery_health_pct", "screen_condition",
@@ -49,15 +51,19 @@ class FieldProblem(BaseModel):
         return f"{_(FORM_LABELS[self.field])}: {self.detail}"
 
 
-def field_problem(p: Problem) -> FieldProblem | None:
-    """The problem as a message beside the field it names (a photo, the reference), or None."""
+def field_problem(p: Problem, cfg: PhotoCheckConfig | None = None) -> FieldProblem | None:
+    """The problem as a message beside the field it names (a photo, the reference), or None;
+    a photo refused by the photo check gets its retake advice in the page's language (with
+    ``cfg``'s thresholds; the problem's own English detail for an unknown reason)."""
     if p.field not in BESIDE:
         return None
     detail = p.detail
     for prefix in (p.field, FORM_LABELS[p.field], _(FORM_LABELS[p.field])):
         detail = detail.removeprefix(f"{prefix}:").strip()
     reason = p.extra.get("reason")
-    return FieldProblem(field=p.field, detail=detail,
+    advice = (advice_for(str(reason), p.field, cfg or PhotoCheckConfig())
+              if reason is not None else None)
+    return FieldProblem(field=p.field, detail=advice or detail,
                         reason=None if reason is None else str(reason))
 
 
@@ -65,7 +71,8 @@ def form_page(request: Request, who: Principal, values: dict[str, Any],
               problem: Problem | None = None) -> HTMLResponse:
     """The form with ``values``; with a refused submission's ``problem``, a 422 that shows it
     at the top and, when it is about one photo or the reference, beside that field."""
-    beside = field_problem(problem) if problem else None
+    cfg = request.app.state.service.settings.photo_check_thresholds
+    beside = field_problem(problem, cfg) if problem else None
     error = beside.summary if beside else readable(problem) if problem else None
     return page(request, "form.html", who, 422 if problem else 200, values=values, error=error,
                 field_problem=beside, grades=list(request.app.state.workflow.policy.grades),
