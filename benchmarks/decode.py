@@ -22,8 +22,8 @@ from vision.preprocess import RESAMPLE, PreprocessConfig, normalize, preprocess
 
 
 def full_decode(path: Path, cfg: PreprocessConfig) -> np.ndarray:
-    with Image.open(path) as im:
-        im = ImageOps.exif_transpose(im).convert("RGB")  # decodes all 12 MP
+    with Image.open(path) as raw:
+        im = ImageOps.exif_transpose(raw).convert("RGB")  # decodes all 12 MP
         small = im.resize((cfg.img_size, cfg.img_size), RESAMPLE, reducing_gap=None)
     return normalize(np.asarray(small), cfg)
 

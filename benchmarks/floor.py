@@ -49,7 +49,7 @@ def floor_table(bundle: Path, photos: list[bytes], repeat: int) -> None:
         for threads in (1, 2):
             with pinned(threads):
                 s = Settings(bundle=bundle, threads=threads, decode_threads=threads,
-                             precision=precision)  # type: ignore[arg-type]
+                             precision=precision)
                 p = paired_ms(s, photos, info, threads, repeat)
             print(f"| {precision} | {threads} | {p.floor:.1f} | {p.decoder} {p.decode:.1f} ms | "
                   f"{p.infer:.1f} | {p.full:.1f} | {p.full / p.floor:.2f} |", flush=True)

@@ -11,6 +11,7 @@ torchvision's decoder on the GPU (nvJPEG) for a batch of photos, when torch sees
 from __future__ import annotations
 
 import argparse
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +34,11 @@ def best_providers() -> list[str]:
 def per_photo_ms(g: Grader, batches: list[int], repeat: int) -> dict[int, float]:
     """Median vision-model ms per photo at each batch size."""
     x = np.random.default_rng(0).standard_normal((1, 3, g.pre.img_size, g.pre.img_size))
-    return {n: median_ms(lambda n=n: g.run_vision(np.repeat(x, n, 0).astype(np.float32)),
-                         max(3, repeat // max(1, n // 4))) / n for n in batches}
+    out = {}
+    for n in batches:
+        batch = np.repeat(x, n, 0).astype(np.float32)
+        out[n] = median_ms(partial(g.run_vision, batch), max(3, repeat // max(1, n // 4))) / n
+    return out
 
 
 def gpu_decode_ms(photos: list[bytes], size: int, repeat: int) -> tuple[str, float] | None:

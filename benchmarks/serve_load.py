@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import json
 import time
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -78,7 +79,7 @@ def in_process(bundle: Path, photos: list[bytes]) -> tuple[float, dict[int, floa
     per_photo = {}
     for n in (1, 2, 4, 8, 16):
         batch = np.stack([x] * n)
-        per_photo[n] = median_ms(lambda b=batch: grader.run_vision(b), max(3, 32 // n)) / n
+        per_photo[n] = median_ms(partial(grader.run_vision, batch), max(3, 32 // n)) / n
     return direct, per_photo, grader.provider, grader.threads
 
 

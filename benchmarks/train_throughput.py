@@ -80,7 +80,7 @@ def main() -> None:
     images = load_images([s.path for s in samples], args.img_size, tmp / "cache", workers=2,
                          progress=False)
     model, _ = build_model(pretrained=False, img_size=args.img_size)
-    model.to(args.device, memory_format=torch.channels_last)
+    model.to(args.device).to(memory_format=torch.channels_last)
     freeze_early_stages(model, 3)
     model.train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)

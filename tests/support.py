@@ -107,25 +107,26 @@ def small_photos(synth_dir: Path, n: int, size: int = 160) -> list[tuple[bytes, 
     from training.manifest import load_manifest
 
     rows = load_manifest(synth_dir / "manifest.csv").rows
-    bases = []
+    bases: list[list[Image.Image]] = []
     for row in rows:
-        pair = []
+        images = []
         for path in (row.front_path, row.back_path):
+            assert path is not None, f"{row.device_id}: a synthetic device has both photos"
             im = Image.open(path).convert("RGB")
             im.thumbnail((size, size))
-            pair.append(im)
-        bases.append(pair)
+            images.append(im)
+        bases.append(images)
     out = []
     for i in range(n):
-        pair = []
-        for k, im in enumerate(bases[i % len(bases)]):
-            im = im.copy()
+        encoded = []
+        for k, base in enumerate(bases[i % len(bases)]):
+            im = base.copy()
             for bit in range(16):  # the index, as a row of black/white pixels
                 im.putpixel((bit, k), (255, 255, 255) if (i >> bit) & 1 else (0, 0, 0))
             buf = io.BytesIO()
             im.save(buf, "JPEG", quality=90)
-            pair.append(buf.getvalue())
-        out.append((pair[0], pair[1]))
+            encoded.append(buf.getvalue())
+        out.append((encoded[0], encoded[1]))
     return out
 
 
