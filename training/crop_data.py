@@ -4,14 +4,20 @@ and judged on the localiser's rectified crops instead of whole photos.
 :func:`crop_manifest` writes, for every photo of a manifest, the crop
 :func:`vision.crop.crop_device` makes (JPEG, quality 95) and a manifest with the same rows
 pointing at the crops. A photo in which the localiser finds no device keeps its whole photo,
-as a crop pipeline would grade it. ``crops.json`` beside the manifest counts both. Torch-free:
-the localiser runs on ONNX Runtime, in ``workers`` processes.
+as a crop pipeline would grade it. ``crops.json`` beside the manifest counts both. Each row
+keeps its photo's source (the ``source`` column, else the original file name up to its first
+'-', as ``cv vision --by-source`` reads it), which the crop's file name no longer carries.
+``with_whole`` also writes ``mixed.csv``: the original photos' rows, then the crops' with
+:data:`CROP_SUFFIX` appended to their device ids, to train one model on both (a crop when the
+localiser finds the device, the whole photo otherwise). Torch-free: the localiser runs on ONNX
+Runtime, in ``workers`` processes.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -23,6 +29,8 @@ from vision.localise import Localiser
 from vision.preprocess import open_image_sized
 
 PATH_COLUMNS = ("front_path", "back_path")
+#: Appended to a crop's device id in ``mixed.csv`` (its photo keeps the id).
+CROP_SUFFIX = "-crop"
 
 _localiser: Localiser | None = None
 
@@ -46,16 +54,20 @@ def crop_one(job: tuple[str, str, int]) -> bool:
 
 
 def crop_manifest(manifest: str | Path, localiser: str | Path, out: str | Path, *,
-                  long_side: int = 448, workers: int = 2, progress: bool = False
-                  ) -> dict[str, int]:
+                  long_side: int = 448, workers: int = 2, progress: bool = False,
+                  with_whole: bool = False) -> dict[str, int]:
     """Crop every photo of ``manifest`` into ``out``/images and write ``out``/manifest.csv
-    (same rows and columns, photo paths relative to it) and ``out``/crops.json; returns the
-    counts (photos, found); ``progress``: a progress bar."""
+    (same rows and columns, photo paths relative to it), ``out``/crops.json and, with
+    ``with_whole``, ``out``/mixed.csv; returns the counts (photos, found); ``progress``: a
+    progress bar."""
     manifest, out = Path(manifest), Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
     with manifest.open(newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         columns, rows = list(reader.fieldnames or []), list(reader)
+    if "source" not in columns:
+        columns.append("source")
+    whole = [_whole_row(row, manifest.parent, out) for row in rows]
     jobs = []
     for i, row in enumerate(rows):
         for col in PATH_COLUMNS:
@@ -64,16 +76,35 @@ def crop_manifest(manifest: str | Path, localiser: str | Path, out: str | Path, 
                 name = f"{i:06d}_{col.removesuffix('_path')}.jpg"
                 jobs.append((str(src), str(out / "images" / name), long_side))
                 row[col] = f"images/{name}"
+        row["source"] = whole[i]["source"]
     with ProcessPoolExecutor(workers, initializer=_init, initargs=(str(localiser),)) as pool:
         found = sum(tqdm(pool.map(crop_one, jobs, chunksize=16), total=len(jobs),
                          desc="cropping", unit="photo", disable=not progress))
-    with (out / "manifest.csv").open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, columns)
-        writer.writeheader()
-        writer.writerows(rows)
+    _write(out / "manifest.csv", columns, rows)
+    if with_whole:
+        crops = [{**row, "device_id": row["device_id"] + CROP_SUFFIX} for row in rows]
+        _write(out / "mixed.csv", columns, whole + crops)
     counts = {"photos": len(jobs), "found": int(found)}
     (out / "crops.json").write_text(json.dumps({**counts, "source": str(manifest),
                                                 "localiser": str(localiser),
                                                 "long_side": long_side}, indent=2) + "\n",
                                     encoding="utf-8")
     return counts
+
+
+def _whole_row(row: dict[str, str], base: Path, out: Path) -> dict[str, str]:
+    """``row`` with its photo paths relative to ``out`` and its source filled in."""
+    whole = dict(row)
+    for col in PATH_COLUMNS:
+        if row.get(col):
+            whole[col] = os.path.relpath((base / row[col]).resolve(), out.resolve())
+    first = next((row[c] for c in PATH_COLUMNS if row.get(c)), "")
+    whole["source"] = row.get("source") or Path(first).name.split("-", 1)[0]
+    return whole
+
+
+def _write(path: Path, columns: list[str], rows: list[dict[str, str]]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, columns)
+        writer.writeheader()
+        writer.writerows(rows)

@@ -101,11 +101,13 @@ def test_bad_inputs_are_one_line_errors(run, synth_dir, tmp_path, capsys):
 
 def test_crop_manifest_writes_every_photo_cut_to_the_device(run, synth_dir, tmp_path):
     """scripts/crop-manifest's work: the same rows and labels, each photo replaced by its
-    crop (a photo without a device found keeps its whole photo), counted in crops.json."""
-    from training.crop_data import crop_manifest
+    crop (a photo without a device found keeps its whole photo), counted in crops.json; each
+    row keeps its photo's source; with ``with_whole``, mixed.csv has the whole photos' rows
+    then the crops' (ids suffixed)."""
+    from training.crop_data import CROP_SUFFIX, crop_manifest
 
     counts = crop_manifest(synth_dir / "manifest.csv", run[0], tmp_path / "crops",
-                           long_side=96, workers=1)
+                           long_side=96, workers=1, with_whole=True)
     source, cropped = (load_manifest(p).rows for p in (synth_dir / "manifest.csv",
                                                         tmp_path / "crops" / "manifest.csv"))
     assert counts["photos"] == 2 * len(source) == 48
@@ -118,3 +120,11 @@ def test_crop_manifest_writes_every_photo_cut_to_the_device(run, synth_dir, tmp_
             assert path is not None and path.parent == tmp_path / "crops" / "images"
             with Image.open(path) as im:
                 assert im.format == "JPEG" and max(im.size) == 96
+    assert {r.source for r in cropped} == {"synth"}  # from synth-000000_front.jpg
+    mixed = load_manifest(tmp_path / "crops" / "mixed.csv").rows
+    assert [r.device_id for r in mixed] == [r.device_id for r in source] + [
+        r.device_id + CROP_SUFFIX for r in cropped]
+    assert [(r.front_path, r.back_path) for r in mixed] == [
+        (r.front_path, r.back_path) for r in (*source, *cropped)]
+    assert [(r.screen, r.shell, r.source) for r in mixed] == [
+        (r.screen, r.shell, "synth") for r in (*source, *cropped)]
