@@ -24,6 +24,7 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
+from training.manifest import SOURCE_COLUMN, name_source
 from vision.crop import crop_device
 from vision.localise import Localiser
 from vision.preprocess import open_image_sized
@@ -65,8 +66,8 @@ def crop_manifest(manifest: str | Path, localiser: str | Path, out: str | Path, 
     with manifest.open(newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         columns, rows = list(reader.fieldnames or []), list(reader)
-    if "source" not in columns:
-        columns.append("source")
+    if SOURCE_COLUMN not in columns:
+        columns.append(SOURCE_COLUMN)
     whole = [_whole_row(row, manifest.parent, out) for row in rows]
     jobs = []
     for i, row in enumerate(rows):
@@ -76,7 +77,7 @@ def crop_manifest(manifest: str | Path, localiser: str | Path, out: str | Path, 
                 name = f"{i:06d}_{col.removesuffix('_path')}.jpg"
                 jobs.append((str(src), str(out / "images" / name), long_side))
                 row[col] = f"images/{name}"
-        row["source"] = whole[i]["source"]
+        row[SOURCE_COLUMN] = whole[i][SOURCE_COLUMN]
     with ProcessPoolExecutor(workers, initializer=_init, initargs=(str(localiser),)) as pool:
         found = sum(tqdm(pool.map(crop_one, jobs, chunksize=16), total=len(jobs),
                          desc="cropping", unit="photo", disable=not progress))
@@ -99,7 +100,7 @@ def _whole_row(row: dict[str, str], base: Path, out: Path) -> dict[str, str]:
         if row.get(col):
             whole[col] = os.path.relpath((base / row[col]).resolve(), out.resolve())
     first = next((row[c] for c in PATH_COLUMNS if row.get(c)), "")
-    whole["source"] = row.get("source") or Path(first).name.split("-", 1)[0]
+    whole[SOURCE_COLUMN] = row.get(SOURCE_COLUMN) or name_source(first)
     return whole
 
 

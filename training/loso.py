@@ -37,7 +37,7 @@ from training.cv import (
 )
 from training.device import resolve_device
 from training.image_cache import load_images
-from training.manifest import Manifest, load_manifest
+from training.manifest import Manifest, load_manifest, name_source
 from training.metrics import cracked_scores, cracked_truth
 from training.samples import Sample, samples_from
 from training.train_config import TrainConfig
@@ -53,7 +53,7 @@ METHODS = ("probe", "finetune", "finetune_tta", "ensemble", "served")
 
 def source_of(sample: Sample, sources: dict[str, str]) -> str:
     """The manifest's source for this photo, else its file name up to the first '-'."""
-    return sources.get(sample.device_id) or Path(sample.path).name.split("-", 1)[0]
+    return sources.get(sample.device_id) or name_source(sample.path)
 
 
 def _labelled(manifest: Manifest) -> tuple[list[Sample], np.ndarray, str]:

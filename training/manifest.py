@@ -40,6 +40,14 @@ COLUMNS: tuple[str, ...] = (
     "device_id", *PHOTO_COLUMNS, *FACT_COLUMNS, *CHECKS, *LABEL_COLUMNS, *WORKFLOW_COLUMNS,
     SOURCE_COLUMN,
 )
+
+
+def name_source(path: str | Path) -> str:
+    """The source a photo's file name implies when no ``source`` column says it: the name up
+    to its first '-' (``cv vision --by-source`` and the crops' manifests read it so)."""
+    return Path(path).name.split("-", 1)[0]
+
+
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f"}
 
