@@ -8,9 +8,10 @@ as a crop pipeline would grade it. ``crops.json`` beside the manifest counts bot
 keeps its photo's source (the ``source`` column, else the original file name up to its first
 '-', as ``cv vision --by-source`` reads it), which the crop's file name no longer carries.
 ``with_whole`` also writes ``mixed.csv``: the original photos' rows, then the crops' with
-:data:`CROP_SUFFIX` appended to their device ids, to train one model on both (a crop when the
-localiser finds the device, the whole photo otherwise). Torch-free: the localiser runs on ONNX
-Runtime, in ``workers`` processes.
+:data:`training.manifest.CROP_SUFFIX` appended to their device ids, to train one model on both
+(a crop when the localiser finds the device, the whole photo otherwise; the validation split
+keeps a photo and its crop together). Torch-free: the localiser runs on ONNX Runtime, in
+``workers`` processes.
 """
 
 from __future__ import annotations
@@ -24,14 +25,12 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
-from training.manifest import SOURCE_COLUMN, name_source
+from training.manifest import CROP_SUFFIX, SOURCE_COLUMN, name_source
 from vision.crop import crop_device
 from vision.localise import Localiser
 from vision.preprocess import open_image_sized
 
 PATH_COLUMNS = ("front_path", "back_path")
-#: Appended to a crop's device id in ``mixed.csv`` (its photo keeps the id).
-CROP_SUFFIX = "-crop"
 
 _localiser: Localiser | None = None
 

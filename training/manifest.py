@@ -36,6 +36,9 @@ FACT_COLUMNS = ("brand", "model", "storage_gb", "unlocked", "battery_health_pct"
 LABEL_COLUMNS = ("screen_condition", "shell_condition", "grade")
 WORKFLOW_COLUMNS = ("refurbisher_id", "refurbisher_grade", "returned", "return_reason", "listed_at")
 SOURCE_COLUMN = "source"  # where a photo comes from (a web source, a refurbisher): free text
+#: Appended to a device id for the row of its photos' crops (``mixed.csv`` of
+#: ``training.crop_data``): the validation split keeps such a row with its device's.
+CROP_SUFFIX = "-crop"
 COLUMNS: tuple[str, ...] = (
     "device_id", *PHOTO_COLUMNS, *FACT_COLUMNS, *CHECKS, *LABEL_COLUMNS, *WORKFLOW_COLUMNS,
     SOURCE_COLUMN,

@@ -11,7 +11,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from training.manifest import Manifest
+from training.manifest import CROP_SUFFIX, Manifest
 from vision.conditions import CONDITIONS, PART_VIEW, PARTS
 
 
@@ -47,9 +47,11 @@ def samples_from(manifests: list[Manifest]) -> list[Sample]:
 
 def split(samples: list[Sample], val_fraction: float, seed: int) -> tuple[list[Sample],
                                                                          list[Sample]]:
-    """Deterministic split by device (both photos of a device fall on the same side)."""
+    """Deterministic split by device (both photos of a device fall on the same side, and so
+    do its crops' row of a ``mixed.csv``, whose id ends in :data:`CROP_SUFFIX`)."""
     def is_val(s: Sample) -> bool:
-        h = hashlib.sha1(f"{seed}:{s.device_id}".encode(), usedforsecurity=False).digest()
+        device = s.device_id.removesuffix(CROP_SUFFIX)
+        h = hashlib.sha1(f"{seed}:{device}".encode(), usedforsecurity=False).digest()
         return int.from_bytes(h[:8], "big") / 2**64 < val_fraction
 
     train = [s for s in samples if not is_val(s)]

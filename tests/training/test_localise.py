@@ -104,7 +104,8 @@ def test_crop_manifest_writes_every_photo_cut_to_the_device(run, synth_dir, tmp_
     crop (a photo without a device found keeps its whole photo), counted in crops.json; each
     row keeps its photo's source; with ``with_whole``, mixed.csv has the whole photos' rows
     then the crops' (ids suffixed)."""
-    from training.crop_data import CROP_SUFFIX, crop_manifest
+    from training.crop_data import crop_manifest
+    from training.manifest import CROP_SUFFIX
 
     counts = crop_manifest(synth_dir / "manifest.csv", run[0], tmp_path / "crops",
                            long_side=96, workers=1, with_whole=True)

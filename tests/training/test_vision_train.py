@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.torch
 torch = pytest.importorskip("torch", reason="needs the [train] extra: no torch")
 
 from photograde.cli import main
-from training.manifest import load_manifest, write_manifest
+from training.manifest import CROP_SUFFIX, load_manifest, write_manifest
 from training.samples import samples_from, split
 from training.vision_data import (
     PhotoDataset,
@@ -72,6 +73,18 @@ def test_samples_split_and_balance(synth_dir):
         groups[s.group] += wi
     screen = [v for (part, _), v in groups.items() if part == "screen"]
     assert max(screen) == pytest.approx(min(screen), rel=1e-4)
+
+
+def test_split_keeps_a_photo_and_its_crop_on_the_same_side(synth_dir):
+    """A mixed.csv row of crops (device id + CROP_SUFFIX) falls where its device's photos do,
+    so the validation split never holds the crop of a photo trained on, or the reverse."""
+    samples = samples_from([load_manifest(synth_dir / "manifest.csv")])
+    crops = [replace(s, device_id=s.device_id + CROP_SUFFIX) for s in samples]
+    train, val = split(samples + crops, 0.25, seed=1)
+    assert val and train
+    side = {s.device_id: s in val for s in samples}
+    assert all(side[s.device_id.removesuffix(CROP_SUFFIX)] == (s in val) for s in crops)
+    assert split(samples, 0.25, seed=1)[1] == [s for s in val if s in samples]
 
 
 def test_training_batches_are_normalised_like_serving(synth_dir):
