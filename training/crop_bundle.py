@@ -19,11 +19,9 @@ from fusion.bundle import (
     load_manifest,
     write_new_version,
 )
-from vision.conditions import PART_VIEW
+from vision.conditions import VIEWS
 from vision.localise import Localiser, LocaliserError
 from vision.preprocess import normalize, open_image_sized, resize_rgb
-
-VIEWS = tuple(PART_VIEW.values())  # front, back
 
 
 def parse_views(text: str) -> list[str]:

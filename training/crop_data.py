@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from training.manifest import CROP_SUFFIX, SOURCE_COLUMN, name_source
+from vision.conditions import VIEWS
 from vision.crop import crop_device
 from vision.localise import Localiser
 from vision.preprocess import open_image_sized
@@ -55,11 +57,12 @@ def crop_one(job: tuple[str, str, int]) -> bool:
 
 def crop_manifest(manifest: str | Path, localiser: str | Path, out: str | Path, *,
                   long_side: int = 448, workers: int = 2, progress: bool = False,
-                  with_whole: bool = False) -> dict[str, int]:
-    """Crop every photo of ``manifest`` into ``out``/images and write ``out``/manifest.csv
-    (same rows and columns, photo paths relative to it), ``out``/crops.json and, with
-    ``with_whole``, ``out``/mixed.csv; returns the counts (photos, found); ``progress``: a
-    progress bar."""
+                  with_whole: bool = False, views: Sequence[str] = VIEWS) -> dict[str, int]:
+    """Crop the photos of ``views`` of every row of ``manifest`` into ``out``/images and write
+    ``out``/manifest.csv (same rows and columns, photo paths relative to it; the other views'
+    photos whole, as a bundle cropping only ``views`` grades them), ``out``/crops.json and,
+    with ``with_whole``, ``out``/mixed.csv (whose crop rows carry the crops only); returns the
+    counts (photos, found); ``progress``: a progress bar."""
     manifest, out = Path(manifest), Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
     with manifest.open(newline="", encoding="utf-8") as f:
@@ -67,28 +70,33 @@ def crop_manifest(manifest: str | Path, localiser: str | Path, out: str | Path, 
         columns, rows = list(reader.fieldnames or []), list(reader)
     if SOURCE_COLUMN not in columns:
         columns.append(SOURCE_COLUMN)
+    cropped = [f"{v}_path" for v in views]
     whole = [_whole_row(row, manifest.parent, out) for row in rows]
-    jobs = []
+    jobs, crops = [], []
     for i, row in enumerate(rows):
-        for col in PATH_COLUMNS:
+        crop = {**whole[i], **{col: "" for col in PATH_COLUMNS}}
+        for col in cropped:
             if row.get(col):
                 src = (manifest.parent / row[col]).resolve()
                 name = f"{i:06d}_{col.removesuffix('_path')}.jpg"
                 jobs.append((str(src), str(out / "images" / name), long_side))
-                row[col] = f"images/{name}"
-        row[SOURCE_COLUMN] = whole[i][SOURCE_COLUMN]
+                crop[col] = f"images/{name}"
+        crops.append(crop)
     with ProcessPoolExecutor(workers, initializer=_init, initargs=(str(localiser),)) as pool:
         found = sum(tqdm(pool.map(crop_one, jobs, chunksize=16), total=len(jobs),
                          desc="cropping", unit="photo", disable=not progress))
-    _write(out / "manifest.csv", columns, rows)
+    _write(out / "manifest.csv", columns,
+           [{**w, **{c: v for c, v in crop.items() if v}} for w, crop in zip(whole, crops,
+                                                                               strict=True)])
     if with_whole:
-        crops = [{**row, "device_id": row["device_id"] + CROP_SUFFIX} for row in rows]
-        _write(out / "mixed.csv", columns, whole + crops)
+        _write(out / "mixed.csv", columns, whole + [
+            {**crop, "device_id": crop["device_id"] + CROP_SUFFIX} for crop in crops
+            if any(crop[col] for col in PATH_COLUMNS)])
     counts = {"photos": len(jobs), "found": int(found)}
     (out / "crops.json").write_text(json.dumps({**counts, "source": str(manifest),
                                                 "localiser": str(localiser),
-                                                "long_side": long_side}, indent=2) + "\n",
-                                    encoding="utf-8")
+                                                "long_side": long_side, "views": list(views)},
+                                               indent=2) + "\n", encoding="utf-8")
     return counts
 
 

@@ -16,6 +16,7 @@ CONDITIONS: dict[str, tuple[str, ...]] = {"screen": SCREEN_CONDITIONS, "shell": 
 PARTS: tuple[str, ...] = tuple(CONDITIONS)
 #: Which photo shows which part.
 PART_VIEW: dict[str, str] = {"screen": "front", "shell": "back"}
+VIEWS: tuple[str, ...] = tuple(PART_VIEW.values())  # front, back: the photos of a device
 NOT_CRACKED: dict[str, frozenset[str]] = {
     part: frozenset(c for c in classes if c != "cracked") for part, classes in CONDITIONS.items()
 }

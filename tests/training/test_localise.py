@@ -129,3 +129,27 @@ def test_crop_manifest_writes_every_photo_cut_to_the_device(run, synth_dir, tmp_
         (r.front_path, r.back_path) for r in (*source, *cropped)]
     assert [(r.screen, r.shell, r.source) for r in mixed] == [
         (r.screen, r.shell, "synth") for r in (*source, *cropped)]
+
+
+def test_crop_manifest_of_one_view_keeps_the_other_whole(run, synth_dir, tmp_path):
+    """``views=("front",)``, what a bundle cropping the front only serves: the manifest's backs
+    are the original photos; mixed.csv's crop rows carry the front crops alone, so a model
+    trained on it never sees the same back twice an epoch."""
+    from training.crop_data import crop_manifest
+    from training.manifest import CROP_SUFFIX
+
+    out = tmp_path / "fronts"
+    counts = crop_manifest(synth_dir / "manifest.csv", run[0], out, long_side=96, workers=1,
+                           with_whole=True, views=("front",))
+    source, cropped = (load_manifest(p).rows for p in (synth_dir / "manifest.csv",
+                                                        out / "manifest.csv"))
+    assert counts["photos"] == len(source) == len(list((out / "images").iterdir()))
+    assert json.loads((out / "crops.json").read_text())["views"] == ["front"]
+    for src, row in zip(source, cropped, strict=True):
+        assert row.front_path is not None and row.front_path.parent == out / "images"
+        assert row.back_path is not None and src.back_path is not None
+        assert row.back_path.resolve() == src.back_path.resolve()
+    crops = [r for r in load_manifest(out / "mixed.csv").rows
+             if r.device_id.endswith(CROP_SUFFIX)]
+    assert len(crops) == len(source)
+    assert all(r.back_path is None and r.front_path is not None for r in crops)
