@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from fusion.bundle import Int8Info, load_manifest
+from fusion.bundle import BundleManifest, Int8Info, load_manifest
 from fusion.policy import policy_from_dict
 from fusion.precision import choose_precision
 
@@ -192,6 +192,18 @@ def _int8_line(int8: Int8Info | None) -> str:
             f"{speed}. Served by default (`precision=auto`): **{choice.precision}** ({why}).")
 
 
+def _pipeline(m: BundleManifest) -> str:
+    """What the condition model sees: the whole photos, or the localiser's crops."""
+    if m.crop is None:
+        return "It sees each photo whole, squashed to its input size."
+    photos = " and ".join(m.crop.views) + (" photos" if len(m.crop.views) > 1 else " photo")
+    return (f"It sees the device cut out of the {photos}: a "
+            "localiser (`localiser.onnx`, int8 when quantised) finds the device's corners, "
+            f"and the rectified crop, {m.crop.long_side} px long, is graded (the whole photo "
+            "when no device is found; the model trained on whole photos and crops alike); "
+            "heatmaps are drawn back onto the photo.")
+
+
 def render(bundle: Path, record: dict[str, Any], loso: dict[str, Any] | None = None) -> str:
     """The card's Markdown."""
     m = load_manifest(bundle, verify_hashes=False)
@@ -204,7 +216,8 @@ def render(bundle: Path, record: dict[str, Any], loso: dict[str, Any] | None = N
         f"Bundle `{m.bundle_version}`, photograde {m.photograde_version}, created "
         f"{m.created_at}. Backbone `{m.vision.backbone}` at {m.vision.input_size} px, two heads "
         "(screen from the front photo, shell from the back photo), a tabular return-risk "
-        f"model and the `{policy.name}` grading policy with a learned recalibration.", "",
+        f"model and the `{policy.name}` grading policy with a learned recalibration. "
+        + _pipeline(m), "",
         "## Intended use",
         "A second opinion on the cosmetic condition of a refurbished phone from one front and "
         "one back photo, combined with the functional checklist into a grade. It flags grades "

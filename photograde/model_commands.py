@@ -37,6 +37,11 @@ RELEASE_HELP = {
     "target_accuracy": "abstention: decided grades reach this accuracy on the held-out set",
     "history_devices": "synthetic marketplace history the return-risk model learns from",
     "history_test_devices": "synthetic marketplace history the return-risk model is scored on",
+    "localiser": "a 'train localiser' run: train on whole photos and its crops, and ship a "
+                 "bundle that grades the crops (default: whole photos only)",
+    "crop_views": "with --localiser: the photos cropped (front, back or front,back)",
+    "crop_long_side": "with --localiser: the crops' longer side, px (the model's input size "
+                      "keeps a grade cheap)",
 }
 
 

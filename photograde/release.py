@@ -8,7 +8,12 @@ where it stopped; delete a step's folder under ``--out`` to redo it):
    held-out test set (``--test-devices``, ``--test-seed``);
 2. the real front photos (``--real``: a folder with ``intact/`` and ``cracked/`` sub-folders, or
    a manifest) as a screen-only manifest with coarse labels (intact = not cracked) and sources;
-3. the condition model on the synthetic fronts and backs and the real fronts together;
+3. the condition model on the synthetic fronts and backs and the real fronts together; with
+   ``--localiser RUN`` (a ``train localiser`` run), on those photos and on the localiser's
+   crops of their ``--crop-views`` photos (``--crop-long-side`` pixels; ``data/*-crops``,
+   ``scripts/crop-manifest --with-whole``), and the bundle grades the crops of those views
+   (the localiser exported with it, int8): the fusion model is then fitted, and int8 judged,
+   on the crops;
 4. the tabular and fusion models on the calibration devices (the tabular one on the facts
    only: step 7 replaces it);
 5. the bundle (fp32 and int8, int8 judged on the held-out synthetic set), then the photo check
@@ -84,6 +89,9 @@ class ReleaseConfig:
     reference_from_test: bool = False
     history_devices: int = 3000
     history_test_devices: int = 2000
+    localiser: str | None = None  # None: whole photos (photograde-base)
+    crop_views: str = "front"
+    crop_long_side: int = 224
     progress: bool = True
 
 
@@ -115,6 +123,55 @@ def _real(cfg: ReleaseConfig) -> Path | None:
     return out
 
 
+def _cropped(cfg: ReleaseConfig, manifest: Path, name: str) -> tuple[Path, Path]:
+    """The localiser's crops of ``manifest``'s photos of ``--crop-views`` (the others whole)
+    under ``data/NAME-crops``: (the crops' manifest, ``mixed.csv``: whole photos and crops)."""
+    from training.crop_bundle import parse_views
+    from training.crop_data import crop_manifest
+    from training.synth.generate import default_workers
+
+    assert cfg.localiser is not None
+    out = Path(cfg.out) / "data" / f"{name}-crops"
+    if not (out / "crops.json").is_file():
+        log.info("release: crops of %s -> %s", manifest, out)
+        crop_manifest(manifest, cfg.localiser, out, long_side=cfg.crop_long_side,
+                      workers=default_workers(), progress=cfg.progress, with_whole=True,
+                      views=parse_views(cfg.crop_views))
+    return out / "manifest.csv", out / "mixed.csv"
+
+
+def _check_crop(cfg: ReleaseConfig) -> None:
+    """Refuse a bad ``--localiser`` or ``--crop-views`` before any work, naming it."""
+    from training.crop_bundle import parse_views
+    from vision.localise import Localiser, LocaliserError
+
+    if cfg.localiser is None:
+        return
+    if not 32 <= cfg.crop_long_side <= 4096:
+        raise ReleaseError(f"--crop-long-side {cfg.crop_long_side}: expected 32 to 4096 px")
+    try:
+        parse_views(cfg.crop_views)
+    except ValueError as exc:
+        raise ReleaseError(f"--crop-views {cfg.crop_views}: {exc}") from None
+    try:
+        Localiser(cfg.localiser)
+    except LocaliserError as exc:
+        raise ReleaseError(f"--localiser: {exc}") from None
+
+
+def _vision_data(cfg: ReleaseConfig, train: Path, calib: Path, test: Path, real: Path | None
+                 ) -> tuple[list[Path], Path, Path]:
+    """What the condition model trains on, and what it sees of the calibration and held-out
+    devices: their photos; with ``--localiser``, the whole photos and their crops for training
+    (``mixed.csv``), the crops (of ``--crop-views``) for the others, as the bundle serves."""
+    if not cfg.localiser:
+        return [train, *([real] if real else [])], calib, test
+    crops = {name: _cropped(cfg, m, name) for name, m in
+             (("train", train), ("calib", calib), ("test", test), ("real", real)) if m}
+    return [crops[n][1] for n in ("train", "real") if n in crops], crops["calib"][0], \
+        crops["test"][0]
+
+
 def _train_vision(cfg: ReleaseConfig, manifests: list[Path]) -> Path:
     from training.train_config import TrainConfig
     from training.vision_train import train_vision
@@ -130,7 +187,10 @@ def _train_vision(cfg: ReleaseConfig, manifests: list[Path]) -> Path:
     return run
 
 
-def _train_rest(cfg: ReleaseConfig, vision: Path, calib: Path) -> tuple[Path, Path]:
+def _train_rest(cfg: ReleaseConfig, vision: Path, calib: Path, seen: Path
+                ) -> tuple[Path, Path]:
+    """Tabular on the calibration devices' facts; fusion on what the vision model sees of
+    them (``seen``: their photos, or their crops when the release crops)."""
     from training.fusion_train import train_fusion
     from training.tabular_train import train_tabular
 
@@ -138,17 +198,24 @@ def _train_rest(cfg: ReleaseConfig, vision: Path, calib: Path) -> tuple[Path, Pa
     if not (tabular / "tabular.json").is_file():
         train_tabular([calib], tabular, seed=cfg.seed)
     if not (fusion / "fusion.json").is_file():
-        train_fusion([str(calib)], vision, tabular, fusion)
+        train_fusion([str(seen)], vision, tabular, fusion)
     return tabular, fusion
 
 
 def _export(cfg: ReleaseConfig, vision: Path, tabular: Path, fusion: Path, test: Path) -> Path:
+    """The bundle, fp32 and int8 (``test``: where int8 is judged), with the localiser
+    (quantised too) and its crop settings when the release crops."""
+    from fusion.bundle import load_manifest
+    from training.crop_bundle import add_localiser, parse_views
     from training.export import export_bundle
 
     bundle = Path(cfg.out) / "bundle"
     if not (bundle / "manifest.json").is_file():
         export_bundle(vision, tabular, fusion, bundle, int8=True, int8_eval=test,
                       model_name=cfg.name)
+    if cfg.localiser and load_manifest(bundle, verify_hashes=False).crop is None:
+        add_localiser(bundle, Path(cfg.localiser), parse_views(cfg.crop_views),
+                      cfg.crop_long_side, int8=True)
     return bundle
 
 
@@ -333,13 +400,15 @@ def release(cfg: ReleaseConfig) -> dict[str, Any]:
     from training.vision_eval import json_safe
 
     start = time.perf_counter()
+    _check_crop(cfg)
     train = _synth(cfg, "synth-train", cfg.devices, cfg.seed)
     calib = _synth(cfg, "synth-calib", cfg.calib_devices, cfg.seed + 1)
     test = _synth(cfg, "synth-test", cfg.test_devices, cfg.test_seed)
     real = _real(cfg)
-    vision = _train_vision(cfg, [train, *([real] if real else [])])
-    tabular, fusion = _train_rest(cfg, vision, calib)
-    bundle = _export(cfg, vision, tabular, fusion, test)
+    training, seen_calib, seen_test = _vision_data(cfg, train, calib, test, real)
+    vision = _train_vision(cfg, training)
+    tabular, fusion = _train_rest(cfg, vision, calib, seen_calib)
+    bundle = _export(cfg, vision, tabular, fusion, seen_test)
     real_train, real_val = _real_split(cfg, real, vision) if real else (None, None)
     # before the evaluation: its cracked-screen probe is part of the served screen
     photocheck = _photocheck(cfg, bundle, real_train, train, test)
@@ -358,7 +427,8 @@ def release(cfg: ReleaseConfig) -> dict[str, Any]:
                                               "real_training": str(real_train) if real_train
                                               else None,
                                               "real_validation": str(real_val) if real_val
-                                              else None},
+                                              else None,
+                                              "vision_training": [str(m) for m in training]},
               "vision_run": str(vision), "bundle": str(bundle),
               "minutes": round((time.perf_counter() - start) / 60, 1),
               "vision_training_minutes": _training_minutes(vision),

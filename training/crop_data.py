@@ -74,7 +74,7 @@ def crop_manifest(manifest: str | Path, localiser: str | Path, out: str | Path, 
     whole = [_whole_row(row, manifest.parent, out) for row in rows]
     jobs, crops = [], []
     for i, row in enumerate(rows):
-        crop = {**whole[i], **{col: "" for col in PATH_COLUMNS}}
+        crop = {**whole[i], **{col: "" for col in PATH_COLUMNS if col in columns}}
         for col in cropped:
             if row.get(col):
                 src = (manifest.parent / row[col]).resolve()
@@ -91,7 +91,7 @@ def crop_manifest(manifest: str | Path, localiser: str | Path, out: str | Path, 
     if with_whole:
         _write(out / "mixed.csv", columns, whole + [
             {**crop, "device_id": crop["device_id"] + CROP_SUFFIX} for crop in crops
-            if any(crop[col] for col in PATH_COLUMNS)])
+            if any(crop.get(col) for col in PATH_COLUMNS)])
     counts = {"photos": len(jobs), "found": int(found)}
     (out / "crops.json").write_text(json.dumps({**counts, "source": str(manifest),
                                                 "localiser": str(localiser),

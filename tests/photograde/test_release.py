@@ -79,3 +79,39 @@ def test_release_runs_every_step_and_ships_a_model_that_serves_and_fine_tunes(sy
                  str(synth_dir / "manifest.csv"), "--out", str(tmp_path / "mine"),
                  "--img-size", "64", "--epochs", "1", "--batch-size", "8", "--workers", "0",
                  "--quiet"]) == 0
+
+
+def test_release_with_a_localiser_trains_on_crops_and_ships_a_bundle_that_crops(
+        synth_dir, localiser_run, tmp_path, capsys):
+    """``--localiser``: the condition model trains on the whole photos and the localiser's
+    crops of the fronts (backs whole), fusion is fitted on what the bundle then sees (the
+    calibration devices' front crops), and the bundle carries the localiser (int8) and crops
+    the fronts; a bad crop option is refused before any work."""
+    from serve.runtime import Grader
+    from training.manifest import CROP_SUFFIX, load_manifest
+
+    real = _real_folder(synth_dir, tmp_path / "real")
+    out = tmp_path / "release"
+    base = ["train", "release", "--real", str(real), "--out", str(out), "--devices", "10",
+            "--calib-devices", "64", "--test-devices", "8", "--img-size", "64", "--epochs",
+            "1", "--synth-size", "256", "--quiet", "--history-devices", "80",
+            "--history-test-devices", "40", "--localiser", str(localiser_run[0])]
+    assert main([*base, "--crop-views", "side"]) == 2
+    assert "--crop-views side" in capsys.readouterr().err and not out.exists()
+    assert main([*base, "--crop-views", "front", "--crop-long-side", "64"]) == 0
+    record = json.loads((out / "release.json").read_text())
+    assert record["recipe"]["localiser"] == str(localiser_run[0])
+    for manifest in record["data"]["vision_training"]:  # train and real: mixed.csv
+        rows = load_manifest(manifest).rows
+        crops = [r for r in rows if r.device_id.endswith(CROP_SUFFIX)]
+        assert 0 < len(crops) < len(rows)
+        assert all(r.back_path is None and r.front_path is not None for r in crops)
+    fusion = json.loads((out / "fusion" / "fusion.json").read_text())
+    assert fusion["manifests"] == [str(out / "data" / "calib-crops" / "manifest.csv")]
+    grader = Grader(out / "bundle", threads=1)
+    crop = grader.manifest.crop
+    assert crop is not None and crop.views == ["front"] and crop.long_side == 64
+    assert crop.localiser["int8"]
+    assert main(["bundle", "verify", str(out / "bundle")]) == 0
+    assert "cut out of the front photo" in (out / "bundle" / "MODEL_CARD.md").read_text()
+    assert record["evaluation"]["synthetic"]["grades"]["n"] > 0
