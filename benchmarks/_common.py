@@ -19,6 +19,19 @@ def median_ms(fn: Callable[[], object], repeat: int) -> float:
     return float(np.median(times) * 1000)
 
 
+def medians_in_turn(fns: list[Callable[[], object]], repeat: int) -> list[float]:
+    """Median ms of each of ``fns``, called one after the other ``repeat`` times (after one
+    warm-up round), so that a drift of the machine's speed moves them all alike."""
+    times: list[list[float]] = [[] for _ in fns]
+    for i in range(repeat + 1):
+        for fn, out in zip(fns, times, strict=True):
+            t0 = time.perf_counter()
+            fn()
+            if i:
+                out.append(time.perf_counter() - t0)
+    return [float(np.median(t) * 1000) for t in times]
+
+
 async def amedian_ms(fn: Callable[[], Awaitable[object]], repeat: int) -> float:
     """:func:`median_ms` of a coroutine function, awaited in the running event loop."""
     await fn()

@@ -5,7 +5,9 @@ against the crop's (:func:`vision.crop.crop_device`: a small decode, the localis
 decode just large enough, the perspective warp; then the same resize and normalise), both
 photos of a device, medians; then the bundle's full torch-free grade with whole photos
 (``Grader.grade``) and the same grade with the crop's extra time added, and their ratio (the
-issue's budget: 1.3x). The crop is not in the served pipeline: this says what it would cost.
+issue's budget: 1.3x). A bundle that crops is timed as served, against one that does not, by
+``python -m benchmarks.predict --bundle WHOLE --against CROPPING``; this one splits the input's
+cost.
 
     python -m benchmarks.crop_latency --localiser runs/loc160 [--bundle B] [--repeat 20]
 """

@@ -6,9 +6,12 @@ the two already-decoded tensors (target: <= 60 ms on this 2-core machine); then 
 of the two decoded photos (measured checks, and the bundle's photo-check model when it has one;
 target: <= 10 ms a photo), which the service runs before every grade; and the two together as
 the service runs them (a checked grade: the photo check's model scores each photo once, and
-the grade reuses the front's score for the cracked-screen probe).
+the grade reuses the front's score for the cracked-screen probe). ``--against B2`` (repeatable)
+then times the full grade of BUNDLE and of each B2 in turn, in one loop, and prints their
+ratios (e.g. a bundle that crops against the whole-photo one: issue 19's budget is 1.3x).
 
-    python -m benchmarks.predict --bundle BUNDLE [--repeat 20] [--threads 1] [--int8]
+    python -m benchmarks.predict --bundle BUNDLE [--repeat 20] [--threads 1] [--int8] \
+        [--against B2 ...]
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._common import median_ms
+from benchmarks._common import median_ms, medians_in_turn
 from benchmarks._photos import upload_bytes
 from serve.runtime import Grader, Photo
 from tabular.schema import parse_device_info
@@ -32,6 +35,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--int8", action="store_true")
+    ap.add_argument("--against", type=Path, action="append", default=[],
+                    help="another bundle: full grades of both timed in turn, and the ratio")
     args = ap.parse_args()
     grader = Grader(args.bundle, threads=args.threads, int8=args.int8)
     photos = upload_bytes(2)
@@ -65,6 +70,21 @@ def main() -> None:
     print(f"photo check of both photos ({model} its model): {check:7.1f} ms "
           f"({check / 2:.1f} ms a photo; target <= 10)")
     print(f"checked grade (photo check, then the grade):  {checked:7.1f} ms")
+    if args.against:
+        compare([grader, *(Grader(b, threads=args.threads, int8=args.int8)
+                           for b in args.against)], photos, args.repeat)
+
+
+def compare(graders: list[Grader], photos: list[bytes], repeat: int) -> None:
+    """Full grades of each bundle in turn (one loop), their medians and ratios to the first."""
+    info = parse_device_info(INFO)
+    ms = medians_in_turn([lambda g=g: g.grade(photos[0], photos[1], info, "good")
+                          for g in graders], repeat)
+    print(f"full grades in turn ({repeat} rounds):")
+    for g, t in zip(graders, ms, strict=True):
+        crop = g.manifest.crop
+        what = f"crops {','.join(crop.views)} at {crop.long_side} px" if crop else "whole photos"
+        print(f"  {g.dir!s:40s} {what:28s} {t:7.1f} ms  {t / ms[0]:.2f}x")
 
 
 if __name__ == "__main__":

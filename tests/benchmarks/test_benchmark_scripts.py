@@ -3,6 +3,7 @@ measured by running them, never asserted here."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -40,13 +41,25 @@ def test_the_floor_benchmark_measures_the_service_and_the_upload_over_http(bundl
     assert "thread fix (sleeping / spinning) at 16 clients:" in out
 
 
-def test_the_predict_benchmark_times_a_grade_the_check_and_both_together(bundle):
+@pytest.mark.torch
+def test_the_predict_benchmark_times_a_grade_the_check_and_both_together(bundle, localiser_run,
+                                                                         tmp_path):
+    """... and, with ``--against``, the full grades of two bundles in turn (here the same
+    bundle cropping its fronts) and the ratio."""
+    from training.crop_bundle import add_localiser
+
+    cropping = tmp_path / "cropping"
+    shutil.copytree(bundle, cropping)
+    add_localiser(cropping, localiser_run[0], ["front"], 96)
     out = _run(sys.executable, "-m", "benchmarks.predict", "--bundle", str(bundle), "--repeat",
-               "1")
+               "1", "--against", str(cropping))
     for label in ("full prediction (2 x 12 MP JPEG + checklist):", "raw onnxruntime",
                   "photo check of both photos", "checked grade (photo check, then the grade):"):
         line = next((x for x in out.splitlines() if x.startswith(label)), None)
         assert line is not None and float(line.split(":")[1].split("ms")[0]) > 0, out
+    rows = out.split("full grades in turn (1 rounds):\n")[1].splitlines()
+    assert "whole photos" in rows[0] and rows[0].endswith(" 1.00x"), out
+    assert "crops front at 96 px" in rows[1] and float(rows[1].split()[-1][:-1]) > 0, out
 
 
 @pytest.mark.torch
