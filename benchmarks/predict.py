@@ -17,6 +17,7 @@ ratios (e.g. a bundle that crops against the whole-photo one: issue 19's budget 
 from __future__ import annotations
 
 import argparse
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -78,7 +79,7 @@ def main() -> None:
 def compare(graders: list[Grader], photos: list[bytes], repeat: int) -> None:
     """Full grades of each bundle in turn (one loop), their medians and ratios to the first."""
     info = parse_device_info(INFO)
-    ms = medians_in_turn([lambda g=g: g.grade(photos[0], photos[1], info, "good")
+    ms = medians_in_turn([partial(g.grade, photos[0], photos[1], info, "good")
                           for g in graders], repeat)
     print(f"full grades in turn ({repeat} rounds):")
     for g, t in zip(graders, ms, strict=True):
