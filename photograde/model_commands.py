@@ -42,6 +42,9 @@ RELEASE_HELP = {
     "crop_views": "with --localiser: the photos cropped (front, back or front,back)",
     "crop_long_side": "with --localiser: the crops' longer side, px (the model's input size "
                       "keeps a grade cheap)",
+    "photocheck_negatives": "photo check: generated photos of each kind without a phone "
+                            "(empty scenes, screens, natural photos) it learns from",
+    "photocheck_held_out": "photo check: held-out photos of each kind it is measured on",
 }
 
 

@@ -92,6 +92,8 @@ class ReleaseConfig:
     localiser: str | None = None  # None: whole photos (photograde-base)
     crop_views: str = "front"
     crop_long_side: int = 224
+    photocheck_negatives: int = 400
+    photocheck_held_out: int = 300
     progress: bool = True
 
 
@@ -228,7 +230,9 @@ def _photocheck(cfg: ReleaseConfig, bundle: Path, real: Path | None, train: Path
     if done is not None:
         log.info("release: photo check already in %s", bundle)
         return done.metrics
-    return train_photocheck(bundle, real, train, test, seed=cfg.seed, progress=cfg.progress)
+    return train_photocheck(bundle, real, train, test, seed=cfg.seed, progress=cfg.progress,
+                            n_negative=cfg.photocheck_negatives,
+                            n_held=cfg.photocheck_held_out)
 
 
 def _flawless_back(test: Path) -> Path:

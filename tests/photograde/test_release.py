@@ -37,7 +37,8 @@ def test_release_runs_every_step_and_ships_a_model_that_serves_and_fine_tunes(sy
     args = ["train", "release", "--real", str(real), "--out", str(out), "--devices", "10",
             "--calib-devices", "64", "--test-devices", "8", "--img-size", "64", "--epochs", "1",
             "--synth-size", "256", "--ship", str(ship), "--name", "toy-base", "--quiet",
-            "--reference-from-test", "--history-devices", "80", "--history-test-devices", "40"]
+            "--reference-from-test", "--history-devices", "80", "--history-test-devices", "40",
+            "--photocheck-negatives", "24", "--photocheck-held-out", "16"]
     assert main(args) == 0
     record = json.loads((out / "release.json").read_text())
     assert set(record["evaluation"]) == {"synthetic", "synthetic_int8", "real", "real_int8"}
@@ -95,7 +96,8 @@ def test_release_with_a_localiser_trains_on_crops_and_ships_a_bundle_that_crops(
     base = ["train", "release", "--real", str(real), "--out", str(out), "--devices", "10",
             "--calib-devices", "64", "--test-devices", "8", "--img-size", "64", "--epochs",
             "1", "--synth-size", "256", "--quiet", "--history-devices", "80",
-            "--history-test-devices", "40", "--localiser", str(localiser_run[0])]
+            "--history-test-devices", "40", "--photocheck-negatives", "24",
+            "--photocheck-held-out", "16", "--localiser", str(localiser_run[0])]
     assert main([*base, "--crop-views", "side"]) == 2
     assert "--crop-views side" in capsys.readouterr().err and not out.exists()
     assert main([*base, "--crop-views", "front", "--crop-long-side", "64"]) == 0
