@@ -26,13 +26,11 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
-from training.manifest import CROP_SUFFIX, SOURCE_COLUMN, name_source
+from training.manifest import CROP_SUFFIX, PHOTO_COLUMNS, SOURCE_COLUMN, name_source
 from vision.conditions import VIEWS
 from vision.crop import crop_device
 from vision.localise import Localiser
 from vision.preprocess import open_image_sized
-
-PATH_COLUMNS = ("front_path", "back_path")
 
 _localiser: Localiser | None = None
 
@@ -72,26 +70,26 @@ def crop_manifest(manifest: str | Path, localiser: str | Path, out: str | Path, 
         columns.append(SOURCE_COLUMN)
     cropped = [f"{v}_path" for v in views]
     whole = [_whole_row(row, manifest.parent, out) for row in rows]
-    jobs, crops = [], []
+    jobs, crops = [], []  # crops: each row's crop paths by column
     for i, row in enumerate(rows):
-        crop = {**whole[i], **{col: "" for col in PATH_COLUMNS if col in columns}}
+        paths = {}
         for col in cropped:
             if row.get(col):
                 src = (manifest.parent / row[col]).resolve()
                 name = f"{i:06d}_{col.removesuffix('_path')}.jpg"
                 jobs.append((str(src), str(out / "images" / name), long_side))
-                crop[col] = f"images/{name}"
-        crops.append(crop)
+                paths[col] = f"images/{name}"
+        crops.append(paths)
     with ProcessPoolExecutor(workers, initializer=_init, initargs=(str(localiser),)) as pool:
         found = sum(tqdm(pool.map(crop_one, jobs, chunksize=16), total=len(jobs),
                          desc="cropping", unit="photo", disable=not progress))
     _write(out / "manifest.csv", columns,
-           [{**w, **{c: v for c, v in crop.items() if v}} for w, crop in zip(whole, crops,
-                                                                               strict=True)])
+           [{**w, **paths} for w, paths in zip(whole, crops, strict=True)])
     if with_whole:
+        blank = {col: "" for col in PHOTO_COLUMNS if col in columns}
         _write(out / "mixed.csv", columns, whole + [
-            {**crop, "device_id": crop["device_id"] + CROP_SUFFIX} for crop in crops
-            if any(crop.get(col) for col in PATH_COLUMNS)])
+            {**w, **blank, **paths, "device_id": w["device_id"] + CROP_SUFFIX}
+            for w, paths in zip(whole, crops, strict=True) if paths])
     counts = {"photos": len(jobs), "found": int(found)}
     (out / "crops.json").write_text(json.dumps({**counts, "source": str(manifest),
                                                 "localiser": str(localiser),
@@ -103,10 +101,10 @@ def crop_manifest(manifest: str | Path, localiser: str | Path, out: str | Path, 
 def _whole_row(row: dict[str, str], base: Path, out: Path) -> dict[str, str]:
     """``row`` with its photo paths relative to ``out`` and its source filled in."""
     whole = dict(row)
-    for col in PATH_COLUMNS:
+    for col in PHOTO_COLUMNS:
         if row.get(col):
             whole[col] = os.path.relpath((base / row[col]).resolve(), out.resolve())
-    first = next((row[c] for c in PATH_COLUMNS if row.get(c)), "")
+    first = next((row[c] for c in PHOTO_COLUMNS if row.get(c)), "")
     whole[SOURCE_COLUMN] = row.get(SOURCE_COLUMN) or name_source(first)
     return whole
 
