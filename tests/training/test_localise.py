@@ -153,3 +153,23 @@ def test_crop_manifest_of_one_view_keeps_the_other_whole(run, synth_dir, tmp_pat
              if r.device_id.endswith(CROP_SUFFIX)]
     assert len(crops) == len(source)
     assert all(r.back_path is None and r.front_path is not None for r in crops)
+
+
+def test_localiser_as_check_prints_one_row_per_set(run, synth_dir):
+    """scripts/localiser-as-check: the localiser's "found" and the device's size beside the
+    photo check's verdicts, one table row per set (phones with sizes, no-phone sets without)."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "scripts/localiser-as-check", "--localiser",
+                        str(run[0]), "--synthetic", str(synth_dir / "manifest.csv"),
+                        "--real", str(synth_dir / "manifest.csv"), "--n", "3"],
+                       capture_output=True, text=True, timeout=300, check=True)
+    rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in r.stdout.splitlines()
+            if line.startswith("| ") and not line.startswith("| photos")}
+    assert list(rows) == ["real fronts", "synthetic fronts", "synthetic backs",
+                          "natural photo crops", "empty scenes", "screen contents"]
+    assert rows["real fronts"][1] == "24" and rows["synthetic backs"][1] == "3"
+    assert rows["synthetic fronts"][5].count(" / ") == 1  # the device's size, p5 / p50
+    assert rows["empty scenes"][5] == "-"
+    assert "real fronts: " in r.stdout and "refused by device size: < 64 px" in r.stdout
