@@ -70,19 +70,29 @@ def _loso(loso: dict[str, Any] | None) -> list[str]:
         return ["Not measured for this release."]
     tc = loso["train_config"]
     extra = ", ".join(f"`{m}`" for m in loso.get("extra_manifests", [])) or "nothing else"
+    # scripts/loso-served --json: the same runs served on each photo's device crop too
+    has_crop = any("served_crop" in s for s in loso["splits"].values())
+    keys = ("probe", "finetune", "finetune_tta", "ensemble", "served",
+            *(("served_crop",) if has_crop else ()))
+    crop = (" as served, on the device crop |", "---|") if has_crop else ("", "")
+    if has_crop:  # the runs' own training extras, not the probe's whole photos
+        extra = ", ".join(f"`{m}`" for m in loso.get("trained_on", [])) or extra
     lines = [f"`photograde cv vision --by-source`: each source held out in turn; the model is "
              f"fine-tuned on the other source plus {extra} ({tc['img_size']} px, "
              f"{tc['epochs']} epochs, stem + {tc['freeze_stages']} stages frozen), the probe "
              "is logistic regression on frozen ImageNet features; ROC-AUC / balanced accuracy "
              "(P(cracked) >= 0.5) on the held-out source. **As served**: the fine-tuned "
              "model with the photo check's cracked-screen probe blended in (fitted on the "
-             "training source's photos and the extra synthetic fronts; see Photo check).", "",
+             "training source's photos and the extra synthetic fronts; see Photo check)." +
+             (" The runs trained on photos and their device crops (`mixed.csv`); served on the "
+              "whole photo and, as this bundle serves, on its device crop, the probe on the "
+              "whole photo (`scripts/loso-served --json`)." if has_crop else ""), "",
              "| held-out source | trained on | probe ROC-AUC / bal. acc. | fine-tuned | "
-             "fine-tuned + TTA | probe + fine-tuned | as served |",
-             "|---|---|---|---|---|---|---|"]
+             "fine-tuned + TTA | probe + fine-tuned | as served |" + crop[0],
+             "|---|---|---|---|---|---|---|" + crop[1]]
     for held, s in loso["splits"].items():
         cells = [f"{_f(s[k]['roc_auc'])} / {_f(s[k]['balanced_accuracy'])}" if k in s
-                 else "n/a" for k in ("probe", "finetune", "finetune_tta", "ensemble", "served")]
+                 else "n/a" for k in keys]
         lines.append(f"| {held} ({s['finetune']['n']} photos) | "
                      f"{', '.join(s['train_sources'])} | " + " | ".join(cells) + " |")
     return lines

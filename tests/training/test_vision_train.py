@@ -326,8 +326,14 @@ def test_leave_one_source_out_on_the_command_line(synth_dir, localiser_run, tmp_
     # it must give cv's own served figures, both ways
     r = subprocess.run([sys.executable, "scripts/loso-served", "--manifest", str(screens),
                         "--extra-manifest", str(extra), "--whole", str(out), "--crop", str(out),
-                        "--crops", str(screens), "--areas", str(localiser_run[0])],
+                        "--crops", str(screens), "--areas", str(localiser_run[0]),
+                        "--json", str(tmp_path / "served.json")],
                        capture_output=True, text=True, check=True)
+    served = json.loads((tmp_path / "served.json").read_text())["splits"]
+    for held, scores in splits.items():  # loso.json's layout, for the model card
+        assert served[held]["served"] == served[held]["served_crop"]
+        assert served[held]["served"] == pytest.approx(scores["served"], abs=1e-3)
+        assert served[held]["probe"]["n"] == scores["probe"]["n"]
     for held, scores in splits.items():
         part = r.stdout.split(f"{held} held out")[1]
         figure = (f"ROC-AUC {scores['served']['roc_auc']:.3f}  "
