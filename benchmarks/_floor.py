@@ -21,10 +21,10 @@ from PIL import Image
 from benchmarks._common import amedian_ms, amedians_in_turn, median_ms
 from benchmarks.serve_load import grade_request
 from serve.grading import Service
-from serve.runtime import Grader
+from serve.runtime import PARTS, Grader
 from serve.settings import Settings
 from tabular.schema import DeviceInfo
-from vision.preprocess import PreprocessConfig, normalize
+from vision.preprocess import PreprocessConfig, normalize, resize_rgb
 
 Decoder = Callable[[bytes], np.ndarray]
 
@@ -95,12 +95,25 @@ def fastest_decoder(g: Grader, photos: list[bytes], pool: ThreadPoolExecutor, re
     return best, times[best]
 
 
-def run_models(g: Grader, x: np.ndarray) -> None:
-    """Every model a grade runs on the decoded tensors: vision and the photo check's."""
+def localiser_input(g: Grader, photos: list[bytes]) -> np.ndarray | None:
+    """The localiser's input for the photos the bundle crops (None: it crops none)."""
+    if g.localiser is None or g.crop is None:
+        return None
+    pre = g.localiser.pre
+    return np.stack([normalize(resize_rgb(g.decode(photo).image, pre), pre)
+                     for photo, (_part, view) in zip(photos, PARTS, strict=True)
+                     if view in g.crop.views])
+
+
+def run_models(g: Grader, x: np.ndarray, located: np.ndarray | None = None) -> None:
+    """Every model a grade runs on the decoded tensors: vision and the photo check's, and the
+    localiser's on ``located`` (:func:`localiser_input`) when the bundle crops."""
     g.run_vision(x)
     if g.photocheck is not None:
         pc = g.photocheck
         pc.run(None, {pc.get_inputs()[0].name: x})
+    if g.localiser is not None and located is not None:
+        g.localiser.run(located)
 
 
 @dataclass
@@ -140,11 +153,12 @@ def paired_ms(settings: Settings, photos: list[bytes], info: DeviceInfo, threads
             with ThreadPoolExecutor(threads) as pool:
                 best, decode_ms = fastest_decoder(g, photos, pool, repeat)
                 x = np.stack([g.decode(p).x for p in photos])
-                infer_ms = median_ms(lambda: run_models(g, x), repeat)
+                located = localiser_input(g, photos)
+                infer_ms = median_ms(lambda: run_models(g, x, located), repeat)
                 decode = decoders(g)[best]
 
                 async def floor() -> None:
-                    run_models(g, np.stack(list(pool.map(decode, photos))))
+                    run_models(g, np.stack(list(pool.map(decode, photos))), located)
 
                 floor_ms, full_ms = await amedians_in_turn(
                     floor, lambda: svc.grade(photos[0], photos[1], info, "good", False), repeat)

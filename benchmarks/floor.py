@@ -6,9 +6,11 @@ pinned to as many cores):
 - **floor**: both photos (two 12-MP JPEGs) decoded at once, one thread each up to the
   thread count, by the fastest decoder installed (the project's Pillow draft decoding, OpenCV's
   and simplejpeg's DCT-scaled decoding), plus raw ONNX Runtime on the decoded tensors (the
-  vision model and the photo-check model);
+  vision model and the photo-check model, and for a bundle that crops, the localiser on its
+  input of the cropped photos);
 - **full grade**: the service's grade in-process (decode pool with the photo check's
-  measurements, photo-check model, vision, fusion, return risk, decision), no HTTP;
+  measurements, localisation and crop when the bundle crops, photo-check model, vision,
+  fusion, return risk, decision), no HTTP;
 - their ratio (target <= 1.15): the floor and the full grade are sampled alternately in one
   loop (their medians), so that a drift of the machine's speed during the run affects both
   alike; the decode and inference columns are the floor's parts, timed apart.

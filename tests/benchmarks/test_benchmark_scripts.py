@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,6 +61,30 @@ def test_the_predict_benchmark_times_a_grade_the_check_and_both_together(bundle,
     rows = out.split("full grades in turn (1 rounds):\n")[1].splitlines()
     assert "whole photos" in rows[0] and rows[0].endswith(" 1.00x"), out
     assert "crops front at 96 px" in rows[1] and float(rows[1].split()[-1][:-1]) > 0, out
+
+
+@pytest.mark.torch
+def test_the_floor_of_a_bundle_that_crops_includes_its_localiser(bundle, localiser_run,
+                                                                 tmp_path):
+    """The floor's raw inference runs every model of the grade: with a localiser cropping the
+    fronts, the localiser on the front photo's input too (none for a whole-photo bundle)."""
+    from benchmarks._floor import localiser_input, run_models
+    from benchmarks._photos import upload_bytes
+    from serve.runtime import Grader
+    from training.crop_bundle import add_localiser
+
+    cropping = tmp_path / "cropping"
+    shutil.copytree(bundle, cropping)
+    add_localiser(cropping, localiser_run[0], ["front"], 96)
+    photos = upload_bytes(2, "600x800")
+    assert localiser_input(Grader(bundle, threads=1), photos) is None
+    g = Grader(cropping, threads=1)
+    located = localiser_input(g, photos)
+    assert located is not None and located.shape == (1, 3, 64, 64)  # the front alone
+    calls, run = [], g.localiser.run  # type: ignore[union-attr]
+    g.localiser.run = lambda x: (calls.append(x.shape), run(x))[1]  # type: ignore[union-attr]
+    run_models(g, np.stack([g.decode(p).x for p in photos]), located)
+    assert calls == [(1, 3, 64, 64)]
 
 
 @pytest.mark.torch
