@@ -102,3 +102,25 @@ def test_the_gpu_script_dry_runs_every_step_on_cpu(tmp_path):
     assert "ms per photo" in (tmp_path / "inference.txt").read_text()
     assert "batching on / off" in (tmp_path / "serving.txt").read_text()
     assert "images/s" in (tmp_path / "training.txt").read_text()
+
+
+@pytest.mark.torch
+def test_crop_or_whole_serves_a_cropping_bundle_three_ways(bundle, localiser_run, synth_dir,
+                                                           tmp_path):
+    """scripts/crop-or-whole: one row per way (crop, whole, both) with its figures; a bundle
+    that does not crop is refused by name."""
+    from training.crop_bundle import add_localiser
+
+    cropping = tmp_path / "cropping"
+    shutil.copytree(bundle, cropping)
+    add_localiser(cropping, localiser_run[0], ["front"], 96)
+    out = _run(sys.executable, "scripts/crop-or-whole", "--bundle", str(cropping),
+               "--manifest", str(synth_dir / "manifest.csv"))
+    rows = [line.split(" | ") for line in out.splitlines() if "manifest.csv (24)" in line]
+    assert [r[1] for r in rows] == ["crop", "whole", "both"], out
+    for r in rows:
+        assert 0 <= float(r[3]) <= 1 and 0 <= float(r[5].rstrip(" |")) <= 1  # bal. acc., F1
+    refused = subprocess.run([sys.executable, "scripts/crop-or-whole", "--bundle", str(bundle),
+                              "--manifest", str(synth_dir / "manifest.csv")], cwd=ROOT,
+                             capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 1 and "does not crop the front photo" in refused.stderr
