@@ -37,9 +37,12 @@ from tests.serve.ui_support import (
     black_jpeg,
     chromium,
     fill_form,
+    image_loaded,
     refused,
     shot,
     sign_in,
+    wait_image,
+    wait_until,
 )
 from tests.support import INFO, ThreadServer, grade_at_gap, small_photos
 from vision.conditions import CONDITIONS
@@ -126,15 +129,11 @@ def submit(page, site: Site, gap: int, screenshot: str | None = None) -> str:
     pair = site.pair()
     fill_form(page, site.url, pair, site.grade_for(pair, gap))
     if screenshot:
-        page.wait_for_function("document.getElementById('back-preview').naturalWidth > 0")
+        wait_image(page, "#back-preview")
         shot(page, screenshot)
     page.click("#submit")
     page.wait_for_url("**/ui/evaluations/*")
     return page.get_attribute("#outcome", "data-decision")
-
-
-def loaded(page, selector: str) -> bool:
-    return page.eval_on_selector(selector, "img => img.complete && img.naturalWidth > 0")
 
 
 def test_login_required_and_bad_key(site, browser):
@@ -160,8 +159,8 @@ def test_validated_with_why(site, as_role):
     why = page.inner_text("#why")
     for part in ("screen", "shell"):
         assert page.inner_text(f"#part-{part} .cond").replace(" ", "_") in CONDITIONS[part]
-        page.wait_for_function(f"document.getElementById('heatmap-{part}').naturalWidth > 0")
-        assert loaded(page, f"#heatmap-{part}")
+        wait_image(page, f"#heatmap-{part}")
+        assert image_loaded(page, f"#heatmap-{part}")
     assert "All 10 functional checks pass" in why
     assert page.get_attribute("#outcome", "data-status") == "listed"
 
@@ -171,7 +170,7 @@ def test_suggestion_accepted(site, as_role):
     assert submit(page, site, 1) == "suggestion"
     text = page.inner_text("#suggestion")
     assert text.startswith("Your grade") and "suggested" in text
-    page.wait_for_function("document.getElementById('heatmap-screen').naturalWidth > 0")
+    wait_image(page, "#heatmap-screen")
     shot(page, "outcome-suggestion.png")
     page.click("#accept")
     page.wait_for_selector("#resolution")
@@ -195,7 +194,7 @@ def test_justification_then_review(site, as_role):
     page.click("#send-justification")
     page.wait_for_selector("#resolution")
     assert "Queued for review" in page.inner_text("#resolution")
-    assert loaded(page, ".justification img")
+    assert image_loaded(page, ".justification img")
 
     reviewer = as_role("reviewer")
     assert reviewer.url.endswith("/ui")
@@ -411,7 +410,7 @@ def test_the_docs_start_under_the_csp(site, browser):
         response = page.goto(site.url + "/docs")
         assert "script-src 'self'" in response.headers["content-security-policy"]
         page.wait_for_selector("#swagger-ui .swagger-ui")
-        page.wait_for_function("() => typeof window.ui === 'object'")
+        wait_until(page, "() => typeof window.ui === 'object'")
         page.wait_for_selector(".opblock")  # the API itself, read from /openapi.json
         assert "Unable to render" not in page.content()
         assert seen == []

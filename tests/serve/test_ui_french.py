@@ -11,7 +11,7 @@ import httpx
 
 from serve.ui.i18n import translations
 from tests.serve.test_ui_browser import as_role, browser, site, submit  # noqa: F401 (fixtures)
-from tests.serve.ui_support import BROWSER_TESTS, shot, signed_in
+from tests.serve.ui_support import BROWSER_TESTS, shot, signed_in, wait_image
 
 pytestmark = BROWSER_TESTS
 FR = translations("fr").gettext
@@ -38,7 +38,7 @@ def test_the_form_and_an_outcome_in_french_the_api_in_english(site, browser):  #
         assert body["predicted_grade"] in site.grades  # the English enum, never translated
         model_grade = page.inner_text("#suggestion b >> nth=1")
         assert model_grade == FR(body["predicted_grade"].replace("_", " "))
-        page.wait_for_function("document.getElementById('heatmap-screen').naturalWidth > 0")
+        wait_image(page, "#heatmap-screen")
         shot(page, "outcome-suggestion-fr.png")
         page.click("#accept")
         page.wait_for_selector("#resolution")

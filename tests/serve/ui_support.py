@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -64,6 +65,28 @@ def shot(page, name: str) -> None:
     if SHOTS:
         Path(SHOTS).mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(Path(SHOTS) / name), full_page=True)
+
+
+def wait_until(page, function: str, arg=None, timeout_s: float = 30) -> None:
+    """Wait until the page function ``function`` (JavaScript source) returns true for ``arg``.
+    Not ``page.wait_for_function``: when its first check fails, its polling calls ``eval``
+    inside the page, which the UI's Content-Security-Policy (no 'unsafe-eval') refuses;
+    evaluating through the browser's protocol, as here, is not affected."""
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(function, arg):
+        assert time.monotonic() < deadline, f"{function} ({arg}): false after {timeout_s} s"
+        page.wait_for_timeout(50)
+
+
+def image_loaded(page, selector: str) -> bool:
+    """Whether the image ``selector`` has loaded pixels."""
+    return page.eval_on_selector(selector, "img => img.complete && img.naturalWidth > 0")
+
+
+def wait_image(page, selector: str) -> None:
+    """Wait until the image ``selector`` has loaded pixels (:func:`wait_until`)."""
+    wait_until(page, "s => { const img = document.querySelector(s); "
+                     "return !!img && img.complete && img.naturalWidth > 0; }", selector)
 
 
 def fill_form(page, url: str, pair: tuple[Path, Path], grade: str) -> None:
