@@ -331,7 +331,8 @@ def test_leave_one_source_out_on_the_command_line(synth_dir, localiser_run, tmp_
                        capture_output=True, text=True, check=True)
     served = json.loads((tmp_path / "served.json").read_text())["splits"]
     for held, scores in splits.items():  # loso.json's layout, for the model card
-        assert served[held]["served"] == served[held]["served_crop"]
+        assert served[held]["served"] == served[held]["served_crop"] == \
+            served[held]["served_both"]  # the same run on the same photos, three ways
         assert served[held]["served"] == pytest.approx(scores["served"], abs=1e-3)
         assert served[held]["probe"]["n"] == scores["probe"]["n"]
     for held, scores in splits.items():
@@ -340,5 +341,6 @@ def test_leave_one_source_out_on_the_command_line(synth_dir, localiser_run, tmp_
                   f"balanced accuracy {scores['served']['balanced_accuracy']:.3f}")
         assert f"whole photo, served    {figure}" in part
         assert f"crop, served           {figure}" in part
+        assert f"both averaged, served  {figure}" in part
     bins = [line for line in r.stdout.splitlines() if "of the frame" in line]
     assert len(bins) == 6 and sum(int(b.split(":")[1].split()[0]) for b in bins) == 24
