@@ -123,9 +123,7 @@ def served_outcome(grader: Grader, data: bytes, cfg: PhotoCheckConfig) -> Outcom
     (verdict,) = grader.check_photos([photo], ["front"], cfg)
     if verdict.rejection is not None:
         return Outcome(refused=verdict.rejection.reason.value)
-    screen, shell, _ = grader.run_vision(photo.x[None])
-    probs = grader.served_screen(photo, grader.part_probs(screen[0], shell[0])["screen"])
-    return Outcome(p_cracked=float(probs[CRACKED]))
+    return Outcome(p_cracked=float(grader.front_screen(photo)[CRACKED]))
 
 
 def summarise(fronts: list[Front], outcomes: list[Outcome]) -> dict[str, Any]:

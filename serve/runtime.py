@@ -288,6 +288,12 @@ class Grader:
         probe = self.cracked_probe(front)
         return probs if probe is None else blend_cracked(probs, probe, self.cracked_weight)
 
+    def front_screen(self, front: Photo) -> np.ndarray:
+        """The served screen probabilities of one decoded front photo on its own (one vision
+        call): the calibrated model's with the probe blended in, as a grade answers them."""
+        screen, shell, _ = self.run_vision(front.x[None])
+        return self.served_screen(front, self.part_probs(screen[0], shell[0])["screen"])
+
     def served_screen_logits(self, front: Photo, logits: np.ndarray) -> np.ndarray:
         """The screen logits whose temperature-scaled softmax is the served probabilities
         (:meth:`served_screen`); the model's own without a probe."""
