@@ -194,6 +194,7 @@ def test_justification_then_review(site, as_role):
     page.click("#send-justification")
     page.wait_for_selector("#resolution")
     assert "Queued for review" in page.inner_text("#resolution")
+    wait_image(page, ".justification img")  # the page is there before its photo has loaded
     assert image_loaded(page, ".justification img")
 
     reviewer = as_role("reviewer")

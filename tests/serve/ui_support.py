@@ -78,15 +78,18 @@ def wait_until(page, function: str, arg=None, timeout_s: float = 30) -> None:
         page.wait_for_timeout(50)
 
 
+#: Whether an <img> element has loaded pixels (JavaScript, one element as argument).
+IMAGE_LOADED = "img => !!img && img.complete && img.naturalWidth > 0"
+
+
 def image_loaded(page, selector: str) -> bool:
     """Whether the image ``selector`` has loaded pixels."""
-    return page.eval_on_selector(selector, "img => img.complete && img.naturalWidth > 0")
+    return page.eval_on_selector(selector, IMAGE_LOADED)
 
 
 def wait_image(page, selector: str) -> None:
     """Wait until the image ``selector`` has loaded pixels (:func:`wait_until`)."""
-    wait_until(page, "s => { const img = document.querySelector(s); "
-                     "return !!img && img.complete && img.naturalWidth > 0; }", selector)
+    wait_until(page, f"s => ({IMAGE_LOADED})(document.querySelector(s))", selector)
 
 
 def fill_form(page, url: str, pair: tuple[Path, Path], grade: str) -> None:
