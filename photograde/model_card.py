@@ -74,7 +74,7 @@ def _loso(loso: dict[str, Any] | None) -> list[str]:
     has_crop = any("served_crop" in s for s in loso["splits"].values())
     keys = ("probe", "finetune", "finetune_tta", "ensemble", "served",
             *(("served_crop",) if has_crop else ()))
-    crop = (" as served, on the device crop |", "---|") if has_crop else ("", "")
+    crop = (" on the device crop |", "---|") if has_crop else ("", "")
     if has_crop:  # the runs' own training extras, not the probe's whole photos
         extra = ", ".join(f"`{m}`" for m in loso.get("trained_on", [])) or extra
     lines = [f"`photograde cv vision --by-source`: each source held out in turn; the model is "
@@ -85,8 +85,8 @@ def _loso(loso: dict[str, Any] | None) -> list[str]:
              "model with the photo check's cracked-screen probe blended in (fitted on the "
              "training source's photos and the extra synthetic fronts; see Photo check)." +
              (" The runs trained on photos and their device crops (`mixed.csv`); served on the "
-              "whole photo and, as this bundle serves, on its device crop, the probe on the "
-              "whole photo (`scripts/loso-served --json`)." if has_crop else ""), "",
+              "whole photo and on its device crop (the last column), the probe on the whole "
+              "photo (`scripts/loso-served --json`)." if has_crop else ""), "",
              "| held-out source | trained on | probe ROC-AUC / bal. acc. | fine-tuned | "
              "fine-tuned + TTA | probe + fine-tuned | as served |" + crop[0],
              "|---|---|---|---|---|---|---|" + crop[1]]
@@ -202,10 +202,13 @@ def _int8_line(int8: Int8Info | None) -> str:
             f"{speed}. Served by default (`precision=auto`): **{choice.precision}** ({why}).")
 
 
-def _pipeline(m: BundleManifest) -> str:
+def _pipeline(m: BundleManifest, recipe: dict[str, Any]) -> str:
     """What the condition model sees: the whole photos, or the localiser's crops."""
     if m.crop is None:
-        return "It sees each photo whole, squashed to its input size."
+        trained = (f" It trained on the photos and on a localiser's device crops of the "
+                   f"{recipe.get('crop_views', 'front')} photos alike (`--serve whole`); no "
+                   "localiser runs at serving." if recipe.get("localiser") else "")
+        return "It sees each photo whole, squashed to its input size." + trained
     photos = " and ".join(m.crop.views) + (" photos" if len(m.crop.views) > 1 else " photo")
     return (f"It sees the device cut out of the {photos}: a "
             "localiser (`localiser.onnx`, int8 when quantised) finds the device's corners, "
@@ -227,7 +230,7 @@ def render(bundle: Path, record: dict[str, Any], loso: dict[str, Any] | None = N
         f"{m.created_at}. Backbone `{m.vision.backbone}` at {m.vision.input_size} px, two heads "
         "(screen from the front photo, shell from the back photo), a tabular return-risk "
         f"model and the `{policy.name}` grading policy with a learned recalibration. "
-        + _pipeline(m), "",
+        + _pipeline(m, r), "",
         "## Intended use",
         "A second opinion on the cosmetic condition of a refurbished phone from one front and "
         "one back photo, combined with the functional checklist into a grade. It flags grades "

@@ -13,7 +13,8 @@ import dataclasses
 import json
 from pathlib import Path
 
-from photograde.release import ReleaseConfig, set_reference
+from photograde.bundle_settings import set_reference
+from photograde.release import ReleaseConfig
 from training.cli import needs_train_extra
 
 RELEASE_HELP = {
@@ -42,6 +43,8 @@ RELEASE_HELP = {
     "crop_views": "with --localiser: the photos cropped (front, back or front,back)",
     "crop_long_side": "with --localiser: the crops' longer side, px (the model's input size "
                       "keeps a grade cheap)",
+    "serve": "with --localiser: what the bundle grades, 'crop' (the localiser ships in it) "
+             "or 'whole' (trained on photos and crops alike, served on whole photos)",
     "photocheck_negatives": "photo check: generated photos of each kind without a phone "
                             "(empty scenes, screens, natural photos) it learns from",
     "photocheck_held_out": "photo check: held-out photos of each kind it is measured on",

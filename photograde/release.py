@@ -13,7 +13,8 @@ where it stopped; delete a step's folder under ``--out`` to redo it):
    crops of their ``--crop-views`` photos (``--crop-long-side`` pixels; ``data/*-crops``,
    ``scripts/crop-manifest --with-whole``), and the bundle grades the crops of those views
    (the localiser exported with it, int8): the fusion model is then fitted, and int8 judged,
-   on the crops;
+   on the crops; ``--serve whole`` keeps the training on photos and crops but ships a
+   whole-photo bundle (no localiser at serving; fusion and int8 on the whole photos);
 4. the tabular and fusion models on the calibration devices (the tabular one on the facts
    only: step 7 replaces it);
 5. the bundle (fp32 and int8, int8 judged on the held-out synthetic set), then the photo check
@@ -51,20 +52,15 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from vision.errors import PhotogradeError
+from photograde.bundle_settings import ReleaseError, predicted_counts, set_abstention, set_reference
 
 log = logging.getLogger("photograde.release")
 
 REAL_MAPPING = {"intact": "flawless|light_scratches|heavy_scratches", "cracked": "cracked"}
-
-
-class ReleaseError(PhotogradeError):
-    """A release input is missing or unusable."""
 
 
 @dataclass
@@ -92,6 +88,7 @@ class ReleaseConfig:
     localiser: str | None = None  # None: whole photos (photograde-base)
     crop_views: str = "front"
     crop_long_side: int = 224
+    serve: str = "crop"  # with --localiser: "crop", or "whole" (trained on both, no localiser)
     photocheck_negatives: int = 400
     photocheck_held_out: int = 300
     progress: bool = True
@@ -149,6 +146,8 @@ def _check_crop(cfg: ReleaseConfig) -> None:
 
     if cfg.localiser is None:
         return
+    if cfg.serve not in ("crop", "whole"):
+        raise ReleaseError(f"--serve {cfg.serve}: expected crop or whole")
     if not 32 <= cfg.crop_long_side <= 4096:
         raise ReleaseError(f"--crop-long-side {cfg.crop_long_side}: expected 32 to 4096 px")
     try:
@@ -165,13 +164,16 @@ def _vision_data(cfg: ReleaseConfig, train: Path, calib: Path, test: Path, real:
                  ) -> tuple[list[Path], Path, Path]:
     """What the condition model trains on, and what it sees of the calibration and held-out
     devices: their photos; with ``--localiser``, the whole photos and their crops for training
-    (``mixed.csv``), the crops (of ``--crop-views``) for the others, as the bundle serves."""
+    (``mixed.csv``), the crops (of ``--crop-views``) for the others, as the bundle serves
+    (``--serve whole``: their whole photos)."""
     if not cfg.localiser:
         return [train, *([real] if real else [])], calib, test
+    whole = cfg.serve == "whole"
     crops = {name: _cropped(cfg, m, name) for name, m in
-             (("train", train), ("calib", calib), ("test", test), ("real", real)) if m}
-    return [crops[n][1] for n in ("train", "real") if n in crops], crops["calib"][0], \
-        crops["test"][0]
+             (("train", train), ("calib", calib), ("test", test), ("real", real))
+             if m and not (whole and name in ("calib", "test"))}
+    mixed = [crops[n][1] for n in ("train", "real") if n in crops]
+    return (mixed, calib, test) if whole else (mixed, crops["calib"][0], crops["test"][0])
 
 
 def _train_vision(cfg: ReleaseConfig, manifests: list[Path]) -> Path:
@@ -215,7 +217,8 @@ def _export(cfg: ReleaseConfig, vision: Path, tabular: Path, fusion: Path, test:
     if not (bundle / "manifest.json").is_file():
         export_bundle(vision, tabular, fusion, bundle, int8=True, int8_eval=test,
                       model_name=cfg.name)
-    if cfg.localiser and load_manifest(bundle, verify_hashes=False).crop is None:
+    if cfg.localiser and cfg.serve == "crop" and \
+            load_manifest(bundle, verify_hashes=False).crop is None:
         add_localiser(bundle, Path(cfg.localiser), parse_views(cfg.crop_views),
                       cfg.crop_long_side, int8=True)
     return bundle
@@ -313,62 +316,6 @@ def _training_minutes(vision: Path) -> float:
     from training.vision_run import RunDir
 
     return round(sum(e.get("epoch_s", 0) for e in RunDir(vision).read_log()) / 60, 1)
-
-
-def set_abstention(bundle: Path, evaluation: dict[str, Any], target: float) -> dict[str, Any]:
-    """Write the bundle's abstention threshold: the lowest grade confidence whose decided grades
-    reach ``target`` accuracy on the held-out synthetic devices (``min_confidence`` of its
-    grading config; below it the decision is inconclusive). Returns what the manifest records."""
-    from fusion.bundle import load_manifest, write_manifest
-
-    grades = (evaluation["synthetic"].get("grades") or {}).get("risk_coverage")
-    if not grades:
-        raise ReleaseError("the held-out synthetic evaluation has no grade-level figures")
-    key = f"{target:g}"
-    if key not in grades["for_accuracy"]:
-        raise ReleaseError(f"--target-accuracy {target}: not one of the evaluated targets "
-                           f"({', '.join(grades['for_accuracy'])})")
-    found = grades["for_accuracy"][key]
-    record: dict[str, Any] = {"target_accuracy": target, "measured_on": "synthetic held-out set"}
-    manifest = load_manifest(bundle, verify_hashes=False)
-    if found:
-        manifest.grading.decision["min_confidence"] = round(float(found["threshold"]), 3)
-        record |= found
-    else:  # no share of the grades reaches the target: abstaining would not help
-        log.warning("release: no confidence threshold reaches %.0f%% accuracy on the held-out "
-                    "set; the bundle decides every grade", 100 * target)
-        manifest.grading.decision.pop("min_confidence", None)
-        record |= {"threshold": None}
-    manifest.abstention = record
-    write_manifest(bundle, manifest)
-    return record
-
-
-def predicted_counts(grades: dict[str, Any] | None) -> dict[str, int]:
-    """The predicted grades counted from ``evaluate bundle``'s grade figures (the column sums
-    of its confusion matrix: the grades as served)."""
-    if not grades or not grades.get("n"):
-        return {}
-    return {g: sum(row[j] for row in grades["confusion_matrix"])
-            for j, g in enumerate(grades["grades"])}
-
-
-def set_reference(bundle: Path, counts: Mapping[str, int], measured_on: str) -> dict[str, Any]:
-    """Write the bundle's reference grade distribution (``reference`` in its manifest: what
-    the service's drift watch compares the served grades with) from counts per grade; returns
-    what the manifest records."""
-    from fusion.bundle import ReferenceInfo, load_manifest, write_manifest
-
-    n = sum(counts.values())
-    if not n:
-        raise ReleaseError(f"{bundle}: no graded device (both photos and a checklist), so no "
-                           "reference distribution")
-    manifest = load_manifest(bundle, verify_hashes=False)
-    manifest.reference = ReferenceInfo(
-        grade_distribution={g: round(c / n, 6) for g, c in counts.items()}, devices=n,
-        measured_on=measured_on)
-    write_manifest(bundle, manifest)
-    return manifest.reference.model_dump()
 
 
 def _return_risk(cfg: ReleaseConfig, bundle: Path) -> dict[str, Any]:

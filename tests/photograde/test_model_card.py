@@ -26,6 +26,6 @@ def test_the_loso_table_has_a_crop_column_only_when_measured():
                          "| 0.950 / 0.900 |")
     assert "device crop" not in "\n".join(plain) and "`synth.csv`" in plain[0]
     assert cropped[-1].endswith("| 0.950 / 0.900 | 0.960 / 0.910 |")
-    assert cropped[2].endswith("| as served | as served, on the device crop |")
+    assert cropped[2].endswith("| as served | on the device crop |")
     assert cropped[3].count("|---") == 8 and "`synth-crops/mixed.csv`" in cropped[0]
     assert _loso(None) == ["Not measured for this release."]

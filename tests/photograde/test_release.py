@@ -117,3 +117,34 @@ def test_release_with_a_localiser_trains_on_crops_and_ships_a_bundle_that_crops(
     assert main(["bundle", "verify", str(out / "bundle")]) == 0
     assert "cut out of the front photo" in (out / "bundle" / "MODEL_CARD.md").read_text()
     assert record["evaluation"]["synthetic"]["grades"]["n"] > 0
+
+
+def test_release_serve_whole_trains_on_crops_but_keeps_whole_photos_for_the_rest(
+        synth_dir, localiser_run, tmp_path):
+    """``--serve whole``: the condition model trains on the photos and their front crops
+    (``mixed.csv``), but fusion, int8 and the evaluation see the whole photos, as the bundle
+    (without a localiser) serves; the calibration and held-out devices are never cropped, and
+    the card says what the model trained on."""
+    from photograde.model_card import _pipeline
+    from photograde.release import ReleaseConfig, ReleaseError, _check_crop, _vision_data
+    from training.manifest import CROP_SUFFIX, load_manifest
+
+    manifest = synth_dir / "manifest.csv"
+    cfg = ReleaseConfig(out=str(tmp_path / "release"), localiser=str(localiser_run[0]),
+                        crop_long_side=64, serve="whole")
+    _check_crop(cfg)
+    training, calib, test = _vision_data(cfg, manifest, manifest, manifest, None)
+    assert (calib, test) == (manifest, manifest)
+    assert [p.name for p in training] == ["mixed.csv"]
+    rows = load_manifest(training[0]).rows
+    assert 0 < sum(r.device_id.endswith(CROP_SUFFIX) for r in rows) < len(rows)
+    assert sorted(p.name for p in (tmp_path / "release" / "data").iterdir()) == ["train-crops"]
+    with pytest.raises(ReleaseError, match="--serve side"):
+        _check_crop(ReleaseConfig(localiser=str(localiser_run[0]), serve="side"))
+
+    class Whole:  # the card's pipeline line reads the manifest's crop only
+        crop = None
+
+    line = _pipeline(Whole(), {"localiser": "runs/loc160", "crop_views": "front"})  # type: ignore[arg-type]
+    assert "whole" in line and "device crops of the front photos" in line
+    assert "crops" not in _pipeline(Whole(), {"localiser": None})  # type: ignore[arg-type]
